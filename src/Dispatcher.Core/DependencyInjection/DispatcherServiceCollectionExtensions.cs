@@ -1,0 +1,96 @@
+using Dispatcher;
+using Dispatcher.Internal;
+using Dispatcher.Running;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+/// <summary>Registers the dispatcher in a service collection.</summary>
+public static class DispatcherServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers <see cref="IDispatcher"/>, its default <see cref="IJobRunner"/>, its options (bound from the <c>Dispatcher</c>
+    /// configuration section when an <see cref="IConfiguration"/> is registered, then <paramref name="configure"/>, then
+    /// validated at start-up), and a hosted service that stops it with the host. This operation is idempotent.
+    /// </summary>
+    /// <param name="services">The services.</param>
+    /// <param name="configure">Configures the options after configuration binding, or <see langword="null"/>.</param>
+    /// <returns>A builder to add queues or replace parts.</returns>
+    public static IDispatcherBuilder AddDispatcher(this IServiceCollection services, Action<DispatcherOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        if (!services.Any(d => d.ServiceType == typeof(DispatcherMarkerService)))
+        {
+            services.AddSingleton<DispatcherMarkerService>();
+            services.AddOptions<DispatcherOptions>().ValidateOnStart();
+            services.AddSingleton<IConfigureOptions<DispatcherOptions>, BindDispatcherConfiguration>();
+            services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<DispatcherOptions>, DispatcherOptionsValidator>());
+            services.TryAddSingleton(TimeProvider.System);
+            services.TryAddSingleton<IJobRunner, CliWrapJobRunner>();
+            services.TryAddSingleton<DefaultDispatcher>();
+            services.TryAddSingleton<IDispatcher>(sp => sp.GetRequiredService<DefaultDispatcher>());
+            services.AddHostedService<DispatcherHostedService>();
+        }
+
+        if (configure is not null)
+        {
+            services.Configure(configure);
+        }
+
+        return new DispatcherBuilder(services);
+    }
+
+    private sealed class BindDispatcherConfiguration(IServiceProvider services) : IConfigureOptions<DispatcherOptions>
+    {
+        public void Configure(DispatcherOptions options)
+        {
+            if (services.GetService<IConfiguration>() is { } configuration)
+            {
+                configuration.GetSection(DispatcherOptions.SectionName).Bind(options);
+            }
+        }
+    }
+
+    private sealed record DispatcherBuilder(IServiceCollection Services) : IDispatcherBuilder;
+}
+
+/// <summary>Configures the dispatcher registered by <c>AddDispatcher</c>.</summary>
+public interface IDispatcherBuilder
+{
+    /// <summary>Gets the services the dispatcher is registered in.</summary>
+    IServiceCollection Services { get; }
+}
+
+/// <summary>Adds queues and parts to the dispatcher.</summary>
+public static class DispatcherBuilderExtensions
+{
+    /// <summary>Adds a queue, or changes the limit of an existing one.</summary>
+    /// <param name="builder">The builder.</param>
+    /// <param name="name">The queue name.</param>
+    /// <param name="maxConcurrency">How many of its jobs may run at once; 0 for no limit.</param>
+    /// <returns>The builder.</returns>
+    public static IDispatcherBuilder AddQueue(this IDispatcherBuilder builder, string name, int maxConcurrency = 1)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ArgumentOutOfRangeException.ThrowIfNegative(maxConcurrency);
+        builder.Services.Configure<DispatcherOptions>(o => o.Queues[name] = new QueueOptions { MaxConcurrency = maxConcurrency });
+        return builder;
+    }
+
+    /// <summary>Replaces the job runner (for example to run commands in a container, or a fake in tests).</summary>
+    /// <typeparam name="TRunner">The runner type, resolved as a singleton.</typeparam>
+    /// <param name="builder">The builder.</param>
+    /// <returns>The builder.</returns>
+    public static IDispatcherBuilder UseJobRunner<TRunner>(this IDispatcherBuilder builder)
+        where TRunner : class, IJobRunner
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.Services.RemoveAll<IJobRunner>();
+        builder.Services.AddSingleton<IJobRunner, TRunner>();
+        return builder;
+    }
+}

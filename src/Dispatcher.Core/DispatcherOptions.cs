@@ -1,0 +1,54 @@
+namespace Dispatcher;
+
+/// <summary>Options of the dispatcher, bound from the <c>Dispatcher</c> configuration section by <c>AddDispatcher</c>.</summary>
+public class DispatcherOptions
+{
+    /// <summary>The name of the configuration section the options are bound from.</summary>
+    public const string SectionName = "Dispatcher";
+
+    /// <summary>
+    /// Gets the queues by name. Holds <c>no_queue</c> (no limit), <c>pkg_queue</c> (1) and <c>iocage_queue</c> (1) unless removed;
+    /// add entries (or configuration keys such as <c>Dispatcher:Queues:builds:MaxConcurrency</c>) for more.
+    /// </summary>
+    public IDictionary<string, QueueOptions> Queues { get; } = new Dictionary<string, QueueOptions>(StringComparer.Ordinal)
+    {
+        [DispatcherQueues.NoQueue] = new() { MaxConcurrency = 0 },
+        [DispatcherQueues.PkgQueue] = new() { MaxConcurrency = 1 },
+        [DispatcherQueues.IocageQueue] = new() { MaxConcurrency = 1 },
+    };
+
+    /// <summary>Gets or sets how long a killed job's processes get after SIGTERM before SIGKILL.</summary>
+    /// <value>The default value is 5 seconds. Between 0 and 10 minutes.</value>
+    public TimeSpan KillGracePeriod { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Gets or sets the timeout of jobs that do not set one, or <see langword="null"/> for none.</summary>
+    /// <value>The default value is <see langword="null"/>.</value>
+    public TimeSpan? DefaultJobTimeout { get; set; }
+
+    /// <summary>
+    /// Gets or sets how many characters of output a job keeps in memory, over all its commands. Beyond it the oldest output is
+    /// dropped and the command's output starts with a line saying how much.
+    /// </summary>
+    /// <value>The default value is 1 048 576 (1 Mi characters). At least 1 024.</value>
+    public int MaxOutputCharacters { get; set; } = 1024 * 1024;
+
+    /// <summary>Gets or sets how many finished jobs' results are kept for <see cref="IDispatcher.GetResult"/>.</summary>
+    /// <value>The default value is 1 000. 0 keeps none.</value>
+    public int RetainedJobCount { get; set; } = 1000;
+
+    /// <summary>Gets or sets how long finished jobs' results are kept.</summary>
+    /// <value>The default value is 1 hour.</value>
+    public TimeSpan RetainedJobAge { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>Gets or sets how many events a subscriber may fall behind before it is unsubscribed.</summary>
+    /// <value>The default value is 10 000. At least 16.</value>
+    public int EventBufferCapacity { get; set; } = 10_000;
+}
+
+/// <summary>Options of one queue.</summary>
+public class QueueOptions
+{
+    /// <summary>Gets or sets how many jobs of the queue may run at once; 0 means no limit.</summary>
+    /// <value>The default value is 1: one job at a time, first in first out.</value>
+    public int MaxConcurrency { get; set; } = 1;
+}

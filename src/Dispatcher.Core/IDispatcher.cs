@@ -1,0 +1,56 @@
+using Dispatcher.Events;
+
+namespace Dispatcher;
+
+/// <summary>
+/// Runs jobs (ordered lists of external commands) in named queues, lists and kills them, keeps the results of finished jobs
+/// for a while, and publishes lifecycle events.
+/// </summary>
+/// <remarks>All members may be called from many threads at once.</remarks>
+public interface IDispatcher
+{
+    /// <summary>Gets the names of the dispatcher's queues.</summary>
+    IReadOnlyCollection<string> Queues { get; }
+
+    /// <summary>Puts a job into its queue. It starts as soon as the queue has room.</summary>
+    /// <param name="request">The job.</param>
+    /// <param name="cancellationToken">Cancels the wait for the job to be accepted.</param>
+    /// <returns>The job as accepted, pending or already running.</returns>
+    /// <exception cref="JobRejectedException">The job was not accepted (no commands, an empty command, an unknown queue,
+    /// an id that is already pending or running, or the dispatcher is stopping); nothing was changed.</exception>
+    ValueTask<JobInfo> EnqueueAsync(JobRequest request, CancellationToken cancellationToken = default);
+
+    /// <summary>Lists the pending and running jobs, grouped by queue in the order of <see cref="Queues"/>; in each queue running jobs come first, then pending jobs in the order they will start.</summary>
+    /// <returns>A snapshot.</returns>
+    IReadOnlyList<JobInfo> List();
+
+    /// <summary>
+    /// Kills jobs. A pending job is removed and never starts. A running job's whole process tree gets SIGTERM, and SIGKILL after
+    /// <see cref="DispatcherOptions.KillGracePeriod"/>; its remaining commands never start.
+    /// </summary>
+    /// <param name="jobIds">The ids; unknown and finished ids are ignored.</param>
+    /// <param name="cancellationToken">A token to cancel the call.</param>
+    /// <returns>The ids of the jobs that were pending or running and are now killed or being killed.</returns>
+    ValueTask<IReadOnlyList<string>> KillAsync(IEnumerable<string> jobIds, CancellationToken cancellationToken = default);
+
+    /// <summary>Looks up the result of a finished job that is still retained (see <see cref="DispatcherOptions.RetainedJobCount"/> and <see cref="DispatcherOptions.RetainedJobAge"/>).</summary>
+    /// <param name="jobId">The job id.</param>
+    /// <returns>The result, or <see langword="null"/> if no finished job with that id is retained.</returns>
+    JobResult? GetResult(string jobId);
+
+    /// <summary>Waits for a pending or running job to finish, or returns the retained result of a finished one.</summary>
+    /// <param name="jobId">The job id.</param>
+    /// <param name="cancellationToken">Cancels the wait (not the job).</param>
+    /// <returns>The job's result.</returns>
+    /// <exception cref="JobNotFoundException">No job with that id is pending, running or retained.</exception>
+    Task<JobResult> WaitForCompletionAsync(string jobId, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Subscribes to the events of all jobs from now on: the subscription is registered before this method returns, so no event
+    /// of a job enqueued afterwards is missed. Each subscriber has its own buffer of <see cref="DispatcherOptions.EventBufferCapacity"/>
+    /// events: a subscriber that falls further behind is unsubscribed and its reader completes with <see cref="EventStreamOverflowException"/>,
+    /// so a slow reader never slows the dispatcher or other subscribers, and never grows memory without bound.
+    /// </summary>
+    /// <returns>The subscription; dispose it to unsubscribe.</returns>
+    DispatcherSubscription Subscribe();
+}

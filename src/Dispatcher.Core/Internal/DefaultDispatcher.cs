@@ -1,0 +1,622 @@
+using System.Diagnostics.Metrics;
+using Dispatcher.Events;
+using Dispatcher.Running;
+using Dispatcher.Telemetry;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+
+namespace Dispatcher.Internal;
+
+/// <summary>
+/// The dispatcher. One lock guards the queues, the active jobs and the retained results; nothing polls: a job starts inside the
+/// call that made room for it (an enqueue, or the end of another job).
+/// </summary>
+internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
+{
+    private readonly object _gate = new();
+    private readonly DispatcherOptions _options;
+    private readonly IJobRunner _runner;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly DispatcherMetrics _metrics;
+    private readonly EventHub _events;
+    private readonly Dictionary<string, QueueState> _queues = new(StringComparer.Ordinal);
+    private readonly QueueState[] _queueOrder;
+    private readonly Dictionary<string, Job> _active = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, JobResult> _finished = new(StringComparer.Ordinal);
+    private readonly Queue<JobResult> _finishedOrder = new();
+    private bool _stopping;
+    private Task? _stopTask;
+
+    public DefaultDispatcher(IOptions<DispatcherOptions> options, IJobRunner runner, TimeProvider timeProvider,
+        ILogger<DefaultDispatcher>? logger = null, IMeterFactory? meterFactory = null)
+    {
+        _options = options.Value;
+        _runner = runner;
+        _time = timeProvider;
+        _logger = (ILogger?)logger ?? NullLogger.Instance;
+        _metrics = new DispatcherMetrics(meterFactory);
+        _events = new EventHub(_options.EventBufferCapacity);
+        foreach (var (name, q) in _options.Queues)
+        {
+            _queues.Add(name, new QueueState(name, q.MaxConcurrency));
+        }
+
+        _queueOrder = [.. _queues.Values];
+        Queues = [.. _queues.Keys];
+    }
+
+    public IReadOnlyCollection<string> Queues { get; }
+
+    public ValueTask<JobInfo> EnqueueAsync(JobRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        cancellationToken.ThrowIfCancellationRequested();
+        var argv = Validate(request);
+        List<Job> toStart;
+        JobInfo info;
+        lock (_gate)
+        {
+            if (_stopping)
+            {
+                throw Reject(request.Id, JobRejectionReason.ShuttingDown, "The dispatcher is stopping and accepts no new jobs.");
+            }
+
+            if (!_queues.TryGetValue(request.Queue, out var queue))
+            {
+                throw Reject(request.Id, JobRejectionReason.UnknownQueue,
+                    $"Unknown queue '{request.Queue}'; the queues are {string.Join(", ", Queues.Select(q => $"'{q}'"))}.");
+            }
+
+            if (_active.ContainsKey(request.Id))
+            {
+                throw Reject(request.Id, JobRejectionReason.DuplicateId, $"A job with id '{request.Id}' is already pending or running.");
+            }
+
+            var job = new Job(request, argv, request.Timeout ?? _options.DefaultJobTimeout, _time.GetUtcNow(), _options.MaxOutputCharacters)
+            {
+                QueueState = queue,
+            };
+            job.PendingNode = queue.Pending.AddLast(job);
+            _active.Add(job.Id, job);
+            _metrics.Enqueued(queue.Name);
+            DispatcherLog.JobEnqueued(_logger, job.Id, queue.Name, job.Commands.Count);
+            if (_events.HasSubscribers)
+            {
+                _events.Publish(new JobPendingEvent(Snapshot(job, queue.Limit == 0 ? null : queue.Running.Count + queue.Pending.Count - 1), job.EnqueuedAt));
+            }
+
+            toStart = StartRunnable(queue);
+            info = Snapshot(job, Position(queue, job));
+        }
+
+        Launch(toStart);
+        return ValueTask.FromResult(info);
+    }
+
+    public IReadOnlyList<JobInfo> List()
+    {
+        lock (_gate)
+        {
+            var list = new List<JobInfo>(_active.Count);
+            foreach (var queue in _queueOrder)
+            {
+                var position = 0;
+                foreach (var job in queue.Running)
+                {
+                    list.Add(Snapshot(job, queue.Limit == 0 ? null : position++));
+                }
+
+                foreach (var job in queue.Pending)
+                {
+                    list.Add(Snapshot(job, queue.Limit == 0 ? null : position++));
+                }
+            }
+
+            return list;
+        }
+    }
+
+    public ValueTask<IReadOnlyList<string>> KillAsync(IEnumerable<string> jobIds, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(jobIds);
+        cancellationToken.ThrowIfCancellationRequested();
+        var killed = new List<string>();
+        var toStop = new List<Job>();
+        var unique = new HashSet<string>(StringComparer.Ordinal);
+        lock (_gate)
+        {
+            foreach (var id in jobIds)
+            {
+                if (id is null || !unique.Add(id) || !_active.TryGetValue(id, out var job))
+                {
+                    continue;
+                }
+
+                killed.Add(id);
+                _metrics.Killed(job.Queue);
+                DispatcherLog.JobKilled(_logger, id, job.State);
+                if (job.State == JobState.Pending)
+                {
+                    FinishPending(job, JobOutcome.Killed);
+                }
+                else if (MarkStopping(job, JobOutcome.Killed))
+                {
+                    toStop.Add(job);
+                }
+            }
+        }
+
+        foreach (var job in toStop)
+        {
+            _ = EnforceStopAsync(job);
+        }
+
+        return ValueTask.FromResult<IReadOnlyList<string>>(killed);
+    }
+
+    public JobResult? GetResult(string jobId)
+    {
+        ArgumentNullException.ThrowIfNull(jobId);
+        lock (_gate)
+        {
+            Prune();
+            return _finished.GetValueOrDefault(jobId);
+        }
+    }
+
+    public Task<JobResult> WaitForCompletionAsync(string jobId, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(jobId);
+        lock (_gate)
+        {
+            if (_active.TryGetValue(jobId, out var job))
+            {
+                return job.Completion.Task.WaitAsync(cancellationToken);
+            }
+
+            Prune();
+            return _finished.TryGetValue(jobId, out var result)
+                ? Task.FromResult(result)
+                : Task.FromException<JobResult>(new JobNotFoundException(jobId));
+        }
+    }
+
+    public DispatcherSubscription Subscribe() => _events.Subscribe();
+
+    /// <summary>
+    /// Stops the dispatcher: no new jobs are accepted, pending jobs finish as interrupted, running jobs get the grace period and
+    /// are then killed. When <paramref name="cancellationToken"/> fires first, whatever still runs is killed at once.
+    /// </summary>
+    public Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_gate)
+        {
+            _stopTask ??= StopCoreAsync();
+        }
+
+        return WaitStopAsync(_stopTask, cancellationToken);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync().ConfigureAwait(false);
+        _metrics.Dispose();
+    }
+
+    private async Task WaitStopAsync(Task stop, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await stop.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // The host's patience ran out before the grace period: kill what is left now, then finish the stop.
+            Job[] running;
+            lock (_gate)
+            {
+                running = [.. _active.Values];
+            }
+
+            foreach (var job in running)
+            {
+                await CancelSafelyAsync(job.Forceful).ConfigureAwait(false);
+            }
+
+            await stop.ConfigureAwait(false);
+        }
+    }
+
+    private async Task StopCoreAsync()
+    {
+        Job[] running;
+        lock (_gate)
+        {
+            _stopping = true;
+            running = [.. _active.Values.Where(j => j.State == JobState.Running)];
+            var pending = _active.Values.Where(j => j.State == JobState.Pending).OrderBy(j => j.Sequence).ToArray();
+            DispatcherLog.Stopping(_logger, running.Length, pending.Length);
+            foreach (var job in pending)
+            {
+                FinishPending(job, JobOutcome.Interrupted);
+            }
+
+            running = [.. running.Where(j => MarkStopping(j, JobOutcome.Interrupted))];
+        }
+
+        await Task.WhenAll(running.Select(EnforceStopAsync)).ConfigureAwait(false);
+        Task[] remaining;
+        lock (_gate)
+        {
+            remaining = [.. _active.Values.Select(j => (Task)j.Completion.Task)];
+        }
+
+        await Task.WhenAll(remaining).ConfigureAwait(false);
+        _events.CompleteAll();
+    }
+
+    private static IReadOnlyList<string>[] Validate(JobRequest request)
+    {
+        var id = request.Id ?? string.Empty;
+        if (string.IsNullOrWhiteSpace(request.Id))
+        {
+            throw new JobRejectedException(id, JobRejectionReason.InvalidRequest, "The job id must not be empty.");
+        }
+
+        if (request.Commands is null || request.Commands.Count == 0)
+        {
+            throw new JobRejectedException(id, JobRejectionReason.NoCommands, $"Job '{id}' has no commands.");
+        }
+
+        if (request.Queue is null)
+        {
+            throw new JobRejectedException(id, JobRejectionReason.UnknownQueue, $"Job '{id}' names no queue.");
+        }
+
+        if (request.Timeout is { } timeout && timeout <= TimeSpan.Zero)
+        {
+            throw new JobRejectedException(id, JobRejectionReason.InvalidRequest, $"Job '{id}' has a timeout of {timeout}; it must be positive.");
+        }
+
+        var argv = new IReadOnlyList<string>[request.Commands.Count];
+        for (var i = 0; i < argv.Length; i++)
+        {
+            var command = request.Commands[i];
+            argv[i] = command is null ? [] : CommandLine.Split(command);
+            if (argv[i].Count == 0)
+            {
+                throw new JobRejectedException(id, JobRejectionReason.InvalidRequest, $"Command {i} of job '{id}' is empty.");
+            }
+        }
+
+        return argv;
+    }
+
+    private JobRejectedException Reject(string id, JobRejectionReason reason, string message)
+    {
+        _metrics.Rejected();
+        DispatcherLog.JobRejected(_logger, id, reason, message);
+        return new JobRejectedException(id, reason, message);
+    }
+
+    private static int? Position(QueueState queue, Job job)
+    {
+        if (queue.Limit == 0)
+        {
+            return null;
+        }
+
+        if (job.State == JobState.Running)
+        {
+            return queue.Running.IndexOf(job);
+        }
+
+        var position = queue.Running.Count;
+        for (var node = queue.Pending.First; node is not null && node.Value != job; node = node.Next)
+        {
+            position++;
+        }
+
+        return position;
+    }
+
+    private static JobInfo Snapshot(Job job, int? position) =>
+        new(job.Id, job.Queue, job.Commands, job.State, position, job.EnqueuedAt, job.StartedAt,
+            job.CurrentCommand >= 0 ? job.CurrentCommand : null);
+
+    /// <summary>Moves jobs from pending to running while the queue has room. Called under the lock.</summary>
+    private List<Job> StartRunnable(QueueState queue)
+    {
+        var started = new List<Job>();
+        while (queue.Pending.First is { } node && (queue.Limit == 0 || queue.Running.Count < queue.Limit))
+        {
+            var job = node.Value;
+            queue.Pending.RemoveFirst();
+            job.PendingNode = null;
+            job.State = JobState.Running;
+            job.StartedAt = _time.GetUtcNow();
+            queue.Running.Add(job);
+            _metrics.Started(queue.Name);
+            DispatcherLog.JobStarted(_logger, job.Id, queue.Name);
+            if (_events.HasSubscribers)
+            {
+                _events.Publish(new JobStartedEvent(Snapshot(job, queue.Limit == 0 ? null : queue.Running.Count - 1), job.StartedAt.Value));
+            }
+
+            started.Add(job);
+        }
+
+        return started;
+    }
+
+    private void Launch(List<Job> jobs)
+    {
+        foreach (var job in jobs)
+        {
+            _ = Task.Run(() => RunJobAsync(job));
+        }
+    }
+
+    private async Task RunJobAsync(Job job)
+    {
+        var failed = false;
+        try
+        {
+            if (job.Timeout is { } timeout)
+            {
+                job.TimeoutTimer = _time.CreateTimer(static state =>
+                {
+                    var (self, j) = ((DefaultDispatcher, Job))state!;
+                    self.StopOnTimeout(j);
+                }, (this, job), timeout, Timeout.InfiniteTimeSpan);
+            }
+
+            for (var i = 0; i < job.Commands.Count && !failed; i++)
+            {
+                lock (_gate)
+                {
+                    if (job.StopReason is not null)
+                    {
+                        break;
+                    }
+
+                    job.CurrentCommand = i;
+                    job.Output.StartCommand();
+                }
+
+                var started = _time.GetUtcNow();
+                if (_events.HasSubscribers)
+                {
+                    _events.Publish(new JobCommandStartedEvent(job.Id, i, job.Commands[i], started));
+                }
+
+                var command = new JobCommand(job.Id, i, job.Commands[i], job.Argv[i], job.Request.WorkingDirectory, job.Request.Environment);
+                var sink = new OutputSink(this, job, i);
+                int exitCode;
+                try
+                {
+                    exitCode = await _runner.RunAsync(command, sink, job.Forceful.Token, job.Graceful.Token).ConfigureAwait(false);
+                }
+                catch (Exception ex)
+                {
+                    DispatcherLog.CommandNotStarted(_logger, job.Id, i, ex);
+                    sink.Write($"dispatcher: cannot run '{command.Program}': {ex.Message}\n");
+                    exitCode = CliWrapJobRunner.NotStartedExitCode;
+                }
+
+                var finished = _time.GetUtcNow();
+                job.Exits.Add((exitCode, started, finished));
+                if (_events.HasSubscribers)
+                {
+                    _events.Publish(new JobCommandFinishedEvent(job.Id, i, job.Commands[i], exitCode, finished));
+                }
+
+                failed = exitCode != 0;
+            }
+        }
+        catch (Exception ex)
+        {
+            DispatcherLog.RunnerFault(_logger, job.Id, ex);
+            failed = true;
+        }
+        finally
+        {
+            FinishRunning(job, failed);
+        }
+    }
+
+    private void StopOnTimeout(Job job)
+    {
+        bool stop;
+        lock (_gate)
+        {
+            stop = MarkStopping(job, JobOutcome.TimedOut);
+        }
+
+        if (stop)
+        {
+            DispatcherLog.JobTimedOut(_logger, job.Id, job.Timeout ?? TimeSpan.Zero);
+            _ = EnforceStopAsync(job);
+        }
+    }
+
+    /// <summary>Records why a running job is being stopped; false if it is not running or already stopping. Called under the lock.</summary>
+    private static bool MarkStopping(Job job, JobOutcome reason)
+    {
+        if (job.State != JobState.Running || job.StopReason is not null)
+        {
+            return false;
+        }
+
+        job.StopReason = reason;
+        return true;
+    }
+
+    /// <summary>SIGTERM to the job's tree now; SIGKILL if it has not finished after the grace period.</summary>
+    private async Task EnforceStopAsync(Job job)
+    {
+        await CancelSafelyAsync(job.Graceful).ConfigureAwait(false);
+        try
+        {
+            await job.Completion.Task.WaitAsync(_options.KillGracePeriod, _time).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            DispatcherLog.JobForceKilled(_logger, job.Id, _options.KillGracePeriod);
+            await CancelSafelyAsync(job.Forceful).ConfigureAwait(false);
+            await job.Completion.Task.ConfigureAwait(false);
+        }
+    }
+
+    private async Task CancelSafelyAsync(CancellationTokenSource source)
+    {
+        try
+        {
+            await source.CancelAsync().ConfigureAwait(false);
+        }
+        catch (AggregateException ex)
+        {
+            DispatcherLog.RunnerFault(_logger, "(signal)", ex);
+        }
+    }
+
+    private void FinishPending(Job job, JobOutcome outcome)
+    {
+        var queue = job.QueueState;
+        queue.Pending.Remove(job.PendingNode!);
+        job.PendingNode = null;
+        _metrics.LeftQueueUnstarted(queue.Name);
+        Finish(job, outcome, []);
+    }
+
+    private void FinishRunning(Job job, bool failed)
+    {
+        job.TimeoutTimer?.Dispose();
+        var results = new CommandResult[job.Exits.Count];
+        for (var i = 0; i < results.Length; i++)
+        {
+            var (text, dropped) = job.Output.Snapshot(i);
+            var (code, started, finished) = job.Exits[i];
+            results[i] = new CommandResult(i, job.Commands[i], text, dropped, code, started, finished);
+        }
+
+        List<Job> toStart;
+        lock (_gate)
+        {
+            var outcome = job.StopReason ?? (failed ? JobOutcome.Failed : JobOutcome.Succeeded);
+            job.QueueState.Running.Remove(job);
+            Finish(job, outcome, results);
+            toStart = _stopping ? [] : StartRunnable(job.QueueState);
+        }
+
+        Launch(toStart);
+    }
+
+    /// <summary>Ends a job: retains its result, publishes the one finished event, completes its waiters. Called under the lock.</summary>
+    private void Finish(Job job, JobOutcome outcome, CommandResult[] results)
+    {
+        var now = _time.GetUtcNow();
+        job.State = JobState.Finished;
+        _active.Remove(job.Id);
+        var result = new JobResult(job.Id, job.Queue, job.Commands, outcome, results, job.EnqueuedAt, job.StartedAt, now);
+        if (_options.RetainedJobCount > 0)
+        {
+            _finished[job.Id] = result;
+            _finishedOrder.Enqueue(result);
+            Prune();
+        }
+
+        _metrics.Finished(job.Queue, outcome, now - job.StartedAt);
+        DispatcherLog.JobFinished(_logger, job.Id, job.Queue, outcome, result.ExitCode, ((now - job.StartedAt) ?? TimeSpan.Zero).TotalMilliseconds);
+        _events.Publish(new JobFinishedEvent(result));
+        job.Completion.TrySetResult(result);
+    }
+
+    private void Prune()
+    {
+        var cutoff = _time.GetUtcNow() - _options.RetainedJobAge;
+        while (_finishedOrder.TryPeek(out var oldest) && (_finishedOrder.Count > _options.RetainedJobCount || oldest.FinishedAt < cutoff))
+        {
+            _finishedOrder.Dequeue();
+            if (_finished.TryGetValue(oldest.Id, out var current) && ReferenceEquals(current, oldest))
+            {
+                _finished.Remove(oldest.Id);
+            }
+        }
+    }
+
+    private sealed class QueueState(string name, int limit)
+    {
+        public string Name { get; } = name;
+
+        public int Limit { get; } = limit;
+
+        public LinkedList<Job> Pending { get; } = new();
+
+        public List<Job> Running { get; } = [];
+    }
+
+    private sealed class Job(JobRequest request, IReadOnlyList<string>[] argv, TimeSpan? timeout, DateTimeOffset enqueuedAt, int outputLimit)
+    {
+        private static long s_sequence;
+
+        public long Sequence { get; } = Interlocked.Increment(ref s_sequence);
+
+        public JobRequest Request { get; } = request;
+
+        public string Id => Request.Id;
+
+        public string Queue => Request.Queue;
+
+        public IReadOnlyList<string> Commands { get; } = [.. request.Commands];
+
+        public IReadOnlyList<string>[] Argv { get; } = argv;
+
+        public TimeSpan? Timeout { get; } = timeout;
+
+        public DateTimeOffset EnqueuedAt { get; } = enqueuedAt;
+
+        public required QueueState QueueState { get; init; }
+
+        public LinkedListNode<Job>? PendingNode { get; set; }
+
+        public JobState State { get; set; }
+
+        public DateTimeOffset? StartedAt { get; set; }
+
+        public int CurrentCommand { get; set; } = -1;
+
+        public JobOutcome? StopReason { get; set; }
+
+        public ITimer? TimeoutTimer { get; set; }
+
+        public CancellationTokenSource Graceful { get; } = new();
+
+        public CancellationTokenSource Forceful { get; } = new();
+
+        public TaskCompletionSource<JobResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public OutputLog Output { get; } = new(outputLimit);
+
+        public List<(int ExitCode, DateTimeOffset Started, DateTimeOffset Finished)> Exits { get; } = [];
+    }
+
+    private sealed class OutputSink(DefaultDispatcher dispatcher, Job job, int index) : IJobOutput
+    {
+        public void Write(ReadOnlySpan<char> text)
+        {
+            if (text.IsEmpty)
+            {
+                return;
+            }
+
+            job.Output.Append(text);
+            if (dispatcher._events.HasSubscribers)
+            {
+                dispatcher._events.Publish(new JobOutputEvent(job.Id, index, text.ToString(), dispatcher._time.GetUtcNow()));
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+using Microsoft.Extensions.Options;
+
+namespace Dispatcher.Internal;
+
+/// <summary>Checks <see cref="DispatcherOptions"/> at start-up and names every value that is wrong.</summary>
+internal sealed class DispatcherOptionsValidator : IValidateOptions<DispatcherOptions>
+{
+    public ValidateOptionsResult Validate(string? name, DispatcherOptions options)
+    {
+        var errors = new List<string>();
+        if (options.Queues.Count == 0)
+        {
+            errors.Add("Dispatcher:Queues must name at least one queue.");
+        }
+
+        foreach (var (queue, q) in options.Queues)
+        {
+            if (string.IsNullOrWhiteSpace(queue))
+            {
+                errors.Add("Dispatcher:Queues has a queue with an empty name.");
+            }
+            else if (q is null)
+            {
+                errors.Add($"Dispatcher:Queues:{queue} has no options.");
+            }
+            else if (q.MaxConcurrency < 0)
+            {
+                errors.Add($"Dispatcher:Queues:{queue}:MaxConcurrency is {q.MaxConcurrency}; it must be 0 (no limit) or more.");
+            }
+        }
+
+        if (options.KillGracePeriod < TimeSpan.Zero || options.KillGracePeriod > TimeSpan.FromMinutes(10))
+        {
+            errors.Add($"Dispatcher:KillGracePeriod is {options.KillGracePeriod}; it must be between 00:00:00 and 00:10:00.");
+        }
+
+        if (options.DefaultJobTimeout is { } timeout && timeout <= TimeSpan.Zero)
+        {
+            errors.Add($"Dispatcher:DefaultJobTimeout is {timeout}; it must be positive, or unset for none.");
+        }
+
+        if (options.MaxOutputCharacters < 1024)
+        {
+            errors.Add($"Dispatcher:MaxOutputCharacters is {options.MaxOutputCharacters}; it must be at least 1024.");
+        }
+
+        if (options.RetainedJobCount < 0)
+        {
+            errors.Add($"Dispatcher:RetainedJobCount is {options.RetainedJobCount}; it must be 0 or more.");
+        }
+
+        if (options.RetainedJobAge < TimeSpan.Zero)
+        {
+            errors.Add($"Dispatcher:RetainedJobAge is {options.RetainedJobAge}; it must not be negative.");
+        }
+
+        if (options.EventBufferCapacity < 16)
+        {
+            errors.Add($"Dispatcher:EventBufferCapacity is {options.EventBufferCapacity}; it must be at least 16.");
+        }
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}

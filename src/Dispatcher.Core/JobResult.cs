@@ -1,0 +1,90 @@
+namespace Dispatcher;
+
+/// <summary>The full result of a finished job.</summary>
+public sealed class JobResult
+{
+    internal JobResult(string id, string queue, IReadOnlyList<string> commands, JobOutcome outcome,
+        IReadOnlyList<CommandResult> commandResults, DateTimeOffset enqueuedAt, DateTimeOffset? startedAt, DateTimeOffset finishedAt)
+    {
+        Id = id;
+        Queue = queue;
+        Commands = commands;
+        Outcome = outcome;
+        CommandResults = commandResults;
+        EnqueuedAt = enqueuedAt;
+        StartedAt = startedAt;
+        FinishedAt = finishedAt;
+    }
+
+    /// <summary>Gets the job id.</summary>
+    public string Id { get; }
+
+    /// <summary>Gets the name of the job's queue.</summary>
+    public string Queue { get; }
+
+    /// <summary>Gets the job's commands, including those that never ran.</summary>
+    public IReadOnlyList<string> Commands { get; }
+
+    /// <summary>Gets how the job ended.</summary>
+    public JobOutcome Outcome { get; }
+
+    /// <summary>Gets one result per command that started, in order; commands that never started have none.</summary>
+    public IReadOnlyList<CommandResult> CommandResults { get; }
+
+    /// <summary>Gets when the job was enqueued.</summary>
+    public DateTimeOffset EnqueuedAt { get; }
+
+    /// <summary>Gets when the job started, or <see langword="null"/> if it never did (killed while pending).</summary>
+    public DateTimeOffset? StartedAt { get; }
+
+    /// <summary>Gets when the job finished.</summary>
+    public DateTimeOffset FinishedAt { get; }
+
+    /// <summary>
+    /// Gets the index of the command that failed when <see cref="Outcome"/> is <see cref="JobOutcome.Failed"/>, otherwise <see langword="null"/>.
+    /// </summary>
+    public int? FailedCommand => Outcome == JobOutcome.Failed && CommandResults.Count > 0 ? CommandResults.Count - 1 : null;
+
+    /// <summary>Gets the exit code of the last command that ran, or <see langword="null"/> if none ran.</summary>
+    public int? ExitCode => CommandResults.Count > 0 ? CommandResults[^1].ExitCode : null;
+}
+
+/// <summary>The result of one command of a job.</summary>
+public sealed class CommandResult
+{
+    internal CommandResult(int index, string command, string output, long droppedOutputCharacters, int exitCode,
+        DateTimeOffset startedAt, DateTimeOffset finishedAt)
+    {
+        Index = index;
+        Command = command;
+        Output = output;
+        DroppedOutputCharacters = droppedOutputCharacters;
+        ExitCode = exitCode;
+        StartedAt = startedAt;
+        FinishedAt = finishedAt;
+    }
+
+    /// <summary>Gets the command's index in <see cref="JobResult.Commands"/>.</summary>
+    public int Index { get; }
+
+    /// <summary>Gets the command string.</summary>
+    public string Command { get; }
+
+    /// <summary>
+    /// Gets the command's merged standard output and standard error as kept by the dispatcher: the tail of it when the job
+    /// printed more than <see cref="DispatcherOptions.MaxOutputCharacters"/>, preceded by a line saying how much was dropped.
+    /// </summary>
+    public string Output { get; }
+
+    /// <summary>Gets how many characters of output were dropped from the front of <see cref="Output"/>.</summary>
+    public long DroppedOutputCharacters { get; }
+
+    /// <summary>Gets the exit code. A process ended by a signal reports 128 plus the signal number.</summary>
+    public int ExitCode { get; }
+
+    /// <summary>Gets when the command started.</summary>
+    public DateTimeOffset StartedAt { get; }
+
+    /// <summary>Gets when the command exited.</summary>
+    public DateTimeOffset FinishedAt { get; }
+}

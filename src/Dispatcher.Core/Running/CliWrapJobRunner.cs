@@ -1,0 +1,181 @@
+using System.Text;
+using CliWrap;
+
+namespace Dispatcher.Running;
+
+/// <summary>
+/// The default <see cref="IJobRunner"/>: runs the program through CliWrap with an argument list (never a shell). On Linux each
+/// command runs through <c>setsid</c> so it leads a session and process group of its own, which lets a kill reach its whole tree.
+/// </summary>
+internal sealed class CliWrapJobRunner : IJobRunner
+{
+    /// <summary>The exit code reported for a command whose program could not be found or started, as shells do.</summary>
+    internal const int NotStartedExitCode = 127;
+
+    private readonly string? _setsid;
+    private readonly string? _env;
+
+    public CliWrapJobRunner()
+    {
+        var path = Environment.GetEnvironmentVariable("PATH");
+        _setsid = ProcessTree.IsSupported ? FindOnPath("setsid", path, null) : null;
+        _env = _setsid is null ? null : FindOnPath("env", path, null);
+        if (_env is not null && !SupportsDefaultSignal(_env))
+        {
+            _env = null;
+        }
+    }
+
+    /// <summary>
+    /// The .NET runtime ignores SIGPIPE, and children inherit ignored signals: a pipeline such as <c>yes | head</c> inside a job
+    /// would then never end by SIGPIPE. GNU env (coreutils 8.31 and later) puts every signal back to its default before the exec.
+    /// </summary>
+    private static bool SupportsDefaultSignal(string env)
+    {
+        try
+        {
+            using var probe = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(env, ["--default-signal", "true"])
+            {
+                RedirectStandardError = true,
+                RedirectStandardOutput = true,
+            });
+            if (probe is null || !probe.WaitForExit(10_000))
+            {
+                return false;
+            }
+
+            return probe.ExitCode == 0;
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return false;
+        }
+    }
+
+    public async Task<int> RunAsync(JobCommand command, IJobOutput output, CancellationToken forcefulCancellationToken,
+        CancellationToken gracefulCancellationToken)
+    {
+        var path = command.Environment is { } env && env.TryGetValue("PATH", out var p) ? p : Environment.GetEnvironmentVariable("PATH");
+        var program = FindOnPath(command.Program, path, command.WorkingDirectory);
+        if (program is null)
+        {
+            output.Write($"dispatcher: cannot run '{command.Program}': no such executable file{(command.Program.Contains('/', StringComparison.Ordinal) ? string.Empty : " on PATH")}\n");
+            return NotStartedExitCode;
+        }
+
+        if (command.WorkingDirectory is { } dir && !Directory.Exists(dir))
+        {
+            output.Write($"dispatcher: cannot run '{command.Program}': working directory '{dir}' does not exist\n");
+            return NotStartedExitCode;
+        }
+
+        var target = PipeTarget.Create((stream, ct) => CopyAsync(stream, output, ct));
+        var cli = (_setsid is null
+                ? Cli.Wrap(program).WithArguments(command.Arguments)
+                : Cli.Wrap(_setsid).WithArguments(_env is null
+                    ? [program, .. command.Arguments]
+                    : [_env, "--default-signal", program, .. command.Arguments]))
+            .WithValidation(CommandResultValidation.None)
+            .WithStandardOutputPipe(target)
+            .WithStandardErrorPipe(target);
+        if (command.WorkingDirectory is not null)
+        {
+            cli = cli.WithWorkingDirectory(command.WorkingDirectory);
+        }
+
+        if (command.Environment is { Count: > 0 } variables)
+        {
+            cli = cli.WithEnvironmentVariables(variables.ToDictionary(kv => kv.Key, kv => (string?)kv.Value));
+        }
+
+        CommandTask<CliWrap.CommandResult> task;
+        try
+        {
+            // With process-group support the graceful stop is ours (SIGTERM to the tree), not CliWrap's (SIGINT to the child).
+            task = _setsid is null
+                ? cli.ExecuteAsync(forcefulCancellationToken, gracefulCancellationToken)
+                : cli.ExecuteAsync(forcefulCancellationToken);
+        }
+        catch (Exception ex) when (ex is System.ComponentModel.Win32Exception or InvalidOperationException or IOException or UnauthorizedAccessException)
+        {
+            output.Write($"dispatcher: cannot run '{command.Program}': {ex.Message}\n");
+            return NotStartedExitCode;
+        }
+
+        var pid = task.ProcessId;
+        using var onGraceful = _setsid is null ? default : gracefulCancellationToken.Register(() => ProcessTree.Terminate(pid));
+        using var onForceful = _setsid is null ? default : forcefulCancellationToken.Register(() => ProcessTree.Kill(pid));
+        try
+        {
+            var result = await task.ConfigureAwait(false);
+            return result.ExitCode;
+        }
+        catch (OperationCanceledException) when (forcefulCancellationToken.IsCancellationRequested)
+        {
+            return 128 + ProcessTree.SigKill;
+        }
+        catch (OperationCanceledException) when (gracefulCancellationToken.IsCancellationRequested)
+        {
+            return 128 + ProcessTree.SigTerm;
+        }
+    }
+
+    private static async Task CopyAsync(Stream stream, IJobOutput output, CancellationToken cancellationToken)
+    {
+        var decoder = Encoding.UTF8.GetDecoder();
+        var bytes = new byte[16 * 1024];
+        var chars = new char[Encoding.UTF8.GetMaxCharCount(bytes.Length)];
+        int read;
+        while ((read = await stream.ReadAsync(bytes, cancellationToken).ConfigureAwait(false)) > 0)
+        {
+            var count = decoder.GetChars(bytes, 0, read, chars, 0, flush: false);
+            if (count > 0)
+            {
+                output.Write(chars.AsSpan(0, count));
+            }
+        }
+
+        var tail = decoder.GetChars([], 0, 0, chars, 0, flush: true);
+        if (tail > 0)
+        {
+            output.Write(chars.AsSpan(0, tail));
+        }
+    }
+
+    /// <summary>Resolves a program the way execvp does: a name with a slash is a path, otherwise each PATH entry is tried.</summary>
+    internal static string? FindOnPath(string program, string? path, string? workingDirectory)
+    {
+        if (program.Contains('/', StringComparison.Ordinal))
+        {
+            var full = Path.IsPathRooted(program) ? program : Path.GetFullPath(program, workingDirectory ?? Environment.CurrentDirectory);
+            return IsExecutable(full) ? full : null;
+        }
+
+        foreach (var dir in (path ?? "/usr/local/bin:/usr/bin:/bin").Split(':', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var candidate = Path.Combine(dir, program);
+            if (IsExecutable(candidate))
+            {
+                return candidate;
+            }
+        }
+
+        return null;
+    }
+
+    private static bool IsExecutable(string file)
+    {
+        if (!File.Exists(file))
+        {
+            return false;
+        }
+
+        if (OperatingSystem.IsWindows())
+        {
+            return true;
+        }
+
+        const UnixFileMode anyExecute = UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute;
+        return (File.GetUnixFileMode(file) & anyExecute) != 0;
+    }
+}

@@ -1,0 +1,150 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+
+namespace Dispatcher.Running;
+
+/// <summary>
+/// Signals a command's whole process tree on Linux. Each command is started as the leader of a new session (and so of a new
+/// process group, whose id is its PID). Graceful stop: SIGTERM to the process group and to every descendant found through
+/// parent PIDs. Forceful stop: SIGKILL to the group, to every process still in the command's session (which catches double-forked
+/// processes that were re-parented to init) and to every descendant, repeated until none is left.
+/// </summary>
+internal static class ProcessTree
+{
+    internal const int SigTerm = 15;
+    internal const int SigKill = 9;
+
+    public static bool IsSupported { get; } = OperatingSystem.IsLinux() && Directory.Exists("/proc/self");
+
+    public static void Terminate(int leaderPid)
+    {
+        // Collect the tree before signalling: once a parent dies its children are re-parented and lose the link.
+        var tree = Descendants(leaderPid, includeSession: false);
+        _ = NativeMethods.kill(-leaderPid, SigTerm);
+        foreach (var pid in tree)
+        {
+            _ = NativeMethods.kill(pid, SigTerm);
+        }
+    }
+
+    public static void Kill(int leaderPid)
+    {
+        for (var round = 0; round < 10; round++)
+        {
+            var targets = Descendants(leaderPid, includeSession: true);
+            _ = NativeMethods.kill(-leaderPid, SigKill);
+            if (targets.Count == 0)
+            {
+                return;
+            }
+
+            foreach (var pid in targets)
+            {
+                _ = NativeMethods.kill(pid, SigKill);
+            }
+        }
+    }
+
+    /// <summary>The leader, its descendants by parent PID and (optionally) every process of the leader's session.</summary>
+    internal static List<int> Descendants(int leaderPid, bool includeSession)
+    {
+        var stats = ReadProcessTable();
+        var result = new List<int>();
+        var seen = new HashSet<int>();
+        if (stats.Any(s => s.Pid == leaderPid))
+        {
+            result.Add(leaderPid);
+            seen.Add(leaderPid);
+        }
+
+        if (includeSession)
+        {
+            foreach (var s in stats)
+            {
+                if (s.Session == leaderPid && seen.Add(s.Pid))
+                {
+                    result.Add(s.Pid);
+                }
+            }
+        }
+
+        var frontier = new Queue<int>(result.Count == 0 ? [leaderPid] : result);
+        while (frontier.Count > 0)
+        {
+            var parent = frontier.Dequeue();
+            foreach (var s in stats)
+            {
+                if (s.ParentPid == parent && seen.Add(s.Pid))
+                {
+                    result.Add(s.Pid);
+                    frontier.Enqueue(s.Pid);
+                }
+            }
+        }
+
+        return result;
+    }
+
+    internal readonly record struct ProcStat(int Pid, int ParentPid, int Session, char State);
+
+    internal static List<ProcStat> ReadProcessTable()
+    {
+        var list = new List<ProcStat>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            var name = Path.GetFileName(dir);
+            if (name.Length == 0 || !char.IsAsciiDigit(name[0]))
+            {
+                continue;
+            }
+
+            try
+            {
+                if (TryParseStat(File.ReadAllText(Path.Combine(dir, "stat")), out var stat) && stat.State != 'Z')
+                {
+                    list.Add(stat);
+                }
+            }
+            catch (IOException)
+            {
+                // The process ended while we looked.
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+
+        return list;
+    }
+
+    /// <summary>Parses <c>/proc/PID/stat</c>: "pid (comm) state ppid pgrp session ...", where comm may hold spaces and parentheses.</summary>
+    internal static bool TryParseStat(string text, out ProcStat stat)
+    {
+        stat = default;
+        var close = text.LastIndexOf(')');
+        var space = text.IndexOf(' ', StringComparison.Ordinal);
+        if (close < 0 || space < 0 || !int.TryParse(text.AsSpan(0, space), NumberStyles.None, CultureInfo.InvariantCulture, out var pid))
+        {
+            return false;
+        }
+
+        var fields = text[(close + 2)..].Split(' ');
+        if (fields.Length < 4
+            || !int.TryParse(fields[1], NumberStyles.None, CultureInfo.InvariantCulture, out var ppid)
+            || !int.TryParse(fields[3], NumberStyles.None, CultureInfo.InvariantCulture, out var session))
+        {
+            return false;
+        }
+
+        stat = new ProcStat(pid, ppid, session, fields[0].Length > 0 ? fields[0][0] : '?');
+        return true;
+    }
+
+    private static class NativeMethods
+    {
+        [DllImport("libc", SetLastError = true)]
+#pragma warning disable CA5392, IDE1006 // the libc name
+        internal static extern int kill(int pid, int sig);
+#pragma warning restore CA5392, IDE1006
+    }
+}

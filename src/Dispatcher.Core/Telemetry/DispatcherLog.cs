@@ -1,0 +1,37 @@
+using Microsoft.Extensions.Logging;
+
+namespace Dispatcher.Telemetry;
+
+/// <summary>The dispatcher's log messages, with stable event ids.</summary>
+internal static partial class DispatcherLog
+{
+    [LoggerMessage(EventId = 1, EventName = "JobEnqueued", Level = LogLevel.Information, Message = "Job {JobId} queued in {Queue} with {CommandCount} command(s)")]
+    public static partial void JobEnqueued(ILogger logger, string jobId, string queue, int commandCount);
+
+    [LoggerMessage(EventId = 2, EventName = "JobStarted", Level = LogLevel.Information, Message = "Job {JobId} started in {Queue}")]
+    public static partial void JobStarted(ILogger logger, string jobId, string queue);
+
+    [LoggerMessage(EventId = 3, EventName = "JobFinished", Level = LogLevel.Information, Message = "Job {JobId} finished in {Queue}: {Outcome}, exit code {ExitCode}, {DurationMs:F0} ms")]
+    public static partial void JobFinished(ILogger logger, string jobId, string queue, JobOutcome outcome, int? exitCode, double durationMs);
+
+    [LoggerMessage(EventId = 4, EventName = "JobKilled", Level = LogLevel.Information, Message = "Job {JobId} killed while {State}")]
+    public static partial void JobKilled(ILogger logger, string jobId, JobState state);
+
+    [LoggerMessage(EventId = 5, EventName = "JobRejected", Level = LogLevel.Warning, Message = "Job {JobId} rejected ({Reason}): {Message}")]
+    public static partial void JobRejected(ILogger logger, string jobId, JobRejectionReason reason, string message);
+
+    [LoggerMessage(EventId = 6, EventName = "CommandNotStarted", Level = LogLevel.Warning, Message = "Job {JobId} command {Index} could not be started")]
+    public static partial void CommandNotStarted(ILogger logger, string jobId, int index, Exception exception);
+
+    [LoggerMessage(EventId = 7, EventName = "JobForceKilled", Level = LogLevel.Warning, Message = "Job {JobId} did not stop within the grace period of {GracePeriod}; killing it")]
+    public static partial void JobForceKilled(ILogger logger, string jobId, TimeSpan gracePeriod);
+
+    [LoggerMessage(EventId = 8, EventName = "Stopping", Level = LogLevel.Information, Message = "Dispatcher stopping: {Running} running and {Pending} pending job(s) will be interrupted")]
+    public static partial void Stopping(ILogger logger, int running, int pending);
+
+    [LoggerMessage(EventId = 9, EventName = "JobTimedOut", Level = LogLevel.Warning, Message = "Job {JobId} ran longer than its timeout of {Timeout}; killing it")]
+    public static partial void JobTimedOut(ILogger logger, string jobId, TimeSpan timeout);
+
+    [LoggerMessage(EventId = 10, EventName = "RunnerFault", Level = LogLevel.Error, Message = "Job {JobId} failed in the dispatcher itself")]
+    public static partial void RunnerFault(ILogger logger, string jobId, Exception exception);
+}
