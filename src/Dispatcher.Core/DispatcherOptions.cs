@@ -41,8 +41,8 @@ public class DispatcherOptions
     public TimeSpan RetainedJobAge { get; set; } = TimeSpan.FromHours(1);
 
     /// <summary>Gets or sets how many events a subscriber may fall behind before it is unsubscribed.</summary>
-    /// <value>The default value is 10 000. At least 16.</value>
-    public int EventBufferCapacity { get; set; } = 10_000;
+    /// <value>The default value is 1 024 (output events hold up to 16 Ki characters each, so this bounds a stalled subscriber to about 32 MiB). At least 16.</value>
+    public int EventBufferCapacity { get; set; } = 1024;
 }
 
 /// <summary>Options of one queue.</summary>

@@ -1,5 +1,6 @@
 using Dispatcher;
 using Dispatcher.Internal;
+using Dispatcher.Protocol;
 using Dispatcher.Running;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -33,6 +34,15 @@ public static class DispatcherServiceCollectionExtensions
             services.TryAddSingleton<DefaultDispatcher>();
             services.TryAddSingleton<IDispatcher>(sp => sp.GetRequiredService<DefaultDispatcher>());
             services.AddHostedService<DispatcherHostedService>();
+
+            // The protocol layer shared by the transports.
+            services.AddOptions<DispatcherProtocolOptions>().ValidateOnStart();
+            services.AddSingleton<IConfigureOptions<DispatcherProtocolOptions>, BindProtocolConfiguration>();
+            services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<DispatcherProtocolOptions>, DispatcherProtocolOptionsValidator>());
+            services.TryAddSingleton<TokenService>();
+            services.TryAddSingleton<LoginThrottle>();
+            services.TryAddSingleton<ProtocolHandler>();
+            services.TryAddSingleton<DispatcherEventFeed>();
         }
 
         if (configure is not null)
@@ -50,6 +60,17 @@ public static class DispatcherServiceCollectionExtensions
             if (services.GetService<IConfiguration>() is { } configuration)
             {
                 configuration.GetSection(DispatcherOptions.SectionName).Bind(options);
+            }
+        }
+    }
+
+    private sealed class BindProtocolConfiguration(IServiceProvider services) : IConfigureOptions<DispatcherProtocolOptions>
+    {
+        public void Configure(DispatcherProtocolOptions options)
+        {
+            if (services.GetService<IConfiguration>() is { } configuration)
+            {
+                configuration.GetSection(DispatcherProtocolOptions.SectionName).Bind(options);
             }
         }
     }
@@ -78,6 +99,44 @@ public static class DispatcherBuilderExtensions
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
         ArgumentOutOfRangeException.ThrowIfNegative(maxConcurrency);
         builder.Services.Configure<DispatcherOptions>(o => o.Queues[name] = new QueueOptions { MaxConcurrency = maxConcurrency });
+        return builder;
+    }
+
+    /// <summary>
+    /// Sets the authenticator that checks user names and passwords for the transports (in-band <c>rpc/auth</c> and HTTP Basic).
+    /// </summary>
+    /// <typeparam name="TAuthenticator">The authenticator type, resolved as a singleton.</typeparam>
+    /// <param name="builder">The builder.</param>
+    /// <returns>The builder.</returns>
+    public static IDispatcherBuilder AddAuthenticator<TAuthenticator>(this IDispatcherBuilder builder)
+        where TAuthenticator : class, IDispatcherAuthenticator
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.Services.RemoveAll<IDispatcherAuthenticator>();
+        builder.Services.AddSingleton<IDispatcherAuthenticator, TAuthenticator>();
+        return builder;
+    }
+
+    /// <summary>Adds an enricher of the events sent to subscribers (for example one that sets <c>event_system</c> for the host's jobs).</summary>
+    /// <typeparam name="TEnricher">The enricher type, resolved as a singleton.</typeparam>
+    /// <param name="builder">The builder.</param>
+    /// <returns>The builder.</returns>
+    public static IDispatcherBuilder AddEventEnricher<TEnricher>(this IDispatcherBuilder builder)
+        where TEnricher : class, IDispatcherEventEnricher
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IDispatcherEventEnricher, TEnricher>());
+        return builder;
+    }
+
+    /// <summary>Configures the protocol shared by the transports (tokens, login throttling, event updates, host access mapping).</summary>
+    /// <param name="builder">The builder.</param>
+    /// <param name="configure">Configures the options, after the <c>Dispatcher:Protocol</c> configuration section.</param>
+    /// <returns>The builder.</returns>
+    public static IDispatcherBuilder ConfigureProtocol(this IDispatcherBuilder builder, Action<DispatcherProtocolOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.Services.Configure(configure);
         return builder;
     }
 

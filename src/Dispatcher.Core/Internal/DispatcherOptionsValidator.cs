@@ -62,3 +62,38 @@ internal sealed class DispatcherOptionsValidator : IValidateOptions<DispatcherOp
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 }
+
+/// <summary>Checks <see cref="Protocol.DispatcherProtocolOptions"/> at start-up.</summary>
+internal sealed class DispatcherProtocolOptionsValidator : IValidateOptions<Protocol.DispatcherProtocolOptions>
+{
+    public ValidateOptionsResult Validate(string? name, Protocol.DispatcherProtocolOptions options)
+    {
+        var errors = new List<string>();
+        if (options.TokenLifetime <= TimeSpan.Zero)
+        {
+            errors.Add($"Dispatcher:Protocol:TokenLifetime is {options.TokenLifetime}; it must be positive.");
+        }
+
+        if (options.MaxFailedLogins < 1)
+        {
+            errors.Add($"Dispatcher:Protocol:MaxFailedLogins is {options.MaxFailedLogins}; it must be at least 1.");
+        }
+
+        if (options.FailedLoginWindow <= TimeSpan.Zero)
+        {
+            errors.Add($"Dispatcher:Protocol:FailedLoginWindow is {options.FailedLoginWindow}; it must be positive.");
+        }
+
+        if (options.EventUpdateInterval < TimeSpan.Zero)
+        {
+            errors.Add($"Dispatcher:Protocol:EventUpdateInterval is {options.EventUpdateInterval}; it must not be negative.");
+        }
+
+        if (options.MaxJsonDepth is < 4 or > 1024)
+        {
+            errors.Add($"Dispatcher:Protocol:MaxJsonDepth is {options.MaxJsonDepth}; it must be between 4 and 1024.");
+        }
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}

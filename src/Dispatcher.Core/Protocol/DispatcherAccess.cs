@@ -1,0 +1,74 @@
+using System.Security.Claims;
+
+namespace Dispatcher.Protocol;
+
+/// <summary>What a remote user may do with the dispatcher.</summary>
+public enum DispatcherAccess
+{
+    /// <summary>Nothing: the user is not authenticated.</summary>
+    None,
+
+    /// <summary>List jobs, query and subscribe to events.</summary>
+    Read,
+
+    /// <summary>Everything Read allows, plus run and kill jobs. Running a job runs commands as the host's user.</summary>
+    Full,
+}
+
+/// <summary>An authenticated remote user.</summary>
+/// <param name="Name">The user name, for logs.</param>
+/// <param name="Access">What the user may do.</param>
+public sealed record DispatcherUser(string Name, DispatcherAccess Access);
+
+/// <summary>
+/// Checks user names and passwords for the in-band <c>rpc/auth</c> message (WebSocket) and <c>Authorization: Basic</c> (HTTP).
+/// The host provides it; without one, only the host's own ASP.NET Core authentication (see
+/// <see cref="DispatcherProtocolOptions.PrincipalAccess"/>) can authenticate.
+/// </summary>
+/// <remarks>Called concurrently from many connections: implementations must be thread-safe. Compare secrets in constant time.</remarks>
+public interface IDispatcherAuthenticator
+{
+    /// <summary>Checks a user name and password.</summary>
+    /// <param name="username">The user name.</param>
+    /// <param name="password">The password.</param>
+    /// <param name="cancellationToken">A token to cancel the check.</param>
+    /// <returns>The user, or <see langword="null"/> when the credentials are wrong.</returns>
+    ValueTask<DispatcherUser?> AuthenticateAsync(string username, string password, CancellationToken cancellationToken = default);
+}
+
+/// <summary>Options of the dispatcher protocol, shared by the WebSocket and HTTP transports.</summary>
+public class DispatcherProtocolOptions
+{
+    /// <summary>The name of the configuration section the options are bound from.</summary>
+    public const string SectionName = "Dispatcher:Protocol";
+
+    /// <summary>Gets or sets how long an issued token stays valid after its last use (sliding expiry).</summary>
+    /// <value>The default value is 5 minutes, the 300 seconds sysadm clients expect.</value>
+    public TimeSpan TokenLifetime { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Gets or sets how many failed logins from one address are allowed within <see cref="FailedLoginWindow"/> before that address is blocked.</summary>
+    /// <value>The default value is 5.</value>
+    public int MaxFailedLogins { get; set; } = 5;
+
+    /// <summary>Gets or sets the window in which failed logins are counted, and how long an address stays blocked.</summary>
+    /// <value>The default value is 1 minute.</value>
+    public TimeSpan FailedLoginWindow { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Gets or sets how often a running job's event is repeated with the output printed since the previous one.</summary>
+    /// <value>The default value is 1 second, as the sysadm server did.</value>
+    public TimeSpan EventUpdateInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Gets or sets the deepest JSON nesting accepted in a request.</summary>
+    /// <value>The default value is 32.</value>
+    public int MaxJsonDepth { get; set; } = 32;
+
+    /// <summary>Gets or sets the host name the <c>rpc/identify</c> reply gives, or <see langword="null"/> for the machine name.</summary>
+    public string? HostName { get; set; }
+
+    /// <summary>
+    /// Gets or sets how a user authenticated by the host's own ASP.NET Core authentication (the connection's
+    /// <see cref="ClaimsPrincipal"/>) maps to dispatcher access, or <see langword="null"/> to ignore that principal and use only
+    /// <see cref="IDispatcherAuthenticator"/>. Return <see cref="DispatcherAccess.None"/> to fall back to in-band authentication.
+    /// </summary>
+    public Func<ClaimsPrincipal, DispatcherAccess>? PrincipalAccess { get; set; }
+}

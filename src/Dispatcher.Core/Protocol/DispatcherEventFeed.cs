@@ -1,0 +1,446 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+using Dispatcher.Events;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+
+namespace Dispatcher.Protocol;
+
+/// <summary>
+/// The dispatcher's events in the sysadm wire shape (<c>events/dispatcher</c> frames): pending, running (when a job starts, then at
+/// most once per <see cref="DispatcherProtocolOptions.EventUpdateInterval"/> with only the output printed since the previous
+/// frame) and finished (with the job's whole kept output and return codes), each enriched by the registered
+/// <see cref="IDispatcherEventEnricher"/>s and serialized once for every listener.
+/// </summary>
+/// <remarks>
+/// The feed subscribes to the dispatcher only while it has listeners. Listeners are called on the feed's thread and must not
+/// block: queue the frame and return.
+/// </remarks>
+public sealed class DispatcherEventFeed : IDisposable
+{
+    private readonly object _gate = new();
+    private readonly IDispatcher _dispatcher;
+    private readonly DispatcherProtocolOptions _options;
+    private readonly IDispatcherEventEnricher[] _enrichers;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly int _deltaLimit;
+    private readonly Dictionary<string, JobFeedState> _jobs = new(StringComparer.Ordinal);
+    private Action<DispatcherWireEvent>[] _listeners = [];
+    private DispatcherSubscription? _subscription;
+
+    /// <summary>Creates the feed. Resolve it from dependency injection rather than creating it.</summary>
+    /// <param name="dispatcher">The dispatcher.</param>
+    /// <param name="options">The protocol options.</param>
+    /// <param name="dispatcherOptions">The dispatcher options (for the output bound).</param>
+    /// <param name="enrichers">The host's enrichers.</param>
+    /// <param name="timeProvider">The clock.</param>
+    /// <param name="logger">The logger.</param>
+    public DispatcherEventFeed(IDispatcher dispatcher, IOptions<DispatcherProtocolOptions> options, IOptions<DispatcherOptions> dispatcherOptions,
+        IEnumerable<IDispatcherEventEnricher> enrichers, TimeProvider timeProvider, ILogger<DispatcherEventFeed>? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(dispatcherOptions);
+        _dispatcher = dispatcher;
+        _options = options.Value;
+        _enrichers = [.. enrichers];
+        _time = timeProvider;
+        _logger = (ILogger?)logger ?? NullLogger.Instance;
+        _deltaLimit = dispatcherOptions.Value.MaxOutputCharacters;
+    }
+
+    /// <summary>Adds a listener; dispose the result to remove it.</summary>
+    /// <param name="listener">Called for every event, on the feed's thread; it must not block.</param>
+    /// <returns>The registration.</returns>
+    public IDisposable Listen(Action<DispatcherWireEvent> listener)
+    {
+        ArgumentNullException.ThrowIfNull(listener);
+        lock (_gate)
+        {
+            _listeners = [.. _listeners, listener];
+            if (_subscription is null)
+            {
+                _subscription = _dispatcher.Subscribe();
+                var subscription = _subscription;
+                _ = Task.Run(() => PumpAsync(subscription));
+            }
+        }
+
+        return new Registration(this, listener);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            _listeners = [];
+            StopSubscription();
+        }
+    }
+
+    private void Remove(Action<DispatcherWireEvent> listener)
+    {
+        lock (_gate)
+        {
+            var index = Array.IndexOf(_listeners, listener);
+            if (index < 0)
+            {
+                return;
+            }
+
+            _listeners = [.. _listeners.AsSpan(0, index), .. _listeners.AsSpan(index + 1)];
+            if (_listeners.Length == 0)
+            {
+                StopSubscription();
+            }
+        }
+    }
+
+    private void StopSubscription()
+    {
+        _subscription?.Dispose();
+        _subscription = null;
+        foreach (var job in _jobs.Values)
+        {
+            job.Timer?.Dispose();
+        }
+
+        _jobs.Clear();
+    }
+
+    private async Task PumpAsync(DispatcherSubscription subscription)
+    {
+        try
+        {
+            await foreach (var e in subscription.ReadAllAsync().ConfigureAwait(false))
+            {
+                lock (_gate)
+                {
+                    if (!ReferenceEquals(subscription, _subscription))
+                    {
+                        return;
+                    }
+
+                    Handle(e);
+                }
+            }
+        }
+        catch (EventStreamOverflowException ex)
+        {
+            // The feed itself fell behind (it never blocks, so only under extreme load): start over with a new subscription.
+            FeedLog.Overflow(_logger, ex.Capacity);
+            lock (_gate)
+            {
+                if (ReferenceEquals(subscription, _subscription) && _listeners.Length > 0)
+                {
+                    StopSubscription();
+                    _subscription = _dispatcher.Subscribe();
+                    var next = _subscription;
+                    _ = Task.Run(() => PumpAsync(next));
+                }
+            }
+        }
+    }
+
+    /// <summary>Turns one dispatcher event into zero or more wire events. Called under the lock.</summary>
+    private void Handle(DispatcherEvent e)
+    {
+        switch (e)
+        {
+            case JobPendingEvent pending:
+                _jobs[pending.JobId] = new JobFeedState(pending.Job.Commands);
+                Emit(pending.JobId, JobState.Pending, pending.Job.Commands, null, new JsonObject
+                {
+                    ["state"] = "pending",
+                    ["process_id"] = pending.JobId,
+                });
+                break;
+            case JobStartedEvent started:
+            {
+                var job = State(started.JobId, started.Job.Commands);
+                job.StartedAt = started.Job.StartedAt;
+                EmitRunning(started.JobId, job);
+                break;
+            }
+
+            case JobCommandStartedEvent command:
+                State(command.JobId, null).CurrentCommand = command.Index;
+                break;
+            case JobOutputEvent output:
+            {
+                var job = State(output.JobId, null);
+                job.AppendDelta(output.Index, output.Text, _deltaLimit);
+                ScheduleUpdate(output.JobId, job);
+                break;
+            }
+
+            case JobCommandFinishedEvent finished:
+                State(finished.JobId, null).ReturnCodes[finished.Index] = finished.ExitCode;
+                break;
+            case JobFinishedEvent finished:
+            {
+                if (_jobs.Remove(finished.JobId, out var job))
+                {
+                    job.Timer?.Dispose();
+                    if (job.HasDelta)
+                    {
+                        EmitRunning(finished.JobId, job);
+                    }
+                }
+
+                EmitFinished(finished.Result);
+                break;
+            }
+        }
+    }
+
+    private JobFeedState State(string jobId, IReadOnlyList<string>? commands)
+    {
+        if (!_jobs.TryGetValue(jobId, out var job))
+        {
+            // The feed started listening after this job was enqueued.
+            job = new JobFeedState(commands ?? []);
+            _jobs[jobId] = job;
+        }
+
+        return job;
+    }
+
+    private void ScheduleUpdate(string jobId, JobFeedState job)
+    {
+        if (job.Timer is not null)
+        {
+            return;
+        }
+
+        var due = job.LastUpdate + _options.EventUpdateInterval - _time.GetUtcNow();
+        job.Timer = _time.CreateTimer(_ =>
+        {
+            lock (_gate)
+            {
+                if (_jobs.TryGetValue(jobId, out var current) && ReferenceEquals(current, job))
+                {
+                    job.Timer?.Dispose();
+                    job.Timer = null;
+                    if (job.HasDelta)
+                    {
+                        EmitRunning(jobId, job);
+                    }
+                }
+            }
+        }, null, due > TimeSpan.Zero ? due : TimeSpan.Zero, Timeout.InfiniteTimeSpan);
+    }
+
+    private void EmitRunning(string jobId, JobFeedState job)
+    {
+        var details = new JsonObject
+        {
+            ["process_id"] = jobId,
+            ["state"] = "running",
+            ["cmd_list"] = new JsonArray([.. job.Commands.Select(c => (JsonNode?)c)]),
+            ["time_started"] = Iso(job.StartedAt),
+        };
+        if (job.CurrentCommand >= 0 && job.CurrentCommand < job.Commands.Count)
+        {
+            details["current_cmd"] = job.Commands[job.CurrentCommand];
+        }
+
+        foreach (var (index, delta) in job.TakeDeltas())
+        {
+            if (index < job.Commands.Count)
+            {
+                details[job.Commands[index]] = delta;
+            }
+        }
+
+        foreach (var (index, code) in job.ReturnCodes)
+        {
+            if (index < job.Commands.Count)
+            {
+                details["return_codes/" + job.Commands[index]] = code.ToString(CultureInfo.InvariantCulture);
+            }
+        }
+
+        job.LastUpdate = _time.GetUtcNow();
+        Emit(jobId, JobState.Running, job.Commands, null, new JsonObject
+        {
+            ["state"] = "running",
+            ["process_id"] = jobId,
+            ["process_details"] = details,
+        });
+    }
+
+    private void EmitFinished(JobResult result)
+    {
+        var details = new JsonObject
+        {
+            ["process_id"] = result.Id,
+            ["state"] = "finished",
+            ["cmd_list"] = new JsonArray([.. result.Commands.Select(c => (JsonNode?)c)]),
+            ["time_started"] = Iso(result.StartedAt),
+            ["time_finished"] = Iso(result.FinishedAt),
+            ["outcome"] = WireFormat.Outcome(result.Outcome),
+        };
+        WireFormat.AddCommandResults(details, result);
+        Emit(result.Id, JobState.Finished, result.Commands, result, new JsonObject
+        {
+            ["state"] = "finished",
+            ["process_id"] = result.Id,
+            ["process_details"] = details,
+        });
+    }
+
+    private void Emit(string jobId, JobState state, IReadOnlyList<string> commands, JobResult? result, JsonObject args)
+    {
+        if (_enrichers.Length > 0)
+        {
+            var context = new DispatcherEventContext(jobId, state, commands, result, args);
+            foreach (var enricher in _enrichers)
+            {
+                try
+                {
+                    enricher.Enrich(context);
+                }
+                catch (Exception ex)
+                {
+                    FeedLog.EnricherFailed(_logger, enricher.GetType().Name, jobId, ex);
+                }
+            }
+        }
+
+        var wire = new DispatcherWireEvent(jobId, state, args);
+        foreach (var listener in _listeners)
+        {
+            try
+            {
+                listener(wire);
+            }
+            catch (Exception ex)
+            {
+                FeedLog.ListenerFailed(_logger, ex);
+            }
+        }
+    }
+
+    private static string? Iso(DateTimeOffset? time) => time?.ToString("yyyy-MM-ddTHH:mm:ss.fffzzz", CultureInfo.InvariantCulture);
+
+    private sealed class Registration(DispatcherEventFeed feed, Action<DispatcherWireEvent> listener) : IDisposable
+    {
+        public void Dispose() => feed.Remove(listener);
+    }
+
+    private sealed class JobFeedState(IReadOnlyList<string> commands)
+    {
+        private readonly SortedDictionary<int, Delta> _deltas = [];
+
+        public IReadOnlyList<string> Commands { get; } = commands;
+
+        public DateTimeOffset? StartedAt { get; set; }
+
+        public int CurrentCommand { get; set; } = -1;
+
+        public SortedDictionary<int, int> ReturnCodes { get; } = [];
+
+        public DateTimeOffset LastUpdate { get; set; }
+
+        public ITimer? Timer { get; set; }
+
+        public bool HasDelta => _deltas.Count > 0;
+
+        public void AppendDelta(int index, string text, int limit)
+        {
+            if (!_deltas.TryGetValue(index, out var delta))
+            {
+                _deltas[index] = delta = new Delta();
+            }
+
+            delta.Append(text, limit);
+        }
+
+        public (int Index, string Delta)[] TakeDeltas()
+        {
+            var taken = _deltas.Select(kv => (kv.Key, kv.Value.ToString())).ToArray();
+            _deltas.Clear();
+            return taken;
+        }
+
+        /// <summary>Output since the last update, bounded like a job's output: the oldest chunks go first.</summary>
+        private sealed class Delta
+        {
+            private readonly Queue<string> _chunks = new();
+            private int _limit;
+            private long _length;
+
+            public void Append(string text, int limit)
+            {
+                _limit = limit;
+                _chunks.Enqueue(text);
+                _length += text.Length;
+                while (_chunks.Count > 1 && _length - _chunks.Peek().Length >= limit)
+                {
+                    _length -= _chunks.Dequeue().Length;
+                }
+            }
+
+            public override string ToString()
+            {
+                var all = string.Concat(_chunks);
+                return all.Length > _limit ? all[^_limit..] : all;
+            }
+        }
+    }
+}
+
+/// <summary>One event in the sysadm wire shape, as produced by <see cref="DispatcherEventFeed"/>.</summary>
+public sealed class DispatcherWireEvent
+{
+    private byte[]? _frame;
+
+    internal DispatcherWireEvent(string jobId, JobState state, JsonObject args)
+    {
+        JobId = jobId;
+        State = state;
+        Args = args;
+    }
+
+    /// <summary>Gets the job id.</summary>
+    public string JobId { get; }
+
+    /// <summary>Gets the state the event reports.</summary>
+    public JobState State { get; }
+
+    /// <summary>Gets the event's <c>args</c>. Shared by every listener: do not change it.</summary>
+    public JsonObject Args { get; }
+
+    /// <summary>Gets the whole <c>events/dispatcher</c> frame as compact UTF-8 JSON, serialized once.</summary>
+    public ReadOnlyMemory<byte> Frame
+    {
+        get
+        {
+            if (_frame is null)
+            {
+                lock (Args)
+                {
+                    _frame ??= Encoding.UTF8.GetBytes(WireFormat.Envelope("events", "dispatcher", string.Empty, Args.DeepClone()).ToJsonString());
+                }
+            }
+
+            return _frame;
+        }
+    }
+}
+
+internal static partial class FeedLog
+{
+    [LoggerMessage(EventId = 101, EventName = "FeedOverflow", Level = LogLevel.Warning, Message = "The event feed fell more than {Capacity} events behind the dispatcher and resubscribed; some running updates were lost")]
+    public static partial void Overflow(ILogger logger, int capacity);
+
+    [LoggerMessage(EventId = 102, EventName = "EnricherFailed", Level = LogLevel.Error, Message = "Event enricher {Enricher} failed for job {JobId}")]
+    public static partial void EnricherFailed(ILogger logger, string enricher, string jobId, Exception exception);
+
+    [LoggerMessage(EventId = 103, EventName = "ListenerFailed", Level = LogLevel.Error, Message = "An event feed listener failed")]
+    public static partial void ListenerFailed(ILogger logger, Exception exception);
+}

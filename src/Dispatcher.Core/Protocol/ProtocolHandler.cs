@@ -1,0 +1,616 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+
+namespace Dispatcher.Protocol;
+
+/// <summary>
+/// The sysadm protocol, independent of the transport: parses and validates requests, checks access, maps <c>rpc/dispatcher</c>
+/// actions onto <see cref="IDispatcher"/>, and builds replies and error envelopes. The WebSocket and HTTP transports only frame
+/// and forward.
+/// </summary>
+internal sealed class ProtocolHandler
+{
+    public const string TooManyFailures = "Too Many Authorization Failures - Try again later";
+
+    private readonly IDispatcher _dispatcher;
+    private readonly DispatcherProtocolOptions _options;
+    private readonly TokenService _tokens;
+    private readonly LoginThrottle _throttle;
+    private readonly IDispatcherAuthenticator? _authenticator;
+    private readonly ILogger _logger;
+    private readonly string _hostName;
+
+    public ProtocolHandler(IDispatcher dispatcher, IOptions<DispatcherProtocolOptions> options, TokenService tokens, LoginThrottle throttle,
+        IServiceProvider services, ILogger<ProtocolHandler>? logger = null)
+    {
+        _dispatcher = dispatcher;
+        _options = options.Value;
+        _tokens = tokens;
+        _throttle = throttle;
+        _authenticator = services.GetService<IDispatcherAuthenticator>();
+        _logger = (ILogger?)logger ?? NullLogger.Instance;
+        _hostName = _options.HostName ?? Environment.MachineName;
+    }
+
+    public TokenService Tokens => _tokens;
+
+    public LoginThrottle Throttle => _throttle;
+
+    public IDispatcherAuthenticator? Authenticator => _authenticator;
+
+    public int MaxJsonDepth => _options.MaxJsonDepth;
+
+    /// <summary>Handles one whole request envelope.</summary>
+    public async ValueTask<ProtocolReply> HandleMessageAsync(ProtocolSession session, ReadOnlyMemory<byte> utf8, CancellationToken cancellationToken)
+    {
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(utf8, new JsonDocumentOptions { MaxDepth = _options.MaxJsonDepth });
+        }
+        catch (JsonException ex)
+        {
+            return Log(session, "?", "?", null, Error(null, 400, $"Invalid JSON: {ex.Message}"));
+        }
+
+        using (document)
+        {
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                return Log(session, "?", "?", null, Error(null, 400, $"A request must be a JSON object, not {Describe(root.ValueKind)}."));
+            }
+
+            string? id = null;
+            if (root.TryGetProperty("id", out var idElement))
+            {
+                switch (idElement.ValueKind)
+                {
+                    case JsonValueKind.String:
+                        id = idElement.GetString();
+                        break;
+                    case JsonValueKind.Number:
+                        id = idElement.GetRawText();
+                        break;
+                    case JsonValueKind.Null:
+                        break;
+                    default:
+                        return Log(session, "?", "?", null, Error(null, 400, $"\"id\" must be a string, not {Describe(idElement.ValueKind)}."));
+                }
+            }
+
+            if (!TryGetString(root, "namespace", out var ns, out var problem) || !TryGetString(root, "name", out var name, out problem))
+            {
+                return Log(session, "?", "?", null, Error(id, 400, problem));
+            }
+
+            var args = root.TryGetProperty("args", out var a) ? a : root;
+            return await HandleAsync(session, ns, name, id, args, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Handles a REST request: namespace and name come from the URI, the body is the args object or a whole envelope whose
+    /// <c>args</c> member is used.
+    /// </summary>
+    public async ValueTask<ProtocolReply> HandleBodyAsync(ProtocolSession session, string @namespace, string name, ReadOnlyMemory<byte> utf8,
+        CancellationToken cancellationToken)
+    {
+        if (utf8.IsEmpty)
+        {
+            return Log(session, @namespace, name, null, Error(null, 400, "The request needs a JSON body, for example {\"action\": \"list\"}."));
+        }
+
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(utf8, new JsonDocumentOptions { MaxDepth = _options.MaxJsonDepth });
+        }
+        catch (JsonException ex)
+        {
+            return Log(session, @namespace, name, null, Error(null, 400, $"Invalid JSON: {ex.Message}"));
+        }
+
+        using (document)
+        {
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                return Log(session, @namespace, name, null, Error(null, 400, $"The body must be a JSON object, not {Describe(root.ValueKind)}."));
+            }
+
+            var isEnvelope = root.TryGetProperty("args", out var args)
+                && (root.TryGetProperty("namespace", out _) || root.TryGetProperty("name", out _) || root.TryGetProperty("id", out _));
+            return await HandleAsync(session, @namespace, name, null, isEnvelope ? args : root, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Handles one request whose envelope is already taken apart (the HTTP transport gets namespace and name from the URI).</summary>
+    public async ValueTask<ProtocolReply> HandleAsync(ProtocolSession session, string @namespace, string name, string? id, JsonElement args,
+        CancellationToken cancellationToken)
+    {
+        var ns = @namespace.ToLowerInvariant();
+        var n = name.ToLowerInvariant();
+        ProtocolReply reply;
+        try
+        {
+            reply = (ns, n) switch
+            {
+                ("rpc", "identify") => Ok(ns, name, id, new JsonObject { ["type"] = "server", ["hostname"] = _hostName }),
+                ("rpc", "auth") => await AuthAsync(session, ns, name, id, args, cancellationToken).ConfigureAwait(false),
+                ("rpc", "auth_token") => AuthToken(session, ns, name, id, args),
+                ("rpc", "auth_clear") => AuthClear(session, ns, name, id),
+                ("rpc", "query") => Require(session, id, DispatcherAccess.Read) ?? Ok(ns, name, id, new JsonObject
+                {
+                    ["rpc/dispatcher"] = Access(session) == DispatcherAccess.Full ? "read/write" : "read",
+                }),
+                ("rpc", "dispatcher") => await DispatcherAsync(session, ns, name, id, args, cancellationToken).ConfigureAwait(false),
+                ("events", "subscribe" or "unsubscribe") when session.SupportsEvents => Events(session, ns, name, id, n == "subscribe", args),
+                _ => Error(id, 404, $"Unknown namespace/name '{@namespace}/{name}'. This server offers rpc/dispatcher, rpc/identify, rpc/auth, rpc/auth_token, rpc/auth_clear, rpc/query{(session.SupportsEvents ? ", events/subscribe and events/unsubscribe" : string.Empty)}."),
+            };
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (Exception ex)
+        {
+            // Never leak exception details to the remote side; the log has them.
+            ProtocolLog.Failed(_logger, ns, n, ex);
+            reply = Error(id, 500, "The server failed to handle the request.");
+        }
+
+        return Log(session, ns, n, args, reply);
+    }
+
+    private ProtocolReply Log(ProtocolSession session, string ns, string name, JsonElement? args, ProtocolReply reply)
+    {
+        if (_logger.IsEnabled(LogLevel.Information))
+        {
+            var action = args is { ValueKind: JsonValueKind.Object } a && a.TryGetProperty("action", out var act) && act.ValueKind == JsonValueKind.String
+                ? act.GetString()
+                : null;
+            var message = reply.Status == ProtocolReply.Ok ? "ok" : reply.Args?["message"]?.GetValue<string>() ?? string.Empty;
+            ProtocolLog.Request(_logger, session.Transport, session.RemoteAddress, session.User?.Name ?? "-", ns, name, action ?? "-", reply.Status, message);
+        }
+
+        return reply;
+    }
+
+    private async ValueTask<ProtocolReply> AuthAsync(ProtocolSession session, string ns, string name, string? id, JsonElement args,
+        CancellationToken cancellationToken)
+    {
+        if (_throttle.IsBlocked(session.RemoteAddress))
+        {
+            return Error(id, 401, TooManyFailures) with { CloseReason = TooManyFailures };
+        }
+
+        if (args.ValueKind != JsonValueKind.Object)
+        {
+            return Error(id, 400, "rpc/auth needs args {\"username\": \"...\", \"password\": \"...\"}.");
+        }
+
+        if (!TryGetString(args, "username", out var username, out var problem) || !TryGetString(args, "password", out var password, out problem))
+        {
+            return Error(id, 400, problem);
+        }
+
+        var user = await CheckPasswordAsync(username, password, cancellationToken).ConfigureAwait(false);
+        if (user is null)
+        {
+            return Failed(session, id, _authenticator is null
+                ? "Authentication by user name and password is not configured on this server."
+                : "Invalid user name or password.");
+        }
+
+        return Authenticated(session, ns, name, id, user, _tokens.Issue(user));
+    }
+
+    public async ValueTask<DispatcherUser?> CheckPasswordAsync(string username, string password, CancellationToken cancellationToken)
+    {
+        if (_authenticator is null)
+        {
+            return null;
+        }
+
+        var user = await _authenticator.AuthenticateAsync(username, password, cancellationToken).ConfigureAwait(false);
+        return user is { Access: not DispatcherAccess.None } ? user : null;
+    }
+
+    private ProtocolReply AuthToken(ProtocolSession session, string ns, string name, string? id, JsonElement args)
+    {
+        if (_throttle.IsBlocked(session.RemoteAddress))
+        {
+            return Error(id, 401, TooManyFailures) with { CloseReason = TooManyFailures };
+        }
+
+        if (args.ValueKind != JsonValueKind.Object || !TryGetString(args, "token", out var token, out var problem))
+        {
+            return Error(id, 400, "rpc/auth_token needs args {\"token\": \"...\"}.");
+        }
+
+        return _tokens.TryUse(token, out var user)
+            ? Authenticated(session, ns, name, id, user, token)
+            : Failed(session, id, "Invalid or expired token.");
+    }
+
+    private ProtocolReply Authenticated(ProtocolSession session, string ns, string name, string? id, DispatcherUser user, string token)
+    {
+        _throttle.Succeed(session.RemoteAddress);
+        if (session.Token is not null && session.Token != token)
+        {
+            _tokens.Revoke(session.Token);
+        }
+
+        session.User = user;
+        session.Token = token;
+        return Ok(ns, name, id, new JsonArray(token, (int)_tokens.Lifetime.TotalSeconds));
+    }
+
+    private ProtocolReply Failed(ProtocolSession session, string? id, string message)
+    {
+        session.User = null;
+        session.Token = null;
+        return _throttle.Fail(session.RemoteAddress)
+            ? Error(id, 401, TooManyFailures) with { CloseReason = TooManyFailures }
+            : Error(id, 401, message);
+    }
+
+    private ProtocolReply AuthClear(ProtocolSession session, string ns, string name, string? id)
+    {
+        _tokens.Revoke(session.Token);
+        session.Token = null;
+        session.User = null;
+        session.EventsSubscribed = false;
+        return Ok(ns, name, id, new JsonObject { ["auth_clear"] = "success" });
+    }
+
+    /// <summary>What the session may do now: its token's user (while the token lives), else the host's principal mapping.</summary>
+    public DispatcherAccess Access(ProtocolSession session)
+    {
+        if (session.User is { } user)
+        {
+            if (session.Token is null || _tokens.TryUse(session.Token, out _))
+            {
+                return user.Access;
+            }
+
+            session.User = null;
+            session.Token = null;
+        }
+
+        if (_options.PrincipalAccess is { } map && session.Principal?.Identity?.IsAuthenticated == true)
+        {
+            var access = map(session.Principal);
+            if (access != DispatcherAccess.None)
+            {
+                session.User = new DispatcherUser(session.Principal.Identity.Name ?? "(principal)", access);
+                return access;
+            }
+        }
+
+        return DispatcherAccess.None;
+    }
+
+    private ProtocolReply? Require(ProtocolSession session, string? id, DispatcherAccess needed, string? what = null)
+    {
+        var access = Access(session);
+        if (access == DispatcherAccess.None)
+        {
+            return Error(id, 401, "Not authenticated: send rpc/auth or rpc/auth_token first.");
+        }
+
+        return access < needed ? Error(id, 403, $"Forbidden: {what ?? "this request"} needs full access; user '{session.User?.Name}' has read access.") : null;
+    }
+
+    private ProtocolReply Events(ProtocolSession session, string ns, string name, string? id, bool subscribe, JsonElement args)
+    {
+        if (Require(session, id, DispatcherAccess.Read) is { } denied)
+        {
+            return denied;
+        }
+
+        IEnumerable<string> names;
+        switch (args.ValueKind)
+        {
+            case JsonValueKind.String:
+                names = [args.GetString()!];
+                break;
+            case JsonValueKind.Array when args.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String):
+                names = [.. args.EnumerateArray().Select(e => e.GetString()!)];
+                break;
+            default:
+                return Error(id, 400, $"events/{name} needs args that are an event name or an array of event names, not {Describe(args.ValueKind)}.");
+        }
+
+        if (names.Any(n => string.Equals(n, "dispatcher", StringComparison.OrdinalIgnoreCase)))
+        {
+            session.EventsSubscribed = subscribe;
+        }
+
+        // Unknown event names are ignored, as the sysadm server did; the reply echoes the request.
+        return Ok(ns, name, id, new JsonObject { [subscribe ? "subscribe" : "unsubscribe"] = JsonNode.Parse(args.GetRawText()) });
+    }
+
+    private async ValueTask<ProtocolReply> DispatcherAsync(ProtocolSession session, string ns, string name, string? id, JsonElement args,
+        CancellationToken cancellationToken)
+    {
+        if (Require(session, id, DispatcherAccess.Read) is { } denied)
+        {
+            return denied;
+        }
+
+        if (args.ValueKind != JsonValueKind.Object)
+        {
+            return Error(id, 400, $"rpc/dispatcher needs args that are an object with an \"action\", not {Describe(args.ValueKind)}.");
+        }
+
+        if (!TryGetString(args, "action", out var action, out var problem))
+        {
+            return Error(id, 400, problem + " rpc/dispatcher offers the actions list, kill and run.");
+        }
+
+        switch (action.ToLowerInvariant())
+        {
+            case "list":
+                return Ok(ns, name, id, WireFormat.List(_dispatcher.List()));
+            case "kill":
+                return Require(session, id, DispatcherAccess.Full, "kill") ?? await KillAsync(ns, name, id, args, cancellationToken).ConfigureAwait(false);
+            case "run":
+                return Require(session, id, DispatcherAccess.Full, "run") ?? await RunAsync(ns, name, id, args, cancellationToken).ConfigureAwait(false);
+            default:
+                return Error(id, 400, $"Unknown action '{action}'; rpc/dispatcher offers list, kill and run.");
+        }
+    }
+
+    private async ValueTask<ProtocolReply> KillAsync(string ns, string name, string? id, JsonElement args, CancellationToken cancellationToken)
+    {
+        if (!TryGetProperty(args, "job_id", out var jobId))
+        {
+            return Error(id, 400, "kill needs \"job_id\": a job id or an array of job ids.");
+        }
+
+        string[] ids;
+        if (jobId.ValueKind == JsonValueKind.String)
+        {
+            ids = [jobId.GetString()!];
+        }
+        else if (jobId.ValueKind == JsonValueKind.Array && jobId.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String))
+        {
+            ids = [.. jobId.EnumerateArray().Select(e => e.GetString()!)];
+        }
+        else
+        {
+            return Error(id, 400, $"\"job_id\" must be a string or an array of strings, not {Describe(jobId.ValueKind)}.");
+        }
+
+        var killed = await _dispatcher.KillAsync(ids, cancellationToken).ConfigureAwait(false);
+        return Ok(ns, name, id, new JsonObject
+        {
+            ["killed"] = new JsonObject { ["jobs"] = new JsonArray([.. killed.Select(k => (JsonNode?)k)]) },
+        });
+    }
+
+    private async ValueTask<ProtocolReply> RunAsync(string ns, string name, string? id, JsonElement args, CancellationToken cancellationToken)
+    {
+        var started = new JsonArray();
+        var rejected = new JsonObject();
+        var any = false;
+        foreach (var job in args.EnumerateObject())
+        {
+            if (string.Equals(job.Name, "action", StringComparison.OrdinalIgnoreCase))
+            {
+                continue;
+            }
+
+            any = true;
+            if (!TryParseJob(job.Name, job.Value, out var request, out var problem))
+            {
+                rejected[job.Name] = problem;
+                continue;
+            }
+
+            try
+            {
+                await _dispatcher.EnqueueAsync(request, cancellationToken).ConfigureAwait(false);
+                started.Add(job.Name);
+            }
+            catch (JobRejectedException ex)
+            {
+                rejected[job.Name] = ex.Message;
+            }
+        }
+
+        if (!any)
+        {
+            return Error(id, 400, "run needs at least one job: {\"action\": \"run\", \"JOB_ID\": \"command\" or [\"command\", ...]}.");
+        }
+
+        var result = new JsonObject { ["started"] = started };
+        if (rejected.Count > 0)
+        {
+            result["rejected"] = rejected;
+        }
+
+        return Ok(ns, name, id, result);
+    }
+
+    /// <summary>A run value: a command string, an array of command strings, or an object with commands and options.</summary>
+    internal static bool TryParseJob(string jobId, JsonElement value, out JobRequest request, out string problem)
+    {
+        request = null!;
+        problem = string.Empty;
+        switch (value.ValueKind)
+        {
+            case JsonValueKind.String:
+                request = new JobRequest(jobId, [value.GetString()!]);
+                return true;
+            case JsonValueKind.Array:
+                if (!TryGetCommands(value, out var commands, out problem))
+                {
+                    return false;
+                }
+
+                request = new JobRequest(jobId, commands);
+                return true;
+            case JsonValueKind.Object:
+                return TryParseJobObject(jobId, value, out request, out problem);
+            default:
+                problem = $"A job must be a command string, an array of command strings or an object with \"commands\", not {Describe(value.ValueKind)}.";
+                return false;
+        }
+    }
+
+    private static bool TryParseJobObject(string jobId, JsonElement value, out JobRequest request, out string problem)
+    {
+        request = null!;
+        problem = string.Empty;
+        IReadOnlyList<string>? commands = null;
+        string? queue = null, workdir = null;
+        Dictionary<string, string>? env = null;
+        TimeSpan? timeout = null;
+        foreach (var member in value.EnumerateObject())
+        {
+            switch (member.Name)
+            {
+                case "commands" when member.Value.ValueKind == JsonValueKind.String:
+                    commands = [member.Value.GetString()!];
+                    break;
+                case "commands":
+                    if (!TryGetCommands(member.Value, out var list, out problem))
+                    {
+                        return false;
+                    }
+
+                    commands = list;
+                    break;
+                case "queue" when member.Value.ValueKind == JsonValueKind.String:
+                    queue = member.Value.GetString();
+                    break;
+                case "workdir" when member.Value.ValueKind == JsonValueKind.String:
+                    workdir = member.Value.GetString();
+                    break;
+                case "env" when member.Value.ValueKind == JsonValueKind.Object
+                    && member.Value.EnumerateObject().All(p => p.Value.ValueKind == JsonValueKind.String):
+                    env = member.Value.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString()!, StringComparer.Ordinal);
+                    break;
+                case "timeout" when member.Value.ValueKind == JsonValueKind.Number && member.Value.TryGetDouble(out var seconds)
+                    && seconds > 0 && seconds <= TimeSpan.MaxValue.TotalSeconds / 2:
+                    timeout = TimeSpan.FromSeconds(seconds);
+                    break;
+                case "queue" or "workdir":
+                    problem = $"\"{member.Name}\" must be a string.";
+                    return false;
+                case "env":
+                    problem = "\"env\" must be an object whose values are strings.";
+                    return false;
+                case "timeout":
+                    problem = "\"timeout\" must be a positive number of seconds.";
+                    return false;
+                default:
+                    problem = $"Unknown member \"{member.Name}\"; a job object may have commands, queue, workdir, env and timeout.";
+                    return false;
+            }
+        }
+
+        if (commands is null)
+        {
+            problem = "A job object needs \"commands\": a command string or an array of command strings.";
+            return false;
+        }
+
+        request = new JobRequest(jobId, commands)
+        {
+            Queue = queue ?? DispatcherQueues.NoQueue,
+            WorkingDirectory = workdir,
+            Environment = env,
+            Timeout = timeout,
+        };
+        return true;
+    }
+
+    private static bool TryGetCommands(JsonElement array, out IReadOnlyList<string> commands, out string problem)
+    {
+        commands = [];
+        problem = string.Empty;
+        if (array.ValueKind != JsonValueKind.Array || array.EnumerateArray().Any(e => e.ValueKind != JsonValueKind.String))
+        {
+            problem = "Commands must be a string or an array of strings.";
+            return false;
+        }
+
+        commands = [.. array.EnumerateArray().Select(e => e.GetString()!)];
+        return true;
+    }
+
+    /// <summary>Finds a member by name, ignoring case as the sysadm server did for its keys.</summary>
+    private static bool TryGetProperty(JsonElement obj, string name, out JsonElement value)
+    {
+        if (obj.TryGetProperty(name, out value))
+        {
+            return true;
+        }
+
+        foreach (var p in obj.EnumerateObject())
+        {
+            if (string.Equals(p.Name, name, StringComparison.OrdinalIgnoreCase))
+            {
+                value = p.Value;
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static bool TryGetString(JsonElement obj, string name, out string value, out string problem)
+    {
+        value = string.Empty;
+        if (!TryGetProperty(obj, name, out var element))
+        {
+            problem = $"Missing \"{name}\".";
+            return false;
+        }
+
+        if (element.ValueKind != JsonValueKind.String)
+        {
+            problem = $"\"{name}\" must be a string, not {Describe(element.ValueKind)}.";
+            return false;
+        }
+
+        value = element.GetString()!;
+        problem = string.Empty;
+        return true;
+    }
+
+    private static string Describe(JsonValueKind kind) => kind switch
+    {
+        JsonValueKind.Object => "an object",
+        JsonValueKind.Array => "an array",
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        JsonValueKind.Null => "null",
+        _ => "nothing",
+    };
+
+    private static ProtocolReply Ok(string ns, string name, string? id, JsonNode args) =>
+        new(WireFormat.Envelope(ns, id is null ? name : "response", id, args), ProtocolReply.Ok);
+
+    public static ProtocolReply Error(string? id, int code, string message) =>
+        new(WireFormat.Envelope("error", "error", id, WireFormat.ErrorArgs(code, message)), code);
+}
+
+internal static partial class ProtocolLog
+{
+    [LoggerMessage(EventId = 201, EventName = "Request", Level = LogLevel.Information, Message = "{Transport} {Address} user={User} {Namespace}/{Name} action={Action} -> {Status} {Detail}")]
+    public static partial void Request(ILogger logger, string transport, string address, string user, string @namespace, string name, string action, int status, string detail);
+
+    [LoggerMessage(EventId = 202, EventName = "RequestFailed", Level = LogLevel.Error, Message = "Handling {Namespace}/{Name} failed")]
+    public static partial void Failed(ILogger logger, string @namespace, string name, Exception exception);
+}

@@ -1,0 +1,77 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+
+namespace Dispatcher.Protocol;
+
+/// <summary>Builds the JSON shapes of the sysadm protocol. Keys come in the order the sysadm server wrote them (sorted).</summary>
+internal static class WireFormat
+{
+    public static JsonObject Envelope(string @namespace, string name, string? id, JsonNode? args)
+    {
+        var envelope = new JsonObject { ["args"] = args };
+        if (id is not null)
+        {
+            envelope["id"] = id;
+        }
+
+        envelope["name"] = name;
+        envelope["namespace"] = @namespace;
+        return envelope;
+    }
+
+    public static JsonObject ErrorArgs(int code, string message) => new()
+    {
+        ["code"] = code.ToString(CultureInfo.InvariantCulture),
+        ["message"] = message,
+    };
+
+    public static JsonObject List(IReadOnlyList<JobInfo> jobs)
+    {
+        var queues = new JsonObject();
+        foreach (var job in jobs)
+        {
+            if (queues[job.Queue] is not JsonObject queue)
+            {
+                queues[job.Queue] = queue = [];
+            }
+
+            var entry = new JsonObject
+            {
+                ["commands"] = new JsonArray([.. job.Commands.Select(c => (JsonNode?)c)]),
+            };
+            if (job.QueuePosition is { } position)
+            {
+                entry["queue_position"] = position.ToString(CultureInfo.InvariantCulture);
+            }
+
+            entry["state"] = job.State == JobState.Running ? "running" : "pending";
+            queue[job.Id] = entry;
+        }
+
+        return new JsonObject { ["jobs"] = queues };
+    }
+
+    /// <summary>
+    /// Adds <c>"COMMAND": "output"</c> and <c>"return_codes/COMMAND": "code"</c> per command that ran. A job that runs the same command
+    /// twice has one key for it: the outputs are concatenated and the last return code wins.
+    /// </summary>
+    public static void AddCommandResults(JsonObject details, JobResult result)
+    {
+        foreach (var command in result.CommandResults)
+        {
+            details[command.Command] = details[command.Command] is JsonValue previous
+                ? previous.GetValue<string>() + command.Output
+                : command.Output;
+            details["return_codes/" + command.Command] = command.ExitCode.ToString(CultureInfo.InvariantCulture);
+        }
+    }
+
+    public static string Outcome(JobOutcome outcome) => outcome switch
+    {
+        JobOutcome.Succeeded => "succeeded",
+        JobOutcome.Failed => "failed",
+        JobOutcome.Killed => "killed",
+        JobOutcome.TimedOut => "timed_out",
+        _ => "interrupted",
+    };
+}

@@ -1,0 +1,68 @@
+using Dispatcher.Transports.Http;
+using Dispatcher.Transports.Http.Internal;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+
+namespace Microsoft.AspNetCore.Builder;
+
+/// <summary>Maps the dispatcher's REST endpoint.</summary>
+public static class DispatcherHttpEndpointRouteBuilderExtensions
+{
+    /// <summary>
+    /// Serves the sysadm protocol over REST at <c>{prefix}/{namespace}/{name}</c>, for example <c>PUT /rpc/dispatcher</c> with the body
+    /// <c>{"action": "list"}</c>. PUT, POST and GET (with a body) are accepted; other methods get 405 with an <c>Allow</c> header.
+    /// </summary>
+    /// <param name="endpoints">The endpoint route builder.</param>
+    /// <param name="prefix">A path prefix such as <c>/api</c>, or empty.</param>
+    /// <returns>A builder to add authorization, CORS or rate limiting to the endpoint.</returns>
+    /// <exception cref="InvalidOperationException"><c>AddDispatcher().AddHttpTransport()</c> was not called.</exception>
+    public static IEndpointConventionBuilder MapDispatcherHttp(this IEndpointRouteBuilder endpoints, string prefix = "")
+    {
+        ArgumentNullException.ThrowIfNull(endpoints);
+        ArgumentNullException.ThrowIfNull(prefix);
+        if (endpoints.ServiceProvider.GetService<HttpRequestHandler>() is null)
+        {
+            throw new InvalidOperationException(
+                "Unable to find the dispatcher's HTTP services. Call 'services.AddDispatcher().AddHttpTransport()' when configuring the services.");
+        }
+
+        return endpoints
+            .MapMethods(prefix.TrimEnd('/') + "/{namespace}/{name}", [HttpMethods.Put, HttpMethods.Post, HttpMethods.Get],
+                (RequestDelegate)(context => context.RequestServices.GetRequiredService<HttpRequestHandler>().HandleAsync(context)))
+            .WithDisplayName("Dispatcher REST");
+    }
+}
+
+/// <summary>Registers the dispatcher's HTTP transport.</summary>
+public static class DispatcherHttpBuilderExtensions
+{
+    /// <summary>Registers the HTTP transport and its options (bound from <c>Dispatcher:Http</c>, then <paramref name="configure"/>). This operation is idempotent.</summary>
+    /// <param name="builder">The dispatcher builder from <c>AddDispatcher</c>.</param>
+    /// <param name="configure">Configures the options, or <see langword="null"/>.</param>
+    /// <returns>The builder.</returns>
+    public static IDispatcherBuilder AddHttpTransport(this IDispatcherBuilder builder, Action<HttpTransportOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        var services = builder.Services;
+        if (!services.Any(d => d.ServiceType == typeof(HttpRequestHandler)))
+        {
+            services.AddOptions<HttpTransportOptions>()
+                .Validate(o => o.MaxRequestBodyBytes >= 1024, "Dispatcher:Http:MaxRequestBodyBytes must be at least 1024.")
+                .ValidateOnStart();
+            services.AddSingleton<IConfigureOptions<HttpTransportOptions>>(sp => new ConfigureNamedOptions<HttpTransportOptions>(
+                Options.DefaultName, o => sp.GetService<IConfiguration>()?.GetSection(HttpTransportOptions.SectionName).Bind(o)));
+            services.TryAddSingleton<HttpRequestHandler>();
+        }
+
+        if (configure is not null)
+        {
+            services.Configure(configure);
+        }
+
+        return builder;
+    }
+}

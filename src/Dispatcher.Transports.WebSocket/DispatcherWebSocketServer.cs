@@ -1,0 +1,59 @@
+using System.Security.Claims;
+using Dispatcher.Protocol;
+using Dispatcher.Transports.WebSocket.Internal;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+
+namespace Dispatcher.Transports.WebSocket;
+
+/// <summary>
+/// Serves the sysadm dispatcher protocol over any <see cref="System.Net.WebSockets.WebSocket"/>: requests, replies, events and
+/// in-band authentication. Register it with <c>AddWebSocketTransport()</c>; ASP.NET Core hosts map it with
+/// <c>MapDispatcherWebSocket</c>, other hosts call <see cref="RunAsync"/> with a socket they accepted.
+/// </summary>
+public sealed class DispatcherWebSocketServer
+{
+    private readonly ProtocolHandler _handler;
+    private readonly DispatcherEventFeed _feed;
+    private readonly WebSocketTransportOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+
+    internal DispatcherWebSocketServer(ProtocolHandler handler, DispatcherEventFeed feed, IOptions<WebSocketTransportOptions> options,
+        TimeProvider timeProvider, ILogger<DispatcherWebSocketServer>? logger = null)
+    {
+        _handler = handler;
+        _feed = feed;
+        _options = options.Value;
+        _time = timeProvider;
+        _logger = (ILogger?)logger ?? NullLogger.Instance;
+    }
+
+    internal static DispatcherWebSocketServer Create(IServiceProvider services) => new(
+        services.GetRequiredService<ProtocolHandler>(),
+        services.GetRequiredService<DispatcherEventFeed>(),
+        services.GetRequiredService<IOptions<WebSocketTransportOptions>>(),
+        services.GetRequiredService<TimeProvider>(),
+        services.GetService<ILogger<DispatcherWebSocketServer>>());
+
+    /// <summary>
+    /// Runs one client connection until it closes, is closed by the server (idle, oversize message, too many failed logins, a full
+    /// send queue), or <paramref name="cancellationToken"/> fires. The socket is not disposed: the caller owns it.
+    /// </summary>
+    /// <param name="socket">An open WebSocket.</param>
+    /// <param name="remoteAddress">The client's address, for login throttling and logs.</param>
+    /// <param name="user">The principal of the host's own authentication, or <see langword="null"/>; mapped by <see cref="DispatcherProtocolOptions.PrincipalAccess"/>.</param>
+    /// <param name="cancellationToken">Ends the connection.</param>
+    /// <returns>A task that completes when the connection is over.</returns>
+    public async Task RunAsync(System.Net.WebSockets.WebSocket socket, string remoteAddress, ClaimsPrincipal? user = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        ArgumentNullException.ThrowIfNull(remoteAddress);
+        var session = new ProtocolSession("ws", remoteAddress, user, supportsEvents: true);
+        using var connection = new WebSocketConnection(socket, session, _handler, _feed, _options, _time, _logger);
+        await connection.RunAsync(cancellationToken);
+    }
+}
