@@ -1,0 +1,207 @@
+using System.Net.WebSockets;
+using System.Text;
+using System.Text.Json.Nodes;
+using Dispatcher.Protocol;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Dispatcher.Transports.Tests;
+
+public sealed class WebSocketEventTests
+{
+    [Fact]
+    public async Task RealJob_SendsPendingRunningFinished_AndDeltasMakeTheFinalOutput()
+    {
+        await using var server = await TestServer.StartAsync();
+        await using var client = await server.ConnectAsync("admin");
+        JsonAssert.Equal(
+            JsonNode.Parse("""{"args":{"subscribe":["dispatcher"]},"id":"req-2","name":"response","namespace":"events"}"""),
+            await client.RequestAsync("events", "subscribe", new JsonArray("dispatcher")));
+        const string command = "sh -c \"for i in 1 2 3 4 5; do echo line $i; sleep 0.1; done\"";
+
+        await client.DispatcherAsync(new JsonObject { ["action"] = "run", ["ev"] = new JsonArray(command, "echo done") });
+
+        var events = new List<JsonNode>();
+        while (true)
+        {
+            var frame = await client.ReceiveAsync(f => (string?)f["namespace"] == "events" && (string?)f["name"] == "dispatcher");
+            Assert.Equal("", (string?)frame["id"]);
+            events.Add(frame["args"]!);
+            if ((string?)frame["args"]!["state"] == "finished")
+            {
+                break;
+            }
+        }
+
+        JsonAssert.Equal(JsonNode.Parse("""{"state":"pending","process_id":"ev"}"""), events[0]);
+        var running = events.Skip(1).SkipLast(1).ToList();
+        Assert.True(running.Count >= 2, $"expected a start event and output updates, got {running.Count}");
+        Assert.All(running, r => Assert.Equal("running", (string?)r["state"]));
+        var firstDetails = running[0]["process_details"]!;
+        Assert.Equal("ev", (string?)firstDetails["process_id"]);
+        JsonAssert.Equal(new JsonArray(command, "echo done"), firstDetails["cmd_list"]);
+        Assert.NotNull((string?)firstDetails["time_started"]);
+        var deltas = string.Concat(running.Select(r => (string?)r["process_details"]![command] ?? string.Empty));
+        var finished = events[^1]["process_details"]!;
+        Assert.Equal("line 1\nline 2\nline 3\nline 4\nline 5\n", deltas);
+        Assert.Equal(deltas, (string?)finished[command]);
+        Assert.Equal("done\n", (string?)finished["echo done"]);
+        Assert.Equal("0", (string?)finished["return_codes/" + command]);
+        Assert.Equal("0", (string?)finished["return_codes/echo done"]);
+        Assert.Equal("finished", (string?)finished["state"]);
+        Assert.True(DateTimeOffset.Parse((string)finished["time_finished"]!, System.Globalization.CultureInfo.InvariantCulture)
+            >= DateTimeOffset.Parse((string)finished["time_started"]!, System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
+    public async Task Enricher_SetsEventSystemAndFields_ForJobsTheHostRecognises()
+    {
+        await using var server = await TestServer.StartAsync(dispatcher: d => d.AddEventEnricher<PkgEnricher>());
+        await using var client = await server.ConnectAsync("admin");
+        await client.RequestAsync("events", "subscribe", "dispatcher");
+
+        await client.DispatcherAsync(new JsonObject { ["action"] = "run", ["sysadm_pkg_install-1"] = "echo installing", ["other"] = "true" });
+        var pkgFinished = await client.ReceiveAsync(f => (string?)f["args"]?["state"] == "finished" && (string?)f["args"]?["process_id"] == "sysadm_pkg_install-1");
+        var otherFinished = server.Dispatcher.GetResult("other") is null
+            ? await client.ReceiveAsync(f => (string?)f["args"]?["state"] == "finished" && (string?)f["args"]?["process_id"] == "other")
+            : null;
+
+        Assert.Equal("sysadm/pkg", (string?)pkgFinished["args"]!["event_system"]);
+        Assert.Equal("installing\n", (string?)pkgFinished["args"]!["pkg_log"]);
+        if (otherFinished is not null)
+        {
+            Assert.Null(otherFinished["args"]!["event_system"]);
+        }
+    }
+
+    [Fact]
+    public async Task Unsubscribe_StopsEvents()
+    {
+        await using var server = await TestServer.StartAsync();
+        await using var client = await server.ConnectAsync("admin");
+        await client.RequestAsync("events", "subscribe", "dispatcher");
+        Assert.Equal("response", (string?)(await client.RequestAsync("events", "unsubscribe", "dispatcher"))["name"]);
+
+        await client.DispatcherAsync(new JsonObject { ["action"] = "run", ["quiet"] = "true" });
+        await server.Dispatcher.WaitForCompletionAsync("quiet").WaitAsync(TestServer.Patience);
+        var list = await client.DispatcherAsync(new JsonObject { ["action"] = "list" });
+
+        // The reply to list is the next frame: no event frame came in between.
+        Assert.Equal("response", (string?)list["name"]);
+        await client.SendTextAsync("""{"namespace":"rpc","name":"identify","id":"last","args":""}""");
+        Assert.Equal("last", (string?)(await client.ReceiveAsync())["id"]);
+    }
+
+    [Fact]
+    public async Task SlowSubscriber_IsDisconnected_WithoutSlowingOthersOrTheDispatcher()
+    {
+        await using var server = await TestServer.StartAsync(
+            webSocket: o => { o.SendQueueCapacity = 64; o.SendQueueBytes = 4 * 1024 * 1024; },
+            protocol: o => o.EventUpdateInterval = TimeSpan.FromMilliseconds(5),
+            dispatcher: d => d.Services.Configure<DispatcherOptions>(o => o.MaxOutputCharacters = 64 * 1024));
+        await using var slow = await server.ConnectAsync("reader");
+        await slow.RequestAsync("events", "subscribe", "dispatcher");
+        await using var fast = await server.ConnectAsync("reader");
+        await fast.RequestAsync("events", "subscribe", "dispatcher");
+
+        // About 40 MB of output over about 4 s: some 800 frames of up to 64 Ki characters, more than the network and the
+        // slow client's queue can hold while it never reads.
+        await server.Dispatcher.EnqueueAsync(new JobRequest("loud", ["sh -c \"for i in $(seq 200); do head -c 200000 /dev/zero | tr '\\0' x; sleep 0.01; done\""]));
+        var frames = 0;
+        using (var cts = new CancellationTokenSource(TimeSpan.FromMinutes(1)))
+        {
+            while (await fast.ReceiveTextAsync(cts.Token) is { } text)
+            {
+                frames++;
+                if (text.Contains("\"state\":\"finished\"", StringComparison.Ordinal))
+                {
+                    break;
+                }
+            }
+        }
+
+        Assert.True(frames > 100, $"the fast client got only {frames} frames");
+        Assert.Equal(JobOutcome.Succeeded, (await server.Dispatcher.WaitForCompletionAsync("loud").WaitAsync(TestServer.Patience)).Outcome);
+
+        // The slow client was dropped: reading now drains what the network held, then the connection ends.
+        var ended = false;
+        try
+        {
+            using var cts = new CancellationTokenSource(TestServer.Patience);
+            while (await slow.ReceiveTextAsync(cts.Token) is not null)
+            {
+            }
+
+            ended = true;
+        }
+        catch (WebSocketException)
+        {
+            ended = true;
+        }
+
+        Assert.True(ended);
+        Assert.NotEqual(WebSocketState.Open, slow.Socket.State);
+        Assert.Equal("response", (string?)(await fast.DispatcherAsync(new JsonObject { ["action"] = "list" }))["name"]);
+    }
+
+    [Fact]
+    public async Task TwentyConcurrentClients_MixingRunListKill_GetEveryReply()
+    {
+        await using var server = await TestServer.StartAsync();
+        var killed = new System.Collections.Concurrent.ConcurrentDictionary<string, bool>();
+        var clients = Enumerable.Range(0, 20).Select(async c =>
+        {
+            await using var client = await server.ConnectAsync("admin");
+            var replies = 0;
+            for (var i = 0; i < 15; i++)
+            {
+                var id = $"c{c}-{i}";
+                var run = await client.DispatcherAsync(new JsonObject { ["action"] = "run", [id] = i % 3 == 0 ? "sleep 300" : "true" });
+                JsonAssert.Equal(new JsonArray(id), run["args"]!["started"]);
+                var list = await client.DispatcherAsync(new JsonObject { ["action"] = "list" });
+                Assert.NotNull(list["args"]!["jobs"]);
+                var kill = await client.DispatcherAsync(new JsonObject { ["action"] = "kill", ["job_id"] = new JsonArray(id) });
+                var killedNow = kill["args"]!["killed"]!["jobs"]!.AsArray().Select(k => (string)k!).ToArray();
+                if (i % 3 == 0)
+                {
+                    Assert.Equal([id], killedNow);
+                }
+
+                killed[id] = killedNow.Contains(id);
+
+                replies += 3;
+            }
+
+            return replies;
+        }).ToArray();
+
+        var counts = await Task.WhenAll(clients).WaitAsync(TimeSpan.FromMinutes(2));
+
+        Assert.All(counts, n => Assert.Equal(45, n));
+        for (var c = 0; c < 20; c++)
+        {
+            for (var i = 0; i < 15; i++)
+            {
+                var result = await server.Dispatcher.WaitForCompletionAsync($"c{c}-{i}").WaitAsync(TestServer.Patience);
+                // A `true` job may still be running when its kill arrives: the kill reply says which happened.
+                Assert.Equal(killed[$"c{c}-{i}"] ? JobOutcome.Killed : JobOutcome.Succeeded, result.Outcome);
+            }
+        }
+    }
+
+    private sealed class PkgEnricher : IDispatcherEventEnricher
+    {
+        public void Enrich(DispatcherEventContext context)
+        {
+            if (!context.JobId.StartsWith("sysadm_pkg", StringComparison.Ordinal))
+            {
+                return;
+            }
+
+            context.SetEventSystem("sysadm/pkg");
+            if (context.Result is { } result)
+            {
+                context.Args["pkg_log"] = string.Concat(result.CommandResults.Select(c => c.Output));
+            }
+        }
+    }
+}
