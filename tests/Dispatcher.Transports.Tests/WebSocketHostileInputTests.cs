@@ -115,7 +115,16 @@ public sealed class WebSocketHostileInputTests
         foreach (var frame in frames)
         {
             await client.SendTextAsync(frame);
-            var reply = await client.ReceiveAsync();
+            JsonNode reply;
+            try
+            {
+                reply = await client.ReceiveAsync();
+            }
+            catch (WebSocketException ex)
+            {
+                throw new InvalidOperationException($"frame {Preview(frame)} broke the connection", ex);
+            }
+
             Assert.True((string?)reply["name"] == "error", $"frame {Preview(frame)} got {Preview(reply.ToJsonString())}");
             var code = (string?)reply["args"]!["code"];
             Assert.True(code is "400" or "404", $"frame {Preview(frame)} got code {code}");

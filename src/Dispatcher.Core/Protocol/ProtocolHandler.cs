@@ -61,6 +61,11 @@ internal sealed class ProtocolHandler
         using (document)
         {
             var root = document.RootElement;
+            if (!AllStringsValid(root))
+            {
+                return Log(session, "?", "?", null, Error(null, 400, BadString));
+            }
+
             if (root.ValueKind != JsonValueKind.Object)
             {
                 return Log(session, "?", "?", null, Error(null, 400, $"A request must be a JSON object, not {Describe(root.ValueKind)}."));
@@ -119,6 +124,11 @@ internal sealed class ProtocolHandler
         using (document)
         {
             var root = document.RootElement;
+            if (!AllStringsValid(root))
+            {
+                return Log(session, @namespace, name, null, Error(null, 400, BadString));
+            }
+
             if (root.ValueKind != JsonValueKind.Object)
             {
                 return Log(session, @namespace, name, null, Error(null, 400, $"The body must be a JSON object, not {Describe(root.ValueKind)}."));
@@ -601,6 +611,35 @@ internal sealed class ProtocolHandler
 
     private static ProtocolReply Ok(string ns, string name, string? id, JsonNode args) =>
         new(WireFormat.Envelope(ns, id is null ? name : "response", id, args), ProtocolReply.Ok);
+
+    private const string BadString = "The request holds a string that is not valid UTF-16 (an unpaired surrogate escape such as \\ud800).";
+
+    /// <summary>
+    /// System.Text.Json parses an unpaired surrogate escape (<c>"\ud800"</c>) but throws when it is read as a string. Checking every
+    /// string and member name once, right after parsing, keeps that bad input from reaching any reader below.
+    /// </summary>
+    private static bool AllStringsValid(JsonElement element)
+    {
+        try
+        {
+            switch (element.ValueKind)
+            {
+                case JsonValueKind.String:
+                    _ = element.GetString();
+                    return true;
+                case JsonValueKind.Array:
+                    return element.EnumerateArray().All(AllStringsValid);
+                case JsonValueKind.Object:
+                    return element.EnumerateObject().All(p => p.Name is not null && AllStringsValid(p.Value));
+                default:
+                    return true;
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
+    }
 
     public static ProtocolReply Error(string? id, int code, string message) =>
         new(WireFormat.Envelope("error", "error", id, WireFormat.ErrorArgs(code, message)), code);

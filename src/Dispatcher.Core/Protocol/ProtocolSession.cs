@@ -28,4 +28,29 @@ internal sealed record ProtocolReply(JsonObject Envelope, int Status, string? Cl
     public const int Ok = 200;
 
     public JsonNode? Args => Envelope["args"];
+
+    /// <summary>The whole envelope as UTF-8 JSON (the WebSocket frame).</summary>
+    public byte[] ToFrame() => Serialize(Envelope, static () => WireFormat.Envelope("error", "error", null, Unencodable()));
+
+    /// <summary><c>{"args": ...}</c> as UTF-8 JSON (the REST body).</summary>
+    public byte[] ToBody() => Serialize(new JsonObject { ["args"] = Args?.DeepClone() }, static () => new JsonObject { ["args"] = Unencodable() });
+
+    /// <summary>
+    /// Serializes, or, when the reply echoes text that JSON cannot encode (an unpaired surrogate from a <c>\ud800</c> escape),
+    /// answers a 400 that echoes nothing.
+    /// </summary>
+    private static byte[] Serialize(JsonNode node, Func<JsonNode> fallback)
+    {
+        try
+        {
+            return System.Text.Encoding.UTF8.GetBytes(node.ToJsonString());
+        }
+        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException)
+        {
+            return System.Text.Encoding.UTF8.GetBytes(fallback().ToJsonString());
+        }
+    }
+
+    private static JsonObject Unencodable() =>
+        WireFormat.ErrorArgs(400, "The request holds text that cannot be encoded as JSON (an unpaired surrogate).");
 }

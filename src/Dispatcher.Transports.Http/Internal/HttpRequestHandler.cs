@@ -172,7 +172,6 @@ internal sealed class HttpRequestHandler(ProtocolHandler handler, IOptions<HttpT
         }
 
         response.ContentType = "application/json; charset=utf-8";
-        var body = new JsonObject { ["args"] = reply.Args?.DeepClone() };
-        await response.WriteAsync(body.ToJsonString(), context.RequestAborted);
+        await response.Body.WriteAsync(reply.ToBody(), context.RequestAborted);
     }
 }

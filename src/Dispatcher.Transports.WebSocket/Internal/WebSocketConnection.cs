@@ -124,7 +124,7 @@ internal sealed partial class WebSocketConnection : IDisposable
                     message = new ArrayBufferWriter<byte>(4096);
                 }
 
-                await _send.Writer.WriteAsync(new Outgoing(Encoding.UTF8.GetBytes(reply.Envelope.ToJsonString()), IsEvent: false), token).ConfigureAwait(false);
+                await _send.Writer.WriteAsync(new Outgoing(reply.ToFrame(), IsEvent: false), token).ConfigureAwait(false);
                 UpdateSubscription();
                 if (reply.CloseReason is { } reason)
                 {
