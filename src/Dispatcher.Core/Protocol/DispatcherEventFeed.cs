@@ -280,10 +280,15 @@ public sealed class DispatcherEventFeed : IDisposable
             ["process_id"] = result.Id,
             ["state"] = "finished",
             ["cmd_list"] = new JsonArray([.. result.Commands.Select(c => (JsonNode?)c)]),
-            ["time_started"] = Iso(result.StartedAt),
-            ["time_finished"] = Iso(result.FinishedAt),
-            ["outcome"] = WireFormat.Outcome(result.Outcome),
         };
+        if (result.StartedAt is not null)
+        {
+            // A job killed while pending never started, and has no start time.
+            details["time_started"] = Iso(result.StartedAt);
+        }
+
+        details["time_finished"] = Iso(result.FinishedAt);
+        details["outcome"] = WireFormat.Outcome(result.Outcome);
         WireFormat.AddCommandResults(details, result);
         Emit(result.Id, JobState.Finished, result.Commands, result, new JsonObject
         {
@@ -424,7 +429,7 @@ public sealed class DispatcherWireEvent
             {
                 lock (Args)
                 {
-                    _frame ??= Encoding.UTF8.GetBytes(WireFormat.Envelope("events", "dispatcher", string.Empty, Args.DeepClone()).ToJsonString());
+                    _frame ??= Encoding.UTF8.GetBytes(WireFormat.Envelope("events", "dispatcher", string.Empty, Args.DeepClone()).ToJsonString(WireFormat.JsonOptions));
                 }
             }
 

@@ -43,11 +43,11 @@ internal sealed record ProtocolReply(JsonObject Envelope, int Status, string? Cl
     {
         try
         {
-            return System.Text.Encoding.UTF8.GetBytes(node.ToJsonString());
+            return System.Text.Encoding.UTF8.GetBytes(node.ToJsonString(WireFormat.JsonOptions));
         }
         catch (Exception ex) when (ex is ArgumentException or InvalidOperationException)
         {
-            return System.Text.Encoding.UTF8.GetBytes(fallback().ToJsonString());
+            return System.Text.Encoding.UTF8.GetBytes(fallback().ToJsonString(WireFormat.JsonOptions));
         }
     }
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 
 namespace Dispatcher.Protocol;
@@ -6,6 +7,13 @@ namespace Dispatcher.Protocol;
 /// <summary>Builds the JSON shapes of the sysadm protocol. Keys come in the order the sysadm server wrote them (sorted).</summary>
 internal static class WireFormat
 {
+    /// <summary>Compact JSON that escapes only what JSON requires (quotes, backslashes, control characters), as the sysadm server wrote it.</summary>
+    public static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        WriteIndented = false,
+    };
+
     public static JsonObject Envelope(string @namespace, string name, string? id, JsonNode? args)
     {
         var envelope = new JsonObject { ["args"] = args };

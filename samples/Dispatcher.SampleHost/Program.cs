@@ -1,0 +1,89 @@
+using System.Security.Cryptography;
+using Dispatcher;
+using Dispatcher.SampleHost;
+using Microsoft.Extensions.Options;
+
+// The Dispatcher sample host: the WebSocket endpoint at "/" and the REST endpoint at "/rpc/dispatcher" on one port.
+try
+{
+    var builder = WebApplication.CreateBuilder(args);
+    if (string.IsNullOrEmpty(builder.Configuration["urls"]) && !builder.Configuration.GetSection("Kestrel:Endpoints").Exists())
+    {
+        builder.WebHost.UseUrls("http://127.0.0.1:12150");
+    }
+
+    builder.Logging.AddSimpleConsole(o =>
+    {
+        o.SingleLine = true;
+        o.TimestampFormat = "HH:mm:ss ";
+    });
+
+    builder.Services.Configure<UsersOptions>(builder.Configuration);
+    var generatedPassword = EnsureUser(builder.Configuration);
+    builder.Services.AddDispatcher()
+        .AddWebSocketTransport()
+        .AddHttpTransport()
+        .AddAuthenticator<ConfigurationAuthenticator>();
+
+    var app = builder.Build();
+
+    // Check every option now, so bad configuration ends start-up with one clear message.
+    _ = app.Services.GetRequiredService<IOptions<DispatcherOptions>>().Value;
+    _ = app.Services.GetRequiredService<IOptions<Dispatcher.Protocol.DispatcherProtocolOptions>>().Value;
+    _ = app.Services.GetRequiredService<IOptions<Dispatcher.Transports.WebSocket.WebSocketTransportOptions>>().Value;
+    _ = app.Services.GetRequiredService<IOptions<Dispatcher.Transports.Http.HttpTransportOptions>>().Value;
+
+    app.MapDispatcherWebSocket("/");
+    app.MapDispatcherHttp();
+
+    app.Lifetime.ApplicationStarted.Register(() =>
+    {
+        foreach (var url in app.Urls)
+        {
+            var ws = url.Replace("https://", "wss://", StringComparison.Ordinal).Replace("http://", "ws://", StringComparison.Ordinal);
+            Console.WriteLine($"Dispatcher sample host listening on {url}");
+            Console.WriteLine($"  WebSocket: {ws.TrimEnd('/')}/   REST: PUT {url.TrimEnd('/')}/rpc/dispatcher");
+        }
+
+        if (generatedPassword is not null)
+        {
+            // Printed once, to the console only; never logged.
+            Console.WriteLine($"No user is configured: created full-access user 'admin' with password '{generatedPassword}'");
+        }
+
+        Console.WriteLine("Press Ctrl+C to stop.");
+    });
+
+    await app.RunAsync();
+    return 0;
+}
+catch (OptionsValidationException ex)
+{
+    await Console.Error.WriteLineAsync($"Invalid configuration: {string.Join(" ", ex.Failures)}");
+    return 2;
+}
+catch (Exception ex) when (ex is IOException or InvalidOperationException or FormatException or ArgumentException)
+{
+    // No free port, a value that does not parse, a missing certificate...: say what, not where in the code.
+    var message = ex.InnerException is { } inner ? $"{ex.Message} ({inner.Message})" : ex.Message;
+    await Console.Error.WriteLineAsync($"Dispatcher sample host cannot start: {message}");
+    return 2;
+}
+
+// Without any configured user, add one full-access "admin" with a random password, and return that password.
+static string? EnsureUser(ConfigurationManager configuration)
+{
+    if (configuration.GetSection("Users").GetChildren().Any())
+    {
+        return null;
+    }
+
+    var password = Convert.ToBase64String(RandomNumberGenerator.GetBytes(18)).Replace('/', '_').Replace('+', '-');
+    configuration.AddInMemoryCollection(new Dictionary<string, string?>
+    {
+        ["Users:0:Name"] = "admin",
+        ["Users:0:Password"] = password,
+        ["Users:0:FullAccess"] = "true",
+    });
+    return password;
+}
