@@ -17,6 +17,21 @@ public class DispatcherOptions
         [DispatcherQueues.IocageQueue] = new() { MaxConcurrency = 1 },
     };
 
+    /// <summary>
+    /// Gets or sets the directory where the default job store keeps its journal, or <see langword="null"/> to keep jobs in memory
+    /// only (pending jobs are then lost when the host stops). With a store, pending jobs survive restarts and crashes, jobs that
+    /// were running come back as interrupted, and retained results survive too.
+    /// </summary>
+    /// <value>The default value is <see langword="null"/>.</value>
+    public string? DataDirectory { get; set; }
+
+    /// <summary>
+    /// Gets or sets whether the journal is flushed to the disk (fsync) before an enqueue returns. Without it an enqueue still
+    /// survives a crash of the host (the data is in the operating system), but not a crash of the machine.
+    /// </summary>
+    /// <value>The default value is <see langword="true"/>.</value>
+    public bool FlushToDisk { get; set; } = true;
+
     /// <summary>Gets or sets how long a killed job's processes get after SIGTERM before SIGKILL.</summary>
     /// <value>The default value is 5 seconds. Between 0 and 10 minutes.</value>
     public TimeSpan KillGracePeriod { get; set; } = TimeSpan.FromSeconds(5);

@@ -38,6 +38,10 @@ public interface IDispatcher
     /// <returns>The result, or <see langword="null"/> if no finished job with that id is retained.</returns>
     JobResult? GetResult(string jobId);
 
+    /// <summary>Lists the retained results of finished jobs, oldest first (with a job store, they survive restarts).</summary>
+    /// <returns>A snapshot.</returns>
+    IReadOnlyList<JobResult> ListFinished();
+
     /// <summary>Waits for a pending or running job to finish, or returns the retained result of a finished one.</summary>
     /// <param name="jobId">The job id.</param>
     /// <param name="cancellationToken">Cancels the wait (not the job).</param>

@@ -39,4 +39,10 @@ public sealed record JobRequest
     /// <see cref="DispatcherOptions.DefaultJobTimeout"/>. A job that runs longer is killed with outcome <see cref="JobOutcome.TimedOut"/>.
     /// </summary>
     public TimeSpan? Timeout { get; init; }
+
+    /// <summary>
+    /// Gets whether the job runs again from its first command when the host died (or stopped) while it was running. By default
+    /// such a job is recorded as finished with outcome <see cref="JobOutcome.Interrupted"/>. Needs a job store (<see cref="DispatcherOptions.DataDirectory"/>).
+    /// </summary>
+    public bool RerunIfInterrupted { get; init; }
 }

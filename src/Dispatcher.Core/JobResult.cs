@@ -3,7 +3,16 @@ namespace Dispatcher;
 /// <summary>The full result of a finished job.</summary>
 public sealed class JobResult
 {
-    internal JobResult(string id, string queue, IReadOnlyList<string> commands, JobOutcome outcome,
+    /// <summary>Creates a result (for job stores and tests; the dispatcher makes its own).</summary>
+    /// <param name="id">The job id.</param>
+    /// <param name="queue">The queue.</param>
+    /// <param name="commands">All the job's commands.</param>
+    /// <param name="outcome">How it ended.</param>
+    /// <param name="commandResults">One result per command that started.</param>
+    /// <param name="enqueuedAt">When it was enqueued.</param>
+    /// <param name="startedAt">When it started, if it did.</param>
+    /// <param name="finishedAt">When it finished.</param>
+    public JobResult(string id, string queue, IReadOnlyList<string> commands, JobOutcome outcome,
         IReadOnlyList<CommandResult> commandResults, DateTimeOffset enqueuedAt, DateTimeOffset? startedAt, DateTimeOffset finishedAt)
     {
         Id = id;
@@ -52,7 +61,15 @@ public sealed class JobResult
 /// <summary>The result of one command of a job.</summary>
 public sealed class CommandResult
 {
-    internal CommandResult(int index, string command, string output, long droppedOutputCharacters, int exitCode,
+    /// <summary>Creates a command result (for job stores and tests).</summary>
+    /// <param name="index">The command's index.</param>
+    /// <param name="command">The command string.</param>
+    /// <param name="output">The kept output.</param>
+    /// <param name="droppedOutputCharacters">How many characters were dropped from its front.</param>
+    /// <param name="exitCode">The exit code.</param>
+    /// <param name="startedAt">When it started.</param>
+    /// <param name="finishedAt">When it exited.</param>
+    public CommandResult(int index, string command, string output, long droppedOutputCharacters, int exitCode,
         DateTimeOffset startedAt, DateTimeOffset finishedAt)
     {
         Index = index;

@@ -9,12 +9,12 @@ internal sealed class TestDispatcher : IAsyncDisposable
 {
     public static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
 
-    public TestDispatcher(Action<DispatcherOptions>? configure = null)
+    public TestDispatcher(Action<DispatcherOptions>? configure = null, string? directory = null)
     {
+        Directory = directory ?? System.IO.Directory.CreateTempSubdirectory("dispatcher-test-").FullName;
         var options = new DispatcherOptions { KillGracePeriod = TimeSpan.FromSeconds(2) };
         configure?.Invoke(options);
         Dispatcher = new DefaultDispatcher(Options.Create(options), new CliWrapJobRunner(), TimeProvider.System);
-        Directory = System.IO.Directory.CreateTempSubdirectory("dispatcher-test-").FullName;
     }
 
     public DefaultDispatcher Dispatcher { get; }
@@ -31,9 +31,16 @@ internal sealed class TestDispatcher : IAsyncDisposable
 
     public Task<JobResult> WaitAsync(string id) => Dispatcher.WaitForCompletionAsync(id).WaitAsync(Patience);
 
+    public bool KeepDirectory { get; set; }
+
     public async ValueTask DisposeAsync()
     {
         await Dispatcher.DisposeAsync();
+        if (KeepDirectory)
+        {
+            return;
+        }
+
         try
         {
             System.IO.Directory.Delete(Directory, recursive: true);

@@ -87,6 +87,9 @@ internal sealed class SampleProcess : IAsyncDisposable
         return _process.ExitCode;
     }
 
+    /// <summary>Kills the process at once, as a crash would: SIGKILL, no chance to clean up.</summary>
+    public void KillNow() => _ = kill(_process.Id, 9);
+
     /// <summary>Asks the process to stop the way a service manager does: SIGTERM.</summary>
     public void Terminate() => _ = kill(_process.Id, 15);
 

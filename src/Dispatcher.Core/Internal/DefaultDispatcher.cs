@@ -1,6 +1,7 @@
 using System.Diagnostics.Metrics;
 using Dispatcher.Events;
 using Dispatcher.Running;
+using Dispatcher.Storage;
 using Dispatcher.Telemetry;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -26,11 +27,13 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
     private readonly Dictionary<string, Job> _active = new(StringComparer.Ordinal);
     private readonly Dictionary<string, JobResult> _finished = new(StringComparer.Ordinal);
     private readonly Queue<JobResult> _finishedOrder = new();
+    private readonly IJobStore? _store;
+    private long _journalRecords;
     private bool _stopping;
     private Task? _stopTask;
 
     public DefaultDispatcher(IOptions<DispatcherOptions> options, IJobRunner runner, TimeProvider timeProvider,
-        ILogger<DefaultDispatcher>? logger = null, IMeterFactory? meterFactory = null)
+        ILogger<DefaultDispatcher>? logger = null, IMeterFactory? meterFactory = null, IJobStore? store = null)
     {
         _options = options.Value;
         _runner = runner;
@@ -45,17 +48,27 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
 
         _queueOrder = [.. _queues.Values];
         Queues = [.. _queues.Keys];
+        _store = store ?? (_options.DataDirectory is { } directory ? new FileJobStore(directory, _options.FlushToDisk, _logger) : null);
+        if (_store is null)
+        {
+            DispatcherLog.InMemory(_logger);
+        }
+        else
+        {
+            Recover(_store);
+        }
     }
 
     public IReadOnlyCollection<string> Queues { get; }
 
-    public ValueTask<JobInfo> EnqueueAsync(JobRequest request, CancellationToken cancellationToken = default)
+    public async ValueTask<JobInfo> EnqueueAsync(JobRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
         var argv = Validate(request);
         List<Job> toStart;
         JobInfo info;
+        Task? durable = null;
         lock (_gate)
         {
             if (_stopping)
@@ -80,6 +93,13 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
             };
             job.PendingNode = queue.Pending.AddLast(job);
             _active.Add(job.Id, job);
+            if (_store is not null)
+            {
+                // Appended under the lock, so the journal holds jobs in queue order.
+                durable = _store.AppendAsync(new JobEnqueuedRecord(job.Request, job.EnqueuedAt));
+                _journalRecords++;
+            }
+
             _metrics.Enqueued(queue.Name);
             DispatcherLog.JobEnqueued(_logger, job.Id, queue.Name, job.Commands.Count);
             if (_events.HasSubscribers)
@@ -92,7 +112,13 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         }
 
         Launch(toStart);
-        return ValueTask.FromResult(info);
+        if (durable is not null)
+        {
+            // The caller hears "accepted" only once the job would survive a crash (group commit: one flush for many enqueues).
+            await durable.ConfigureAwait(false);
+        }
+
+        return info;
     }
 
     public IReadOnlyList<JobInfo> List()
@@ -163,6 +189,15 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         {
             Prune();
             return _finished.GetValueOrDefault(jobId);
+        }
+    }
+
+    public IReadOnlyList<JobResult> ListFinished()
+    {
+        lock (_gate)
+        {
+            Prune();
+            return [.. _finishedOrder.Where(r => ReferenceEquals(_finished.GetValueOrDefault(r.Id), r))];
         }
     }
 
@@ -237,10 +272,20 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
             _stopping = true;
             running = [.. _active.Values.Where(j => j.State == JobState.Running)];
             var pending = _active.Values.Where(j => j.State == JobState.Pending).OrderBy(j => j.Sequence).ToArray();
-            DispatcherLog.Stopping(_logger, running.Length, pending.Length);
+            DispatcherLog.Stopping(_logger, running.Length, pending.Length, _store is not null);
             foreach (var job in pending)
             {
-                FinishPending(job, JobOutcome.Interrupted);
+                if (_store is null)
+                {
+                    // Nowhere to keep them: they end here, and say so.
+                    FinishPending(job, JobOutcome.Interrupted);
+                }
+                else
+                {
+                    // They stay pending in the store and run after the restart; only in-process waiters are released.
+                    job.Completion.TrySetException(new DispatcherException(
+                        $"The dispatcher stopped before job '{job.Id}' started; it stays pending in the job store and runs after the restart."));
+                }
             }
 
             running = [.. running.Where(j => MarkStopping(j, JobOutcome.Interrupted))];
@@ -250,10 +295,15 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         Task[] remaining;
         lock (_gate)
         {
-            remaining = [.. _active.Values.Select(j => (Task)j.Completion.Task)];
+            remaining = [.. _active.Values.Where(j => j.State == JobState.Running).Select(j => (Task)j.Completion.Task)];
         }
 
         await Task.WhenAll(remaining).ConfigureAwait(false);
+        if (_store is not null)
+        {
+            await _store.DisposeAsync().ConfigureAwait(false);
+        }
+
         _events.CompleteAll();
     }
 
@@ -338,6 +388,7 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
             job.State = JobState.Running;
             job.StartedAt = _time.GetUtcNow();
             queue.Running.Add(job);
+            Journal(new JobStartedRecord(job.Id, job.StartedAt.Value));
             _metrics.Started(queue.Name);
             DispatcherLog.JobStarted(_logger, job.Id, queue.Name);
             if (_events.HasSubscribers)
@@ -521,17 +572,146 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         job.State = JobState.Finished;
         _active.Remove(job.Id);
         var result = new JobResult(job.Id, job.Queue, job.Commands, outcome, results, job.EnqueuedAt, job.StartedAt, now);
-        if (_options.RetainedJobCount > 0)
+        Retain(result);
+        if (!(outcome == JobOutcome.Interrupted && job.Request.RerunIfInterrupted))
         {
-            _finished[job.Id] = result;
-            _finishedOrder.Enqueue(result);
-            Prune();
+            // (A job that asked to be re-run stays "started" in the journal, so the next start runs it again.)
+            Journal(new JobFinishedRecord(result));
         }
 
         _metrics.Finished(job.Queue, outcome, now - job.StartedAt);
         DispatcherLog.JobFinished(_logger, job.Id, job.Queue, outcome, result.ExitCode, ((now - job.StartedAt) ?? TimeSpan.Zero).TotalMilliseconds);
         _events.Publish(new JobFinishedEvent(result));
         job.Completion.TrySetResult(result);
+    }
+
+    private void Retain(JobResult result)
+    {
+        if (_options.RetainedJobCount > 0)
+        {
+            _finished[result.Id] = result;
+            _finishedOrder.Enqueue(result);
+            Prune();
+        }
+    }
+
+    /// <summary>Appends a record without waiting for it (its failure is logged by the store). Called under the lock, to keep the order.</summary>
+    private void Journal(JobStoreRecord record)
+    {
+        if (_store is null || _stopTask is { IsCompleted: true })
+        {
+            return;
+        }
+
+        _ = _store.AppendAsync(record).ContinueWith(static t => _ = t.Exception, CancellationToken.None,
+            TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        if (++_journalRecords > 1000 + (4L * (_active.Count + _finishedOrder.Count)))
+        {
+            Compact();
+        }
+    }
+
+    /// <summary>Replaces the journal by the records of the jobs that still matter. Called under the lock.</summary>
+    private void Compact()
+    {
+        var records = new List<JobStoreRecord>();
+        foreach (var result in _finishedOrder)
+        {
+            if (ReferenceEquals(_finished.GetValueOrDefault(result.Id), result))
+            {
+                records.Add(new JobFinishedRecord(result));
+            }
+        }
+
+        foreach (var job in _active.Values.OrderBy(j => j.Sequence))
+        {
+            records.Add(new JobEnqueuedRecord(job.Request, job.EnqueuedAt));
+            if (job.StartedAt is { } started)
+            {
+                records.Add(new JobStartedRecord(job.Id, started));
+            }
+        }
+
+        _journalRecords = records.Count;
+        _ = _store!.RewriteAsync(records).ContinueWith(static t => _ = t.Exception, CancellationToken.None,
+            TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    /// <summary>
+    /// Replays the journal: retained results come back, jobs that were running are finished as interrupted (or queued again when
+    /// they asked to be), pending jobs go back into their queues in their original order and start.
+    /// </summary>
+    private void Recover(IJobStore store)
+    {
+        var records = store.Load();
+        var active = new Dictionary<string, (JobEnqueuedRecord Enqueued, DateTimeOffset? StartedAt, long Order)>(StringComparer.Ordinal);
+        long order = 0;
+        var finished = 0;
+        foreach (var record in records)
+        {
+            switch (record)
+            {
+                case JobEnqueuedRecord e:
+                    active[e.JobId] = (e, null, order++);
+                    break;
+                case JobStartedRecord s when active.TryGetValue(s.JobId, out var entry):
+                    active[s.JobId] = entry with { StartedAt = s.StartedAt };
+                    break;
+                case JobFinishedRecord f:
+                    active.Remove(f.JobId);
+                    Retain(f.Result);
+                    finished++;
+                    break;
+            }
+        }
+
+        var interrupted = 0;
+        var restored = 0;
+        List<Job> toStart = [];
+        lock (_gate)
+        {
+            foreach (var (enqueued, startedAt, _) in active.Values.OrderBy(e => e.Order))
+            {
+                var request = enqueued.Request;
+                string[][]? argv = null;
+                try
+                {
+                    argv = [.. Validate(request).Select(a => a.ToArray())];
+                }
+                catch (JobRejectedException)
+                {
+                }
+
+                if ((startedAt is not null && !request.RerunIfInterrupted) || argv is null || !_queues.TryGetValue(request.Queue, out var queue))
+                {
+                    var result = new JobResult(request.Id, request.Queue, request.Commands, JobOutcome.Interrupted, [], enqueued.EnqueuedAt, startedAt, _time.GetUtcNow());
+                    Retain(result);
+                    Journal(new JobFinishedRecord(result));
+                    _events.Publish(new JobFinishedEvent(result));
+                    DispatcherLog.JobInterruptedByRestart(_logger, request.Id, request.Queue);
+                    interrupted++;
+                    continue;
+                }
+
+                var job = new Job(request, argv, request.Timeout ?? _options.DefaultJobTimeout, enqueued.EnqueuedAt, _options.MaxOutputCharacters)
+                {
+                    QueueState = queue,
+                };
+                job.PendingNode = queue.Pending.AddLast(job);
+                _active.Add(job.Id, job);
+                _metrics.Enqueued(queue.Name);
+                restored++;
+            }
+
+            Compact();
+            foreach (var queue in _queueOrder)
+            {
+                toStart.AddRange(StartRunnable(queue));
+            }
+        }
+
+        DispatcherLog.Recovered(_logger, restored, interrupted, finished, records.Count);
+        Launch(toStart);
     }
 
     private void Prune()

@@ -241,7 +241,7 @@ public sealed class DispatcherEventFeed : IDisposable
             ["process_id"] = jobId,
             ["state"] = "running",
             ["cmd_list"] = new JsonArray([.. job.Commands.Select(c => (JsonNode?)c)]),
-            ["time_started"] = Iso(job.StartedAt),
+            ["time_started"] = WireFormat.Iso(job.StartedAt),
         };
         if (job.CurrentCommand >= 0 && job.CurrentCommand < job.Commands.Count)
         {
@@ -275,21 +275,8 @@ public sealed class DispatcherEventFeed : IDisposable
 
     private void EmitFinished(JobResult result)
     {
-        var details = new JsonObject
-        {
-            ["process_id"] = result.Id,
-            ["state"] = "finished",
-            ["cmd_list"] = new JsonArray([.. result.Commands.Select(c => (JsonNode?)c)]),
-        };
-        if (result.StartedAt is not null)
-        {
-            // A job killed while pending never started, and has no start time.
-            details["time_started"] = Iso(result.StartedAt);
-        }
-
-        details["time_finished"] = Iso(result.FinishedAt);
-        details["outcome"] = WireFormat.Outcome(result.Outcome);
-        WireFormat.AddCommandResults(details, result);
+        var details = WireFormat.FinishedDetails(result);
+        details.Remove("queue");
         Emit(result.Id, JobState.Finished, result.Commands, result, new JsonObject
         {
             ["state"] = "finished",
@@ -329,8 +316,6 @@ public sealed class DispatcherEventFeed : IDisposable
             }
         }
     }
-
-    private static string? Iso(DateTimeOffset? time) => time?.ToString("yyyy-MM-ddTHH:mm:ss.fffzzz", CultureInfo.InvariantCulture);
 
     private sealed class Registration(DispatcherEventFeed feed, Action<DispatcherWireEvent> listener) : IDisposable
     {

@@ -362,20 +362,54 @@ internal sealed class ProtocolHandler
 
         if (!TryGetString(args, "action", out var action, out var problem))
         {
-            return Error(id, 400, problem + " rpc/dispatcher offers the actions list, kill and run.");
+            return Error(id, 400, problem + " rpc/dispatcher offers the actions list, kill, run and history.");
         }
 
         switch (action.ToLowerInvariant())
         {
             case "list":
                 return Ok(ns, name, id, WireFormat.List(_dispatcher.List()));
+            case "history":
+                return History(ns, name, id, args);
             case "kill":
                 return Require(session, id, DispatcherAccess.Full, "kill") ?? await KillAsync(ns, name, id, args, cancellationToken).ConfigureAwait(false);
             case "run":
                 return Require(session, id, DispatcherAccess.Full, "run") ?? await RunAsync(ns, name, id, args, cancellationToken).ConfigureAwait(false);
             default:
-                return Error(id, 400, $"Unknown action '{action}'; rpc/dispatcher offers list, kill and run.");
+                return Error(id, 400, $"Unknown action '{action}'; rpc/dispatcher offers list, kill, run and history.");
         }
+    }
+
+    /// <summary>The extension action <c>history</c>: retained results of finished jobs, oldest first, optionally only some ids.</summary>
+    private ProtocolReply History(string ns, string name, string? id, JsonElement args)
+    {
+        HashSet<string>? only = null;
+        if (TryGetProperty(args, "job_id", out var jobId))
+        {
+            if (jobId.ValueKind == JsonValueKind.String)
+            {
+                only = [jobId.GetString()!];
+            }
+            else if (jobId.ValueKind == JsonValueKind.Array && jobId.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String))
+            {
+                only = [.. jobId.EnumerateArray().Select(e => e.GetString()!)];
+            }
+            else
+            {
+                return Error(id, 400, $"\"job_id\" must be a string or an array of strings, not {Describe(jobId.ValueKind)}.");
+            }
+        }
+
+        var history = new JsonArray();
+        foreach (var result in _dispatcher.ListFinished())
+        {
+            if (only is null || only.Contains(result.Id))
+            {
+                history.Add(WireFormat.FinishedDetails(result));
+            }
+        }
+
+        return Ok(ns, name, id, new JsonObject { ["history"] = history });
     }
 
     private async ValueTask<ProtocolReply> KillAsync(string ns, string name, string? id, JsonElement args, CancellationToken cancellationToken)
@@ -484,6 +518,7 @@ internal sealed class ProtocolHandler
         string? queue = null, workdir = null;
         Dictionary<string, string>? env = null;
         TimeSpan? timeout = null;
+        var rerun = false;
         foreach (var member in value.EnumerateObject())
         {
             switch (member.Name)
@@ -513,6 +548,12 @@ internal sealed class ProtocolHandler
                     && seconds > 0 && seconds <= TimeSpan.MaxValue.TotalSeconds / 2:
                     timeout = TimeSpan.FromSeconds(seconds);
                     break;
+                case "rerun_if_interrupted" when member.Value.ValueKind is JsonValueKind.True or JsonValueKind.False:
+                    rerun = member.Value.GetBoolean();
+                    break;
+                case "rerun_if_interrupted":
+                    problem = "\"rerun_if_interrupted\" must be true or false.";
+                    return false;
                 case "queue" or "workdir":
                     problem = $"\"{member.Name}\" must be a string.";
                     return false;
@@ -523,7 +564,7 @@ internal sealed class ProtocolHandler
                     problem = "\"timeout\" must be a positive number of seconds.";
                     return false;
                 default:
-                    problem = $"Unknown member \"{member.Name}\"; a job object may have commands, queue, workdir, env and timeout.";
+                    problem = $"Unknown member \"{member.Name}\"; a job object may have commands, queue, workdir, env, timeout and rerun_if_interrupted.";
                     return false;
             }
         }
@@ -540,6 +581,7 @@ internal sealed class ProtocolHandler
             WorkingDirectory = workdir,
             Environment = env,
             Timeout = timeout,
+            RerunIfInterrupted = rerun,
         };
         return true;
     }

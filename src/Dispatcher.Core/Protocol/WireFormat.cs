@@ -59,6 +59,30 @@ internal static class WireFormat
         return new JsonObject { ["jobs"] = queues };
     }
 
+    /// <summary>A finished job as the <c>process_details</c> of its finished event, plus its queue.</summary>
+    public static JsonObject FinishedDetails(JobResult result)
+    {
+        var details = new JsonObject
+        {
+            ["process_id"] = result.Id,
+            ["queue"] = result.Queue,
+            ["state"] = "finished",
+            ["cmd_list"] = new JsonArray([.. result.Commands.Select(c => (JsonNode?)c)]),
+        };
+        if (result.StartedAt is not null)
+        {
+            // A job killed while pending never started, and has no start time.
+            details["time_started"] = Iso(result.StartedAt);
+        }
+
+        details["time_finished"] = Iso(result.FinishedAt);
+        details["outcome"] = Outcome(result.Outcome);
+        AddCommandResults(details, result);
+        return details;
+    }
+
+    public static string? Iso(DateTimeOffset? time) => time?.ToString("yyyy-MM-ddTHH:mm:ss.fffzzz", CultureInfo.InvariantCulture);
+
     /// <summary>
     /// Adds <c>"COMMAND": "output"</c> and <c>"return_codes/COMMAND": "code"</c> per command that ran. A job that runs the same command
     /// twice has one key for it: the outputs are concatenated and the last return code wins.

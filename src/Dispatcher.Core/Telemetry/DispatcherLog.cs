@@ -26,12 +26,21 @@ internal static partial class DispatcherLog
     [LoggerMessage(EventId = 7, EventName = "JobForceKilled", Level = LogLevel.Warning, Message = "Job {JobId} did not stop within the grace period of {GracePeriod}; killing it")]
     public static partial void JobForceKilled(ILogger logger, string jobId, TimeSpan gracePeriod);
 
-    [LoggerMessage(EventId = 8, EventName = "Stopping", Level = LogLevel.Information, Message = "Dispatcher stopping: {Running} running and {Pending} pending job(s) will be interrupted")]
-    public static partial void Stopping(ILogger logger, int running, int pending);
+    [LoggerMessage(EventId = 8, EventName = "Stopping", Level = LogLevel.Information, Message = "Dispatcher stopping: {Running} running job(s) will be interrupted; {Pending} pending job(s) (kept in the job store: {Kept})")]
+    public static partial void Stopping(ILogger logger, int running, int pending, bool kept);
 
     [LoggerMessage(EventId = 9, EventName = "JobTimedOut", Level = LogLevel.Warning, Message = "Job {JobId} ran longer than its timeout of {Timeout}; killing it")]
     public static partial void JobTimedOut(ILogger logger, string jobId, TimeSpan timeout);
 
     [LoggerMessage(EventId = 10, EventName = "RunnerFault", Level = LogLevel.Error, Message = "Job {JobId} failed in the dispatcher itself")]
     public static partial void RunnerFault(ILogger logger, string jobId, Exception exception);
+
+    [LoggerMessage(EventId = 11, EventName = "InMemory", Level = LogLevel.Information, Message = "Dispatcher keeps jobs in memory only (no Dispatcher:DataDirectory): pending jobs do not survive a restart")]
+    public static partial void InMemory(ILogger logger);
+
+    [LoggerMessage(EventId = 12, EventName = "Recovered", Level = LogLevel.Information, Message = "Dispatcher recovered {Pending} pending job(s), {Interrupted} interrupted job(s) and {Finished} finished result(s) from {Records} journal record(s)")]
+    public static partial void Recovered(ILogger logger, int pending, int interrupted, int finished, int records);
+
+    [LoggerMessage(EventId = 13, EventName = "JobInterruptedByRestart", Level = LogLevel.Warning, Message = "Job {JobId} in {Queue} was running when the host stopped; it is recorded as interrupted")]
+    public static partial void JobInterruptedByRestart(ILogger logger, string jobId, string queue);
 }

@@ -1,0 +1,104 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json.Nodes;
+
+namespace Dispatcher.Samples.Tests;
+
+public sealed class DurabilityTests
+{
+    private static Dictionary<string, string> Users => new()
+    {
+        ["Users__0__Name"] = "dur",
+        ["Users__0__Password"] = "dur-pass",
+        ["Users__0__FullAccess"] = "true",
+    };
+
+    [Fact]
+    public async Task KillDashNine_LosesNoAcknowledgedJob_AndTheBlockerIsInterrupted()
+    {
+        var data = Directory.CreateTempSubdirectory("dispatcher-data-").FullName;
+        var order = Path.Combine(data, "order.txt");
+        var args = new[] { "--Dispatcher:DataDirectory=" + data };
+
+        // First life: a blocker in pkg_queue and 200 jobs behind it, each acknowledged.
+        var port = SampleProcess.FreePort();
+        await using (var host = SampleProcess.Start("Dispatcher.SampleHost", [.. args, "--urls", $"http://127.0.0.1:{port}"], Users))
+        {
+            await host.WaitForOutputAsync("Press Ctrl+C to stop.");
+            using var http = Client(port);
+            var blocker = await RpcAsync(http, """{"action":"run","blocker":{"commands":"sleep 3099","queue":"pkg_queue"}}""");
+            Assert.Equal("blocker", (string?)blocker["started"]![0]);
+            for (var batch = 0; batch < 4; batch++)
+            {
+                var run = new JsonObject { ["action"] = "run" };
+                for (var i = batch * 50; i < (batch + 1) * 50; i++)
+                {
+                    run[$"j{i:000}"] = new JsonObject { ["commands"] = $"sh -c \"echo {i} >> {order}\"", ["queue"] = "pkg_queue" };
+                }
+
+                Assert.Equal(50, (await RpcAsync(http, run.ToJsonString()))["started"]!.AsArray().Count);
+            }
+
+            host.KillNow();
+            await host.WaitForExitAsync();
+        }
+
+        try
+        {
+            // Second life on the same data directory.
+            port = SampleProcess.FreePort();
+            await using var again = SampleProcess.Start("Dispatcher.SampleHost", [.. args, "--urls", $"http://127.0.0.1:{port}"], Users);
+            await again.WaitForOutputAsync("Press Ctrl+C to stop.");
+            Assert.Contains("recovered 200 pending job(s), 1 interrupted job(s)", again.Output, StringComparison.Ordinal);
+            using var http = Client(port);
+
+            var deadline = DateTime.UtcNow + SampleProcess.Patience;
+            while ((await RpcAsync(http, """{"action":"list"}"""))["jobs"]!.AsObject().Count > 0 && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(100);
+            }
+
+            Assert.Equal(Enumerable.Range(0, 200).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)), File.ReadAllLines(order));
+            var history = (await RpcAsync(http, """{"action":"history"}"""))["history"]!.AsArray();
+            Assert.Equal("interrupted", (string?)history.Single(h => (string?)h!["process_id"] == "blocker")!["outcome"]);
+            Assert.Equal(200, history.Count(h => (string?)h!["outcome"] == "succeeded"));
+
+            again.Terminate();
+            Assert.Equal(0, await again.WaitForExitAsync());
+        }
+        finally
+        {
+            // The first host died without stopping its blocker: a real crash leaves it running, so clean it up here.
+            foreach (var p in Process.GetProcessesByName("sleep"))
+            {
+                try
+                {
+                    if (File.ReadAllText($"/proc/{p.Id}/cmdline").Replace('\0', ' ').Trim() == "sleep 3099")
+                    {
+                        p.Kill();
+                    }
+                }
+                catch (IOException)
+                {
+                }
+            }
+        }
+    }
+
+    private static HttpClient Client(int port)
+    {
+        var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes("dur:dur-pass")));
+        return http;
+    }
+
+    private static async Task<JsonNode> RpcAsync(HttpClient http, string body)
+    {
+        using var response = await http.PutAsync("/rpc/dispatcher", new StringContent(body, Encoding.UTF8, "application/json"));
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, text);
+        return JsonNode.Parse(text)!["args"]!;
+    }
+}
