@@ -173,7 +173,7 @@ public sealed class JobStoreTests
         var finished = FileJobStore.Encode(new JobFinishedRecord(result));
         Assert.True(FileJobStore.TryDecode(finished.AsSpan(0, finished.Length - 1), out var decodedResult, out _));
         var r = Assert.IsType<JobFinishedRecord>(decodedResult).Result;
-        Assert.Equal((JobOutcome.Failed, 1, "out\n", 3L, 2), (r.Outcome, r.FailedCommand, r.CommandResults[0].Output, r.CommandResults[0].DroppedOutputCharacters, r.ExitCode));
+        Assert.Equal((JobOutcome.Failed, 0, "out\n", 3L, 2), (r.Outcome, r.FailedCommand, r.CommandResults[0].Output, r.CommandResults[0].DroppedOutputCharacters, r.ExitCode));
 
         finished[20] ^= 1;
         Assert.False(FileJobStore.TryDecode(finished.AsSpan(0, finished.Length - 1), out _, out var problem));
