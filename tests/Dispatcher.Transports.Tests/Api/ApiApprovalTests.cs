@@ -1,0 +1,42 @@
+using System.Reflection;
+using System.Runtime.CompilerServices;
+using Dispatcher.Transports.Http;
+using Dispatcher.Transports.WebSocket;
+using PublicApiGenerator;
+
+namespace Dispatcher.Transports.Tests.Api;
+
+/// <summary>
+/// The public surface of each package, approved in a file beside this one, so a change to it shows in review. When a change is
+/// meant, copy the <c>.received.txt</c> the failing test wrote over the <c>.approved.txt</c>.
+/// </summary>
+public sealed class ApiApprovalTests
+{
+    public static TheoryData<string> Assemblies => new() { "Dispatcher.Core", "Dispatcher.Transports.WebSocket", "Dispatcher.Transports.Http" };
+
+    [Theory]
+    [MemberData(nameof(Assemblies))]
+    public void PublicApi_IsApproved(string name)
+    {
+        var assembly = name switch
+        {
+            "Dispatcher.Core" => typeof(IDispatcher).Assembly,
+            "Dispatcher.Transports.WebSocket" => typeof(WebSocketTransportOptions).Assembly,
+            _ => typeof(HttpTransportOptions).Assembly,
+        };
+        var api = assembly.GeneratePublicApi(new ApiGeneratorOptions { AllowNamespacePrefixes = ["Microsoft.AspNetCore.Builder", "Microsoft.Extensions.DependencyInjection"], ExcludeAttributes = ["System.Runtime.Versioning.TargetFrameworkAttribute", "System.Reflection.AssemblyMetadataAttribute"] })
+            .ReplaceLineEndings("\n");
+        var approved = Path.Combine(Here(), $"{name}.approved.txt");
+        var received = Path.Combine(Here(), $"{name}.received.txt");
+
+        if (!File.Exists(approved) || File.ReadAllText(approved).ReplaceLineEndings("\n") != api)
+        {
+            File.WriteAllText(received, api);
+            Assert.Fail($"The public API of {name} differs from {approved} (or it is missing). Review {received}, and if the change is meant, copy it over the approved file.");
+        }
+
+        File.Delete(received);
+    }
+
+    private static string Here([CallerFilePath] string path = "") => Path.GetDirectoryName(path)!;
+}
