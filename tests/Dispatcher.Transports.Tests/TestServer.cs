@@ -45,6 +45,11 @@ internal sealed class TestServer : IAsyncDisposable
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
         builder.Logging.ClearProviders();
+        if (Environment.GetEnvironmentVariable("DISPATCHER_TEST_LOG") == "1")
+        {
+            builder.Logging.AddConsole().SetMinimumLevel(LogLevel.Debug);
+        }
+
         var d = builder.Services.AddDispatcher(o => o.KillGracePeriod = TimeSpan.FromSeconds(1))
             .AddWebSocketTransport(webSocket)
             .AddHttpTransport()
@@ -213,8 +218,17 @@ internal sealed class WsClient : IAsyncDisposable
 
 internal static class JsonAssert
 {
+    /// <summary>Equal as JSON values: object members in any order (JsonNode.DeepEquals needs .NET 9; the tests also run on .NET 8).</summary>
     public static void Equal(JsonNode? expected, JsonNode? actual) =>
-        Assert.True(JsonNode.DeepEquals(expected, actual), $"Expected:\n{expected?.ToJsonString()}\nActual:\n{actual?.ToJsonString()}");
+        Assert.True(Canonical(expected) == Canonical(actual), $"Expected:\n{expected?.ToJsonString()}\nActual:\n{actual?.ToJsonString()}");
+
+    private static string Canonical(JsonNode? node) => node switch
+    {
+        null => "null",
+        JsonObject o => "{" + string.Join(",", o.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => JsonValue.Create(kv.Key).ToJsonString() + ":" + Canonical(kv.Value))) + "}",
+        JsonArray a => "[" + string.Join(",", a.Select(Canonical)) + "]",
+        _ => node.ToJsonString(),
+    };
 
     public static JsonNode Golden(string name) => JsonNode.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Golden", name)))!;
 

@@ -462,7 +462,7 @@ internal sealed class ProtocolHandler
             try
             {
                 await _dispatcher.EnqueueAsync(request, cancellationToken).ConfigureAwait(false);
-                started.Add(job.Name);
+                started.Add((JsonNode?)job.Name);
             }
             catch (JobRejectedException ex)
             {

@@ -45,7 +45,7 @@ internal sealed record ProtocolReply(JsonObject Envelope, int Status, string? Cl
         {
             return System.Text.Encoding.UTF8.GetBytes(node.ToJsonString(WireFormat.JsonOptions));
         }
-        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException)
+        catch (ArgumentException)
         {
             return System.Text.Encoding.UTF8.GetBytes(fallback().ToJsonString(WireFormat.JsonOptions));
         }

@@ -12,6 +12,9 @@ internal static class WireFormat
     {
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
         WriteIndented = false,
+
+        // On .NET 8 a JsonValue made from a generic T needs a resolver to be written.
+        TypeInfoResolver = JsonSerializerOptions.Default.TypeInfoResolver,
     };
 
     public static JsonObject Envelope(string @namespace, string name, string? id, JsonNode? args)

@@ -59,6 +59,7 @@ internal sealed partial class WebSocketConnection : IDisposable
         catch (Exception ex) when (ex is OperationCanceledException or WebSocketException or IOException)
         {
             // The client went away, or the connection was aborted: nothing to answer.
+            Log.Aborted(_logger, _session.RemoteAddress, ex);
         }
         finally
         {
@@ -71,6 +72,7 @@ internal sealed partial class WebSocketConnection : IDisposable
             }
             catch (Exception ex) when (ex is OperationCanceledException or WebSocketException or IOException or TimeoutException)
             {
+                Log.Aborted(_logger, _session.RemoteAddress, ex);
                 await _abort.CancelAsync().ConfigureAwait(false);
             }
 
@@ -220,6 +222,9 @@ internal sealed partial class WebSocketConnection : IDisposable
 
         [LoggerMessage(EventId = 302, EventName = "WebSocketDisconnected", Level = LogLevel.Debug, Message = "WebSocket client {Address} disconnected ({Status} {Reason})")]
         public static partial void Disconnected(ILogger logger, string address, string status, string reason);
+
+        [LoggerMessage(EventId = 304, EventName = "WebSocketAborted", Level = LogLevel.Debug, Message = "WebSocket client {Address}: the connection ended abruptly")]
+        public static partial void Aborted(ILogger logger, string address, Exception exception);
 
         [LoggerMessage(EventId = 303, EventName = "WebSocketSlowClient", Level = LogLevel.Warning, Message = "WebSocket client {Address} let more than {Capacity} frames pile up; disconnecting it")]
         public static partial void SlowClient(ILogger logger, string address, int capacity);

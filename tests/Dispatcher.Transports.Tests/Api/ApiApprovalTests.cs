@@ -1,3 +1,5 @@
+#if NET10_0_OR_GREATER
+// The approved API is the net10.0 one; package validation checks that net8.0 offers the same.
 using System.Reflection;
 using System.Runtime.CompilerServices;
 using Dispatcher.Transports.Http;
@@ -40,3 +42,4 @@ public sealed class ApiApprovalTests
 
     private static string Here([CallerFilePath] string path = "") => Path.GetDirectoryName(path)!;
 }
+#endif
