@@ -30,7 +30,7 @@ public static class DispatcherServiceCollectionExtensions
             services.AddSingleton<IConfigureOptions<DispatcherOptions>, BindDispatcherConfiguration>();
             services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<DispatcherOptions>, DispatcherOptionsValidator>());
             services.TryAddSingleton(TimeProvider.System);
-            services.TryAddSingleton<IJobRunner, CliWrapJobRunner>();
+            services.TryAddSingleton(JobRunners.CreateDefault);
             services.TryAddSingleton<DefaultDispatcher>();
             services.TryAddSingleton<IDispatcher>(sp => sp.GetRequiredService<DefaultDispatcher>());
             services.AddHostedService<DispatcherHostedService>();

@@ -454,7 +454,7 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
                 {
                     DispatcherLog.CommandNotStarted(_logger, job.Id, i, ex);
                     sink.Write($"dispatcher: cannot run '{command.Program}': {ex.Message}\n");
-                    exitCode = CliWrapJobRunner.NotStartedExitCode;
+                    exitCode = ProgramResolver.NotStartedExitCode;
                 }
 
                 var finished = _time.GetUtcNow();

@@ -368,7 +368,7 @@ internal sealed class ProtocolHandler
         switch (action.ToLowerInvariant())
         {
             case "list":
-                return Ok(ns, name, id, WireFormat.List(_dispatcher.List()));
+                return Ok(ns, name, id, null) with { RawArgs = WireFormat.ListUtf8(_dispatcher.List()) };
             case "history":
                 return History(ns, name, id, args);
             case "kill":
@@ -651,7 +651,7 @@ internal sealed class ProtocolHandler
         _ => "nothing",
     };
 
-    private static ProtocolReply Ok(string ns, string name, string? id, JsonNode args) =>
+    private static ProtocolReply Ok(string ns, string name, string? id, JsonNode? args) =>
         new(WireFormat.Envelope(ns, id is null ? name : "response", id, args), ProtocolReply.Ok);
 
     private const string BadString = "The request holds a string that is not valid UTF-16 (an unpaired surrogate escape such as \\ud800).";

@@ -27,13 +27,23 @@ internal sealed record ProtocolReply(JsonObject Envelope, int Status, string? Cl
 {
     public const int Ok = 200;
 
-    public JsonNode? Args => Envelope["args"];
+    /// <summary>
+    /// Gets the <c>args</c> already written as UTF-8 JSON, for big replies (<c>list</c> of thousands of jobs) where building a
+    /// JsonNode tree would cost more than the rest of the request; the envelope's own <c>args</c> is then null.
+    /// </summary>
+    public byte[]? RawArgs { get; init; }
+
+    public JsonNode? Args => RawArgs is null ? Envelope["args"] : JsonNode.Parse(RawArgs);
 
     /// <summary>The whole envelope as UTF-8 JSON (the WebSocket frame).</summary>
-    public byte[] ToFrame() => Serialize(Envelope, static () => WireFormat.Envelope("error", "error", null, Unencodable()));
+    public byte[] ToFrame() => RawArgs is null
+        ? Serialize(Envelope, static () => WireFormat.Envelope("error", "error", null, Unencodable()))
+        : WireFormat.WithRawArgs(Envelope, RawArgs);
 
     /// <summary><c>{"args": ...}</c> as UTF-8 JSON (the REST body).</summary>
-    public byte[] ToBody() => Serialize(new JsonObject { ["args"] = Args?.DeepClone() }, static () => new JsonObject { ["args"] = Unencodable() });
+    public byte[] ToBody() => RawArgs is null
+        ? Serialize(new JsonObject { ["args"] = Args?.DeepClone() }, static () => new JsonObject { ["args"] = Unencodable() })
+        : WireFormat.WithRawArgs(new JsonObject { ["args"] = null }, RawArgs);
 
     /// <summary>
     /// Serializes, or, when the reply echoes text that JSON cannot encode (an unpaired surrogate from a <c>\ud800</c> escape),

@@ -36,30 +36,124 @@ internal static class WireFormat
         ["message"] = message,
     };
 
-    public static JsonObject List(IReadOnlyList<JobInfo> jobs)
+    /// <summary>
+    /// The <c>list</c> result written straight to UTF-8 (no JsonNode tree), shaped as in the protocol document (queues in order,
+    /// empty ones left out, positions as strings). The writer works in a pooled buffer; only the result is allocated.
+    /// </summary>
+    public static byte[] ListUtf8(IReadOnlyList<JobInfo> jobs)
     {
-        var queues = new JsonObject();
-        foreach (var job in jobs)
+        var buffer = new PooledBufferWriter(256 + (jobs.Count * 128));
+        try
         {
-            if (queues[job.Queue] is not JsonObject queue)
+            using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = JsonOptions.Encoder, SkipValidation = true }))
             {
-                queues[job.Queue] = queue = [];
+                writer.WriteStartObject();
+                writer.WriteStartObject("jobs");
+                string? queue = null;
+                foreach (var job in jobs)
+                {
+                    // List() groups jobs by queue, so each queue's object opens once.
+                    if (job.Queue != queue)
+                    {
+                        if (queue is not null)
+                        {
+                            writer.WriteEndObject();
+                        }
+
+                        queue = job.Queue;
+                        writer.WriteStartObject(queue);
+                    }
+
+                    writer.WriteStartObject(job.Id);
+                    writer.WriteStartArray("commands");
+                    foreach (var command in job.Commands)
+                    {
+                        writer.WriteStringValue(command);
+                    }
+
+                    writer.WriteEndArray();
+                    if (job.QueuePosition is { } position)
+                    {
+                        writer.WriteString("queue_position", position.ToString(CultureInfo.InvariantCulture));
+                    }
+
+                    writer.WriteString("state", job.State == JobState.Running ? "running" : "pending");
+                    writer.WriteEndObject();
+                }
+
+                if (queue is not null)
+                {
+                    writer.WriteEndObject();
+                }
+
+                writer.WriteEndObject();
+                writer.WriteEndObject();
             }
 
-            var entry = new JsonObject
-            {
-                ["commands"] = new JsonArray([.. job.Commands.Select(c => (JsonNode?)c)]),
-            };
-            if (job.QueuePosition is { } position)
-            {
-                entry["queue_position"] = position.ToString(CultureInfo.InvariantCulture);
-            }
+            return buffer.WrittenSpan.ToArray();
+        }
+        finally
+        {
+            buffer.Dispose();
+        }
+    }
 
-            entry["state"] = job.State == JobState.Running ? "running" : "pending";
-            queue[job.Id] = entry;
+    /// <summary>
+    /// Writes <paramref name="envelope"/> (whose <c>args</c> is null) with <paramref name="rawArgs"/> as its <c>args</c>: the small
+    /// envelope is serialized, and the raw bytes are spliced in place of its <c>null</c>, with one copy.
+    /// </summary>
+    public static byte[] WithRawArgs(JsonObject envelope, byte[] rawArgs)
+    {
+        var shell = System.Text.Encoding.UTF8.GetBytes(envelope.ToJsonString(JsonOptions));
+        ReadOnlySpan<byte> head = "{\"args\":null"u8;
+        if (!shell.AsSpan().StartsWith(head))
+        {
+            throw new InvalidOperationException("The envelope must start with a null args member.");
         }
 
-        return new JsonObject { ["jobs"] = queues };
+        var frame = new byte[shell.Length - 4 + rawArgs.Length];
+        "{\"args\":"u8.CopyTo(frame);
+        rawArgs.CopyTo(frame, 8);
+        shell.AsSpan(head.Length).CopyTo(frame.AsSpan(8 + rawArgs.Length));
+        return frame;
+    }
+
+    /// <summary>An IBufferWriter over ArrayPool arrays.</summary>
+    private sealed class PooledBufferWriter(int initialCapacity) : System.Buffers.IBufferWriter<byte>, IDisposable
+    {
+        private byte[] _buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(initialCapacity);
+        private int _written;
+
+        public ReadOnlySpan<byte> WrittenSpan => _buffer.AsSpan(0, _written);
+
+        public void Advance(int count) => _written += count;
+
+        public Memory<byte> GetMemory(int sizeHint = 0)
+        {
+            Ensure(sizeHint);
+            return _buffer.AsMemory(_written);
+        }
+
+        public Span<byte> GetSpan(int sizeHint = 0)
+        {
+            Ensure(sizeHint);
+            return _buffer.AsSpan(_written);
+        }
+
+        public void Dispose() => System.Buffers.ArrayPool<byte>.Shared.Return(_buffer);
+
+        private void Ensure(int sizeHint)
+        {
+            if (_buffer.Length - _written >= Math.Max(sizeHint, 256))
+            {
+                return;
+            }
+
+            var bigger = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Max(_buffer.Length * 2, _written + Math.Max(sizeHint, 256)));
+            _buffer.AsSpan(0, _written).CopyTo(bigger);
+            System.Buffers.ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = bigger;
+        }
     }
 
     /// <summary>A finished job as the <c>process_details</c> of its finished event, plus its queue.</summary>

@@ -4,22 +4,19 @@ using CliWrap;
 namespace Dispatcher.Running;
 
 /// <summary>
-/// The default <see cref="IJobRunner"/>: runs the program through CliWrap with an argument list (never a shell). On Linux each
+/// The portable <see cref="IJobRunner"/> (the default where <see cref="PosixSpawnJobRunner"/> is not supported): runs the program through CliWrap with an argument list (never a shell). On Linux each
 /// command runs through <c>setsid</c> so it leads a session and process group of its own, which lets a kill reach its whole tree.
 /// </summary>
 internal sealed class CliWrapJobRunner : IJobRunner
 {
-    /// <summary>The exit code reported for a command whose program could not be found or started, as shells do.</summary>
-    internal const int NotStartedExitCode = 127;
-
     private readonly string? _setsid;
     private readonly string? _env;
 
     public CliWrapJobRunner()
     {
         var path = Environment.GetEnvironmentVariable("PATH");
-        _setsid = ProcessTree.IsSupported ? FindOnPath("setsid", path, null) : null;
-        _env = _setsid is null ? null : FindOnPath("env", path, null);
+        _setsid = ProcessTree.IsSupported ? ProgramResolver.Find("setsid", path, null) : null;
+        _env = _setsid is null ? null : ProgramResolver.Find("env", path, null);
         if (_env is not null && !SupportsDefaultSignal(_env))
         {
             _env = null;
@@ -56,17 +53,17 @@ internal sealed class CliWrapJobRunner : IJobRunner
         CancellationToken gracefulCancellationToken)
     {
         var path = command.Environment is { } env && env.TryGetValue("PATH", out var p) ? p : Environment.GetEnvironmentVariable("PATH");
-        var program = FindOnPath(command.Program, path, command.WorkingDirectory);
+        var program = ProgramResolver.Find(command.Program, path, command.WorkingDirectory);
         if (program is null)
         {
-            output.Write($"dispatcher: cannot run '{command.Program}': no such executable file{(command.Program.Contains('/', StringComparison.Ordinal) ? string.Empty : " on PATH")}\n");
-            return NotStartedExitCode;
+            output.Write(ProgramResolver.NotFoundMessage(command.Program));
+            return ProgramResolver.NotStartedExitCode;
         }
 
         if (command.WorkingDirectory is { } dir && !Directory.Exists(dir))
         {
             output.Write($"dispatcher: cannot run '{command.Program}': working directory '{dir}' does not exist\n");
-            return NotStartedExitCode;
+            return ProgramResolver.NotStartedExitCode;
         }
 
         var target = PipeTarget.Create((stream, ct) => CopyAsync(stream, output, ct));
@@ -99,7 +96,7 @@ internal sealed class CliWrapJobRunner : IJobRunner
         catch (Exception ex) when (ex is System.ComponentModel.Win32Exception or InvalidOperationException or IOException or UnauthorizedAccessException)
         {
             output.Write($"dispatcher: cannot run '{command.Program}': {ex.Message}\n");
-            return NotStartedExitCode;
+            return ProgramResolver.NotStartedExitCode;
         }
 
         var pid = task.ProcessId;
@@ -140,42 +137,5 @@ internal sealed class CliWrapJobRunner : IJobRunner
         {
             output.Write(chars.AsSpan(0, tail));
         }
-    }
-
-    /// <summary>Resolves a program the way execvp does: a name with a slash is a path, otherwise each PATH entry is tried.</summary>
-    internal static string? FindOnPath(string program, string? path, string? workingDirectory)
-    {
-        if (program.Contains('/', StringComparison.Ordinal))
-        {
-            var full = Path.IsPathRooted(program) ? program : Path.GetFullPath(program, workingDirectory ?? Environment.CurrentDirectory);
-            return IsExecutable(full) ? full : null;
-        }
-
-        foreach (var dir in (path ?? "/usr/local/bin:/usr/bin:/bin").Split(':', StringSplitOptions.RemoveEmptyEntries))
-        {
-            var candidate = Path.Combine(dir, program);
-            if (IsExecutable(candidate))
-            {
-                return candidate;
-            }
-        }
-
-        return null;
-    }
-
-    private static bool IsExecutable(string file)
-    {
-        if (!File.Exists(file))
-        {
-            return false;
-        }
-
-        if (OperatingSystem.IsWindows())
-        {
-            return true;
-        }
-
-        const UnixFileMode anyExecute = UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute;
-        return (File.GetUnixFileMode(file) & anyExecute) != 0;
     }
 }

@@ -1,0 +1,67 @@
+using System.Diagnostics;
+using Dispatcher.Benchmarks;
+
+// Dispatcher benchmarks: every figure with its baseline, measured in this one run, written to benchmarks/RESULTS.md.
+//   dotnet run -c Release --project benchmarks/Dispatcher.Benchmarks            (everything, about 5 minutes)
+//   dotnet run -c Release --project benchmarks/Dispatcher.Benchmarks -- quick   (fewer rounds, to try it out; writes nothing)
+var quick = args.Contains("quick");
+var only = args.Where(a => a != "quick").ToHashSet();
+bool Run(string name) => only.Count == 0 || only.Contains(name);
+
+var report = new Report();
+var sw = Stopwatch.StartNew();
+if (Run("spawn"))
+{
+    await SpawnBenchmarks.ThroughputAsync(report, jobs: quick ? 200 : 1000, rounds: quick ? 1 : 3);
+}
+
+if (Run("latency"))
+{
+    await SpawnBenchmarks.LatencyAsync(report, samples: quick ? 50 : 300);
+}
+
+if (Run("list"))
+{
+    ListBenchmark.Run(report);
+}
+
+if (Run("transport"))
+{
+    await TransportBenchmarks.ListAsync(report, samples: quick ? 50 : 200);
+}
+
+if (Run("output"))
+{
+    await ResourceBenchmarks.OutputAsync(report);
+}
+
+if (Run("kill"))
+{
+    await ResourceBenchmarks.KillAsync(report, rounds: quick ? 2 : 5);
+}
+
+if (Run("events"))
+{
+    await TransportBenchmarks.EventsAsync(report, subscribers: quick ? 20 : 100, jobs: quick ? 200 : 1000);
+}
+
+if (Run("store"))
+{
+    await ResourceBenchmarks.StoreAsync(report, jobs: quick ? 500 : 2000);
+}
+
+var markdown = report.ToMarkdown("dotnet run -c Release --project benchmarks/Dispatcher.Benchmarks" + (args.Length > 0 ? " -- " + string.Join(' ', args) : string.Empty), sw.Elapsed);
+Console.WriteLine(markdown);
+if (!quick && only.Count == 0)
+{
+    var dir = AppContext.BaseDirectory;
+    while (dir is not null && !File.Exists(Path.Combine(dir, "Dispatcher.sln")))
+    {
+        dir = Path.GetDirectoryName(dir);
+    }
+
+    var path = Path.Combine(dir ?? ".", "benchmarks", "RESULTS.md");
+    var analysis = Path.Combine(dir ?? ".", "benchmarks", "ANALYSIS.md");
+    File.WriteAllText(path, markdown + (File.Exists(analysis) ? Environment.NewLine + File.ReadAllText(analysis) : string.Empty));
+    Console.WriteLine($"written to {path}");
+}

@@ -1,0 +1,104 @@
+using System.Diagnostics;
+using Dispatcher.Events;
+using static Dispatcher.Benchmarks.Stats;
+
+namespace Dispatcher.Benchmarks;
+
+/// <summary>Throughput and latency of running `true` through the dispatcher, against a plain Process.Start loop.</summary>
+internal static class SpawnBenchmarks
+{
+    public static async Task ThroughputAsync(Report report, int jobs, int rounds)
+    {
+        foreach (var limit in new[] { 1, 2, 8 })
+        {
+            var ours = new List<double>();
+            var plain = new List<double>();
+            for (var round = 0; round < rounds; round++)
+            {
+                plain.Add(await BaselineAsync(jobs, limit));
+                ours.Add(await DispatcherAsync(jobs, limit));
+            }
+
+            var (o, p) = (Median(ours), Median(plain));
+            var figure = limit == 1
+                ? $"serial queue: {jobs} jobs of `true`, enqueue to last finished"
+                : $"queue limit {limit}: {jobs} jobs of `true`";
+            report.Add(figure, $"{F(o, 0)} jobs/s", $"{F(p, 0)} jobs/s (Process.Start + WaitForExit, {limit} in flight)", $"{F(o / p, 2)}×", "≥ 0.9×", o / p >= 0.9,
+                $"rounds: ours {string.Join("/", ours.Select(v => F(v, 0)))}, plain {string.Join("/", plain.Select(v => F(v, 0)))}");
+        }
+    }
+
+    private static async Task<double> DispatcherAsync(int jobs, int limit)
+    {
+        await using var bench = new BenchDispatcher(o => o.Queues["bench"] = new QueueOptions { MaxConcurrency = limit });
+        var d = bench.Dispatcher;
+        var ids = Enumerable.Range(0, jobs).Select(i => $"t{i}").ToArray();
+        var sw = Stopwatch.StartNew();
+        foreach (var id in ids)
+        {
+            await d.EnqueueAsync(new JobRequest(id, ["true"]) { Queue = "bench" });
+        }
+
+        await Task.WhenAll(ids.Select(id => d.WaitForCompletionAsync(id)));
+        sw.Stop();
+        return jobs / sw.Elapsed.TotalSeconds;
+    }
+
+    private static async Task<double> BaselineAsync(int jobs, int inFlight)
+    {
+        using var gate = new SemaphoreSlim(inFlight);
+        var sw = Stopwatch.StartNew();
+        var tasks = new List<Task>(jobs);
+        for (var i = 0; i < jobs; i++)
+        {
+            await gate.WaitAsync();
+            tasks.Add(Task.Run(() =>
+            {
+                try
+                {
+                    using var p = Process.Start(new ProcessStartInfo("true") { UseShellExecute = false })!;
+                    p.WaitForExit();
+                }
+                finally
+                {
+                    gate.Release();
+                }
+            }));
+        }
+
+        await Task.WhenAll(tasks);
+        sw.Stop();
+        return jobs / sw.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>From the enqueue call to the first byte the command prints, against Process.Start to the first byte.</summary>
+    public static async Task LatencyAsync(Report report, int samples)
+    {
+        await using var bench = new BenchDispatcher();
+        using var events = bench.Dispatcher.Subscribe();
+        var ours = new List<double>();
+        var plain = new List<double>();
+        for (var i = 0; i < samples; i++)
+        {
+            var t0 = Stopwatch.GetTimestamp();
+            using (var p = Process.Start(new ProcessStartInfo("echo", "x") { UseShellExecute = false, RedirectStandardOutput = true })!)
+            {
+                p.StandardOutput.BaseStream.ReadByte();
+                plain.Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+                await p.WaitForExitAsync();
+            }
+
+            var id = $"l{i}";
+            t0 = Stopwatch.GetTimestamp();
+            await bench.Dispatcher.EnqueueAsync(new JobRequest(id, ["echo x"]));
+            await EventWait.NextAsync(events, e => e is JobOutputEvent && e.JobId == id);
+            ours.Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+            await bench.Dispatcher.WaitForCompletionAsync(id);
+        }
+
+        var (o50, o99, p50, p99) = (Median(ours), Percentile(ours, 99), Median(plain), Percentile(plain, 99));
+        report.Add("enqueue → process started (first output byte)", $"p50 {F(o50, 2)} ms, p99 {F(o99, 2)} ms",
+            $"p50 {F(p50, 2)} ms, p99 {F(p99, 2)} ms (Process.Start of `echo x` to its first byte)", $"+{F(o50 - p50, 2)} ms at p50",
+            "p50 ≤ baseline + 1 ms", o50 <= p50 + 1, $"{samples} samples each");
+    }
+}

@@ -1,0 +1,303 @@
+using System.Collections;
+using System.IO.Pipes;
+using System.Runtime.InteropServices;
+using System.Text;
+using Microsoft.Win32.SafeHandles;
+
+namespace Dispatcher.Running;
+
+/// <summary>
+/// The runner used on Linux: one <c>posix_spawn</c> per command that makes the child the leader of a new session (so a kill reaches
+/// its whole process group) with every signal back at its default disposition (the .NET runtime ignores SIGPIPE, and children
+/// would inherit that), stdin on <c>/dev/null</c>, and stdout and stderr on one pipe (truly merged, in the order written).
+/// </summary>
+/// <remarks>
+/// .NET's Process class (and so CliWrap, which <see cref="CliWrapJobRunner"/> uses elsewhere) can do neither of those two things,
+/// so on Linux the CliWrap runner has to exec <c>setsid</c> and <c>env</c> in front of every command; those two extra execs cost
+/// about two thirds of the throughput (see benchmarks/RESULTS.md). This runner needs glibc 2.29 or later (for
+/// <c>posix_spawn_file_actions_addchdir_np</c>) and falls back to <see cref="CliWrapJobRunner"/> where that is missing.
+/// </remarks>
+internal sealed class PosixSpawnJobRunner : IJobRunner
+{
+    private const int PosixSpawnSetSigDef = 0x04;
+    private const int PosixSpawnSetSigMask = 0x08;
+    private const int PosixSpawnSetSid = 0x80;
+    private const int OCloExec = 0x80000;
+    private const int ORdOnly = 0;
+    private const int EIntr = 4;
+
+    public static bool IsSupported { get; } = ProcessTree.IsSupported
+        && NativeLibrary.TryLoad("libc.so.6", out var libc)
+        && NativeLibrary.TryGetExport(libc, "posix_spawn_file_actions_addchdir_np", out _);
+
+    public async Task<int> RunAsync(JobCommand command, IJobOutput output, CancellationToken forcefulCancellationToken,
+        CancellationToken gracefulCancellationToken)
+    {
+        var environment = MergedEnvironment(command.Environment);
+        var program = ProgramResolver.Find(command.Program, environment.GetValueOrDefault("PATH"), command.WorkingDirectory);
+        if (program is null)
+        {
+            output.Write(ProgramResolver.NotFoundMessage(command.Program));
+            return ProgramResolver.NotStartedExitCode;
+        }
+
+        if (command.WorkingDirectory is { } dir && !Directory.Exists(dir))
+        {
+            output.Write($"dispatcher: cannot run '{command.Program}': working directory '{dir}' does not exist\n");
+            return ProgramResolver.NotStartedExitCode;
+        }
+
+        var (pid, readEnd, error) = Spawn(program, [program, .. command.Arguments], environment, command.WorkingDirectory);
+        if (pid <= 0)
+        {
+            output.Write($"dispatcher: cannot run '{command.Program}': {Marshal.GetPInvokeErrorMessage(error)}\n");
+            return ProgramResolver.NotStartedExitCode;
+        }
+
+        using var pipe = new AnonymousPipeClientStream(PipeDirection.In, new SafePipeHandle(readEnd, ownsHandle: true));
+        using var onGraceful = gracefulCancellationToken.Register(() => ProcessTree.Terminate(pid));
+        using var stopReading = new CancellationTokenSource();
+        using var onForceful = forcefulCancellationToken.Register(() =>
+        {
+            ProcessTree.Kill(pid);
+
+            // Killed: a process that escaped the session and still holds the pipe is not waited for.
+            stopReading.Cancel();
+        });
+        try
+        {
+            // The output ends when the command and every process that shares its output have exited.
+            await CopyAsync(pipe, output, stopReading.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stopReading.IsCancellationRequested)
+        {
+        }
+
+        // Almost always the command has exited by now; one that closed its output early is waited for on a thread of its own.
+        var exitCode = TryReap(pid)
+            ?? await Task.Factory.StartNew(() => WaitForExit(pid), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
+        return exitCode;
+    }
+
+    private static Dictionary<string, string> MergedEnvironment(IReadOnlyDictionary<string, string>? overrides)
+    {
+        var environment = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (DictionaryEntry e in Environment.GetEnvironmentVariables())
+        {
+            environment[(string)e.Key] = (string?)e.Value ?? string.Empty;
+        }
+
+        foreach (var (k, v) in overrides ?? new Dictionary<string, string>())
+        {
+            environment[k] = v;
+        }
+
+        return environment;
+    }
+
+    private static (int Pid, IntPtr ReadEnd, int Error) Spawn(string path, string[] argv, Dictionary<string, string> environment, string? workingDirectory)
+    {
+        var fds = new int[2];
+        if (NativeMethods.pipe2(fds, OCloExec) != 0)
+        {
+            return (-1, IntPtr.Zero, Marshal.GetLastPInvokeError());
+        }
+
+        var strings = new List<IntPtr>();
+        var actions = Marshal.AllocHGlobal(256);
+        var attributes = Marshal.AllocHGlobal(1024);
+        var signals = Marshal.AllocHGlobal(256);
+        var actionsReady = false;
+        var attributesReady = false;
+        try
+        {
+            IntPtr Utf8(string s)
+            {
+                var p = Marshal.StringToCoTaskMemUTF8(s);
+                strings.Add(p);
+                return p;
+            }
+
+            var args = argv.Select(Utf8).Append(IntPtr.Zero).ToArray();
+            var env = environment.Select(kv => Utf8(kv.Key + "=" + kv.Value)).Append(IntPtr.Zero).ToArray();
+
+            Check(NativeMethods.posix_spawn_file_actions_init(actions));
+            actionsReady = true;
+            Check(NativeMethods.posix_spawn_file_actions_addopen(actions, 0, "/dev/null", ORdOnly, 0));
+            Check(NativeMethods.posix_spawn_file_actions_adddup2(actions, fds[1], 1));
+            Check(NativeMethods.posix_spawn_file_actions_adddup2(actions, fds[1], 2));
+            if (workingDirectory is not null)
+            {
+                Check(NativeMethods.posix_spawn_file_actions_addchdir_np(actions, workingDirectory));
+            }
+
+            Check(NativeMethods.posix_spawnattr_init(attributes));
+            attributesReady = true;
+            Check(NativeMethods.posix_spawnattr_setflags(attributes, (short)(PosixSpawnSetSid | PosixSpawnSetSigDef | PosixSpawnSetSigMask)));
+            Check(NativeMethods.sigfillset(signals) == 0 ? 0 : Marshal.GetLastPInvokeError());
+            Check(NativeMethods.posix_spawnattr_setsigdefault(attributes, signals));
+            Check(NativeMethods.sigemptyset(signals) == 0 ? 0 : Marshal.GetLastPInvokeError());
+            Check(NativeMethods.posix_spawnattr_setsigmask(attributes, signals));
+
+            var error = NativeMethods.posix_spawn(out var pid, path, actions, attributes, args, env);
+            _ = NativeMethods.close(fds[1]);
+            if (error != 0)
+            {
+                _ = NativeMethods.close(fds[0]);
+                return (-1, IntPtr.Zero, error);
+            }
+
+            return (pid, fds[0], 0);
+        }
+        catch (SpawnSetupException ex)
+        {
+            _ = NativeMethods.close(fds[0]);
+            _ = NativeMethods.close(fds[1]);
+            return (-1, IntPtr.Zero, ex.Error);
+        }
+        finally
+        {
+            if (attributesReady)
+            {
+                _ = NativeMethods.posix_spawnattr_destroy(attributes);
+            }
+
+            if (actionsReady)
+            {
+                _ = NativeMethods.posix_spawn_file_actions_destroy(actions);
+            }
+
+            foreach (var s in strings)
+            {
+                Marshal.FreeCoTaskMem(s);
+            }
+
+            Marshal.FreeHGlobal(actions);
+            Marshal.FreeHGlobal(attributes);
+            Marshal.FreeHGlobal(signals);
+        }
+
+        static void Check(int error)
+        {
+            if (error != 0)
+            {
+                throw new SpawnSetupException(error);
+            }
+        }
+    }
+
+    private const int WNoHang = 1;
+
+    private static int? TryReap(int pid)
+    {
+        var result = NativeMethods.waitpid(pid, out var status, WNoHang);
+        return result == pid ? Decode(status) : null;
+    }
+
+    private static int Decode(int status)
+    {
+        var signal = status & 0x7f;
+        return signal == 0 ? (status >> 8) & 0xff : 128 + signal;
+    }
+
+    private static int WaitForExit(int pid)
+    {
+        while (true)
+        {
+            var result = NativeMethods.waitpid(pid, out var status, 0);
+            if (result == pid)
+            {
+                return Decode(status);
+            }
+
+            if (result < 0 && Marshal.GetLastPInvokeError() != EIntr)
+            {
+                // Someone else reaped it (a host that reaps every child): the exit code is lost.
+                return 128 + ProcessTree.SigKill;
+            }
+        }
+    }
+
+    private static async Task CopyAsync(Stream stream, IJobOutput output, CancellationToken cancellationToken)
+    {
+        var decoder = Encoding.UTF8.GetDecoder();
+        var bytes = new byte[16 * 1024];
+        var chars = new char[Encoding.UTF8.GetMaxCharCount(bytes.Length)];
+        int read;
+        while ((read = await stream.ReadAsync(bytes, cancellationToken).ConfigureAwait(false)) > 0)
+        {
+            var count = decoder.GetChars(bytes, 0, read, chars, 0, flush: false);
+            if (count > 0)
+            {
+                output.Write(chars.AsSpan(0, count));
+            }
+        }
+
+        var tail = decoder.GetChars([], 0, 0, chars, 0, flush: true);
+        if (tail > 0)
+        {
+            output.Write(chars.AsSpan(0, tail));
+        }
+    }
+
+    private sealed class SpawnSetupException(int error) : Exception
+    {
+        public int Error { get; } = error;
+    }
+
+#pragma warning disable SA1300, IDE1006, CA5392, CA1401 // libc names
+    private static class NativeMethods
+    {
+        private const string Libc = "libc.so.6";
+
+        [DllImport(Libc, SetLastError = true)]
+        internal static extern int pipe2([Out] int[] fds, int flags);
+
+        [DllImport(Libc, SetLastError = true)]
+        internal static extern int close(int fd);
+
+        [DllImport(Libc, SetLastError = true)]
+        internal static extern int waitpid(int pid, out int status, int options);
+
+        [DllImport(Libc, SetLastError = true)]
+        internal static extern int sigfillset(IntPtr set);
+
+        [DllImport(Libc, SetLastError = true)]
+        internal static extern int sigemptyset(IntPtr set);
+
+        [DllImport(Libc)]
+        internal static extern int posix_spawn_file_actions_init(IntPtr actions);
+
+        [DllImport(Libc)]
+        internal static extern int posix_spawn_file_actions_destroy(IntPtr actions);
+
+        [DllImport(Libc)]
+        internal static extern int posix_spawn_file_actions_addopen(IntPtr actions, int fd, [MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags, int mode);
+
+        [DllImport(Libc)]
+        internal static extern int posix_spawn_file_actions_adddup2(IntPtr actions, int fd, int newFd);
+
+        [DllImport(Libc)]
+        internal static extern int posix_spawn_file_actions_addchdir_np(IntPtr actions, [MarshalAs(UnmanagedType.LPUTF8Str)] string path);
+
+        [DllImport(Libc)]
+        internal static extern int posix_spawnattr_init(IntPtr attributes);
+
+        [DllImport(Libc)]
+        internal static extern int posix_spawnattr_destroy(IntPtr attributes);
+
+        [DllImport(Libc)]
+        internal static extern int posix_spawnattr_setflags(IntPtr attributes, short flags);
+
+        [DllImport(Libc)]
+        internal static extern int posix_spawnattr_setsigdefault(IntPtr attributes, IntPtr signals);
+
+        [DllImport(Libc)]
+        internal static extern int posix_spawnattr_setsigmask(IntPtr attributes, IntPtr signals);
+
+        [DllImport(Libc)]
+        internal static extern int posix_spawn(out int pid, [MarshalAs(UnmanagedType.LPUTF8Str)] string path, IntPtr actions, IntPtr attributes,
+            IntPtr[] argv, IntPtr[] envp);
+    }
+#pragma warning restore SA1300, IDE1006, CA5392, CA1401
+}
