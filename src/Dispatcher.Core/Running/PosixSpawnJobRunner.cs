@@ -1,15 +1,16 @@
 using System.Collections;
-using System.IO.Pipes;
+using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text;
-using Microsoft.Win32.SafeHandles;
 
 namespace Dispatcher.Running;
 
 /// <summary>
 /// The runner used on Linux: one <c>posix_spawn</c> per command that makes the child the leader of a new session (so a kill reaches
 /// its whole process group) with every signal back at its default disposition (the .NET runtime ignores SIGPIPE, and children
-/// would inherit that), stdin on <c>/dev/null</c>, and stdout and stderr on one pipe (truly merged, in the order written).
+/// would inherit that), stdin on <c>/dev/null</c>, and stdout and stderr on one stream socket (truly merged, in the order written).
+/// A socket rather than a pipe because .NET reads sockets asynchronously through epoll, while an anonymous pipe's ReadAsync
+/// holds a thread-pool thread for as long as the command runs.
 /// </summary>
 /// <remarks>
 /// .NET's Process class (and so CliWrap, which <see cref="CliWrapJobRunner"/> uses elsewhere) can do neither of those two things,
@@ -22,7 +23,9 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
     private const int PosixSpawnSetSigDef = 0x04;
     private const int PosixSpawnSetSigMask = 0x08;
     private const int PosixSpawnSetSid = 0x80;
-    private const int OCloExec = 0x80000;
+    private const int SockCloExec = 0x80000;
+    private const int AfUnix = 1;
+    private const int SockStream = 1;
     private const int ORdOnly = 0;
     private const int EIntr = 4;
 
@@ -47,27 +50,27 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
             return ProgramResolver.NotStartedExitCode;
         }
 
-        var (pid, readEnd, error) = Spawn(program, [program, .. command.Arguments], environment, command.WorkingDirectory);
+        var (pid, outputEnd, error) = Spawn(program, [program, .. command.Arguments], environment, command.WorkingDirectory);
         if (pid <= 0)
         {
             output.Write($"dispatcher: cannot run '{command.Program}': {Marshal.GetPInvokeErrorMessage(error)}\n");
             return ProgramResolver.NotStartedExitCode;
         }
 
-        using var pipe = new AnonymousPipeClientStream(PipeDirection.In, new SafePipeHandle(readEnd, ownsHandle: true));
+        using var stream = new NetworkStream(new Socket(new SafeSocketHandle(outputEnd, ownsHandle: true)), ownsSocket: true);
         using var onGraceful = gracefulCancellationToken.Register(() => ProcessTree.Terminate(pid));
         using var stopReading = new CancellationTokenSource();
         using var onForceful = forcefulCancellationToken.Register(() =>
         {
             ProcessTree.Kill(pid);
 
-            // Killed: a process that escaped the session and still holds the pipe is not waited for.
+            // Killed: a process that escaped the session and still holds the output is not waited for.
             stopReading.Cancel();
         });
         try
         {
             // The output ends when the command and every process that shares its output have exited.
-            await CopyAsync(pipe, output, stopReading.Token).ConfigureAwait(false);
+            await CopyAsync(stream, output, stopReading.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (stopReading.IsCancellationRequested)
         {
@@ -95,10 +98,10 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
         return environment;
     }
 
-    private static (int Pid, IntPtr ReadEnd, int Error) Spawn(string path, string[] argv, Dictionary<string, string> environment, string? workingDirectory)
+    private static (int Pid, IntPtr OutputEnd, int Error) Spawn(string path, string[] argv, Dictionary<string, string> environment, string? workingDirectory)
     {
         var fds = new int[2];
-        if (NativeMethods.pipe2(fds, OCloExec) != 0)
+        if (NativeMethods.socketpair(AfUnix, SockStream | SockCloExec, 0, fds) != 0)
         {
             return (-1, IntPtr.Zero, Marshal.GetLastPInvokeError());
         }
@@ -251,7 +254,7 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
         private const string Libc = "libc.so.6";
 
         [DllImport(Libc, SetLastError = true)]
-        internal static extern int pipe2([Out] int[] fds, int flags);
+        internal static extern int socketpair(int domain, int type, int protocol, [Out] int[] fds);
 
         [DllImport(Libc, SetLastError = true)]
         internal static extern int close(int fd);
