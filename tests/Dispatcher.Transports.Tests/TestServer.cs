@@ -40,9 +40,11 @@ internal sealed class TestServer : IAsyncDisposable
     public static async Task<TestServer> StartAsync(
         Action<WebSocketTransportOptions>? webSocket = null,
         Action<DispatcherProtocolOptions>? protocol = null,
-        Action<IDispatcherBuilder>? dispatcher = null)
+        Action<IDispatcherBuilder>? dispatcher = null,
+        Action<WebApplicationBuilder>? host = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
+        host?.Invoke(builder);
         builder.WebHost.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
         builder.Logging.ClearProviders();
         if (Environment.GetEnvironmentVariable("DISPATCHER_TEST_LOG") == "1")
@@ -132,10 +134,15 @@ internal sealed class WsClient : IAsyncDisposable
 
     public ClientWebSocket Socket => _socket;
 
-    public static async Task<WsClient> ConnectAsync(Uri uri)
+    public static async Task<WsClient> ConnectAsync(Uri uri, (string Name, string Value)? header = null)
     {
         var socket = new ClientWebSocket();
         socket.Options.SetRequestHeader("Origin", "sysadm-client");
+        if (header is { } h)
+        {
+            socket.Options.SetRequestHeader(h.Name, h.Value);
+        }
+
         await socket.ConnectAsync(uri, new CancellationTokenSource(TestServer.Patience).Token);
         return new WsClient(socket);
     }

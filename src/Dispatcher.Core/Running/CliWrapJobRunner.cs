@@ -66,7 +66,7 @@ internal sealed class CliWrapJobRunner : IJobRunner
             return ProgramResolver.NotStartedExitCode;
         }
 
-        var target = PipeTarget.Create((stream, ct) => CopyAsync(stream, output, ct));
+        var target = PipeTarget.Create((stream, ct) => OutputCopier.CopyAsync(stream, output, ct));
         var cli = (_setsid is null
                 ? Cli.Wrap(program).WithArguments(command.Arguments)
                 : Cli.Wrap(_setsid).WithArguments(_env is null
@@ -114,28 +114,6 @@ internal sealed class CliWrapJobRunner : IJobRunner
         catch (OperationCanceledException) when (gracefulCancellationToken.IsCancellationRequested)
         {
             return 128 + ProcessTree.SigTerm;
-        }
-    }
-
-    private static async Task CopyAsync(Stream stream, IJobOutput output, CancellationToken cancellationToken)
-    {
-        var decoder = Encoding.UTF8.GetDecoder();
-        var bytes = new byte[16 * 1024];
-        var chars = new char[Encoding.UTF8.GetMaxCharCount(bytes.Length)];
-        int read;
-        while ((read = await stream.ReadAsync(bytes, cancellationToken).ConfigureAwait(false)) > 0)
-        {
-            var count = decoder.GetChars(bytes, 0, read, chars, 0, flush: false);
-            if (count > 0)
-            {
-                output.Write(chars.AsSpan(0, count));
-            }
-        }
-
-        var tail = decoder.GetChars([], 0, 0, chars, 0, flush: true);
-        if (tail > 0)
-        {
-            output.Write(chars.AsSpan(0, tail));
         }
     }
 }

@@ -70,7 +70,7 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
         try
         {
             // The output ends when the command and every process that shares its output have exited.
-            await CopyAsync(stream, output, stopReading.Token).ConfigureAwait(false);
+            await OutputCopier.CopyAsync(stream, output, stopReading.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (stopReading.IsCancellationRequested)
         {
@@ -218,28 +218,6 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
                 // Someone else reaped it (a host that reaps every child): the exit code is lost.
                 return 128 + ProcessTree.SigKill;
             }
-        }
-    }
-
-    private static async Task CopyAsync(Stream stream, IJobOutput output, CancellationToken cancellationToken)
-    {
-        var decoder = Encoding.UTF8.GetDecoder();
-        var bytes = new byte[16 * 1024];
-        var chars = new char[Encoding.UTF8.GetMaxCharCount(bytes.Length)];
-        int read;
-        while ((read = await stream.ReadAsync(bytes, cancellationToken).ConfigureAwait(false)) > 0)
-        {
-            var count = decoder.GetChars(bytes, 0, read, chars, 0, flush: false);
-            if (count > 0)
-            {
-                output.Write(chars.AsSpan(0, count));
-            }
-        }
-
-        var tail = decoder.GetChars([], 0, 0, chars, 0, flush: true);
-        if (tail > 0)
-        {
-            output.Write(chars.AsSpan(0, tail));
         }
     }
 
