@@ -29,6 +29,9 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
     private const int ORdOnly = 0;
     private const int EIntr = 4;
 
+    // Read once: the runtime sets its dispositions at start-up, and a host rarely changes them later.
+    private static readonly int[] s_ignoredSignals = ProcessTree.IsSupported ? [.. IgnoredSignals()] : [];
+
     public static bool IsSupported { get; } = ProcessTree.IsSupported
         && NativeLibrary.TryLoad("libc.so.6", out var libc)
         && NativeLibrary.TryGetExport(libc, "posix_spawn_file_actions_addchdir_np", out _);
@@ -137,7 +140,13 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
             Check(NativeMethods.posix_spawnattr_init(attributes));
             attributesReady = true;
             Check(NativeMethods.posix_spawnattr_setflags(attributes, (short)(PosixSpawnSetSid | PosixSpawnSetSigDef | PosixSpawnSetSigMask)));
-            Check(NativeMethods.sigfillset(signals) == 0 ? 0 : Marshal.GetLastPInvokeError());
+            // Only ignored dispositions survive exec (handlers are reset by it): put those back to default, not all 64 one by one.
+            Check(NativeMethods.sigemptyset(signals) == 0 ? 0 : Marshal.GetLastPInvokeError());
+            foreach (var signal in s_ignoredSignals)
+            {
+                Check(NativeMethods.sigaddset(signals, signal) == 0 ? 0 : Marshal.GetLastPInvokeError());
+            }
+
             Check(NativeMethods.posix_spawnattr_setsigdefault(attributes, signals));
             Check(NativeMethods.sigemptyset(signals) == 0 ? 0 : Marshal.GetLastPInvokeError());
             Check(NativeMethods.posix_spawnattr_setsigmask(attributes, signals));
@@ -203,6 +212,19 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
         return signal == 0 ? (status >> 8) & 0xff : 128 + signal;
     }
 
+    /// <summary>The signals this process ignores now (SIGPIPE, by the .NET runtime, at least), from <c>/proc/self/status</c>.</summary>
+    internal static IEnumerable<int> IgnoredSignals()
+    {
+        var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("SigIgn:", StringComparison.Ordinal));
+        if (line is null || !ulong.TryParse(line.AsSpan(7).Trim(), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture, out var mask))
+        {
+            // Cannot tell: reset every signal.
+            return Enumerable.Range(1, 64).Where(s => s is not 9 and not 19);
+        }
+
+        return Enumerable.Range(1, 64).Where(s => (mask & (1UL << (s - 1))) != 0);
+    }
+
     private static int WaitForExit(int pid)
     {
         while (true)
@@ -241,10 +263,10 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
         internal static extern int waitpid(int pid, out int status, int options);
 
         [DllImport(Libc, SetLastError = true)]
-        internal static extern int sigfillset(IntPtr set);
+        internal static extern int sigemptyset(IntPtr set);
 
         [DllImport(Libc, SetLastError = true)]
-        internal static extern int sigemptyset(IntPtr set);
+        internal static extern int sigaddset(IntPtr set, int signal);
 
         [DllImport(Libc)]
         internal static extern int posix_spawn_file_actions_init(IntPtr actions);
