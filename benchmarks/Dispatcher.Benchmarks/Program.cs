@@ -2,7 +2,7 @@ using System.Diagnostics;
 using Dispatcher.Benchmarks;
 
 // Dispatcher benchmarks: every figure with its baseline, measured in this one run, written to benchmarks/RESULTS.md.
-//   dotnet run -c Release --project benchmarks/Dispatcher.Benchmarks            (everything, about 5 minutes)
+//   dotnet run -c Release --project benchmarks/Dispatcher.Benchmarks            (everything, about a minute on 2 cores)
 //   dotnet run -c Release --project benchmarks/Dispatcher.Benchmarks -- quick   (fewer rounds, to try it out; writes nothing)
 var quick = args.Contains("quick");
 var only = args.Where(a => a != "quick").ToHashSet();
