@@ -605,8 +605,7 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
             return;
         }
 
-        _ = _store.AppendAsync(record).ContinueWith(static t => _ = t.Exception, CancellationToken.None,
-            TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        Observe(_store.AppendAsync(record));
         if (++_journalRecords > 1000 + (4L * (_active.Count + _finishedOrder.Count)))
         {
             Compact();
@@ -635,9 +634,12 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         }
 
         _journalRecords = records.Count;
-        _ = _store!.RewriteAsync(records).ContinueWith(static t => _ = t.Exception, CancellationToken.None,
-            TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        Observe(_store!.RewriteAsync(records));
     }
+
+    /// <summary>Fire and forget, but observed: a store failure is logged by the store, and must not surface as unobserved.</summary>
+    private static void Observe(Task task) => _ = task.ContinueWith(static t => _ = t.Exception, CancellationToken.None,
+        TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
 
     /// <summary>
     /// Replays the journal: retained results come back, jobs that were running are finished as interrupted (or queued again when

@@ -43,29 +43,17 @@ internal sealed class ProtocolHandler
 
     public IDispatcherAuthenticator? Authenticator => _authenticator;
 
-    public int MaxJsonDepth => _options.MaxJsonDepth;
-
     /// <summary>Handles one whole request envelope.</summary>
     public async ValueTask<ProtocolReply> HandleMessageAsync(ProtocolSession session, ReadOnlyMemory<byte> utf8, CancellationToken cancellationToken)
     {
-        JsonDocument document;
-        try
+        if (!TryParse(utf8, out var document, out var invalid))
         {
-            document = JsonDocument.Parse(utf8, new JsonDocumentOptions { MaxDepth = _options.MaxJsonDepth });
-        }
-        catch (JsonException ex)
-        {
-            return Log(session, "?", "?", null, Error(null, 400, $"Invalid JSON: {ex.Message}"));
+            return Log(session, "?", "?", null, Error(null, 400, invalid));
         }
 
         using (document)
         {
             var root = document.RootElement;
-            if (!AllStringsValid(root))
-            {
-                return Log(session, "?", "?", null, Error(null, 400, BadString));
-            }
-
             if (root.ValueKind != JsonValueKind.Object)
             {
                 return Log(session, "?", "?", null, Error(null, 400, $"A request must be a JSON object, not {Describe(root.ValueKind)}."));
@@ -111,24 +99,14 @@ internal sealed class ProtocolHandler
             return Log(session, @namespace, name, null, Error(null, 400, "The request needs a JSON body, for example {\"action\": \"list\"}."));
         }
 
-        JsonDocument document;
-        try
+        if (!TryParse(utf8, out var document, out var problem))
         {
-            document = JsonDocument.Parse(utf8, new JsonDocumentOptions { MaxDepth = _options.MaxJsonDepth });
-        }
-        catch (JsonException ex)
-        {
-            return Log(session, @namespace, name, null, Error(null, 400, $"Invalid JSON: {ex.Message}"));
+            return Log(session, @namespace, name, null, Error(null, 400, problem));
         }
 
         using (document)
         {
             var root = document.RootElement;
-            if (!AllStringsValid(root))
-            {
-                return Log(session, @namespace, name, null, Error(null, 400, BadString));
-            }
-
             if (root.ValueKind != JsonValueKind.Object)
             {
                 return Log(session, @namespace, name, null, Error(null, 400, $"The body must be a JSON object, not {Describe(root.ValueKind)}."));
@@ -325,17 +303,9 @@ internal sealed class ProtocolHandler
             return denied;
         }
 
-        IEnumerable<string> names;
-        switch (args.ValueKind)
+        if (!TryGetStrings(args, out var names))
         {
-            case JsonValueKind.String:
-                names = [args.GetString()!];
-                break;
-            case JsonValueKind.Array when args.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String):
-                names = [.. args.EnumerateArray().Select(e => e.GetString()!)];
-                break;
-            default:
-                return Error(id, 400, $"events/{name} needs args that are an event name or an array of event names, not {Describe(args.ValueKind)}.");
+            return Error(id, 400, $"events/{name} needs args that are an event name or an array of event names, not {Describe(args.ValueKind)}.");
         }
 
         if (names.Any(n => string.Equals(n, "dispatcher", StringComparison.OrdinalIgnoreCase)))
@@ -386,18 +356,12 @@ internal sealed class ProtocolHandler
         HashSet<string>? only = null;
         if (TryGetProperty(args, "job_id", out var jobId))
         {
-            if (jobId.ValueKind == JsonValueKind.String)
-            {
-                only = [jobId.GetString()!];
-            }
-            else if (jobId.ValueKind == JsonValueKind.Array && jobId.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String))
-            {
-                only = [.. jobId.EnumerateArray().Select(e => e.GetString()!)];
-            }
-            else
+            if (!TryGetStrings(jobId, out var ids))
             {
                 return Error(id, 400, $"\"job_id\" must be a string or an array of strings, not {Describe(jobId.ValueKind)}.");
             }
+
+            only = [.. ids];
         }
 
         var history = new JsonArray();
@@ -419,16 +383,7 @@ internal sealed class ProtocolHandler
             return Error(id, 400, "kill needs \"job_id\": a job id or an array of job ids.");
         }
 
-        string[] ids;
-        if (jobId.ValueKind == JsonValueKind.String)
-        {
-            ids = [jobId.GetString()!];
-        }
-        else if (jobId.ValueKind == JsonValueKind.Array && jobId.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String))
-        {
-            ids = [.. jobId.EnumerateArray().Select(e => e.GetString()!)];
-        }
-        else
+        if (!TryGetStrings(jobId, out var ids))
         {
             return Error(id, 400, $"\"job_id\" must be a string or an array of strings, not {Describe(jobId.ValueKind)}.");
         }
@@ -653,6 +608,51 @@ internal sealed class ProtocolHandler
 
     private static ProtocolReply Ok(string ns, string name, string? id, JsonNode? args) =>
         new(WireFormat.Envelope(ns, id is null ? name : "response", id, args), ProtocolReply.Ok);
+
+    /// <summary>Parses a request with the depth limit, and refuses strings that cannot be read (see <see cref="AllStringsValid"/>).</summary>
+    private bool TryParse(ReadOnlyMemory<byte> utf8, out JsonDocument document, out string problem)
+    {
+        try
+        {
+            document = JsonDocument.Parse(utf8, new JsonDocumentOptions { MaxDepth = _options.MaxJsonDepth });
+        }
+        catch (JsonException ex)
+        {
+            document = null!;
+            problem = $"Invalid JSON: {ex.Message}";
+            return false;
+        }
+
+        if (!AllStringsValid(document.RootElement))
+        {
+            document.Dispose();
+            document = null!;
+            problem = BadString;
+            return false;
+        }
+
+        problem = string.Empty;
+        return true;
+    }
+
+    /// <summary>A string or an array of strings (job ids, event names).</summary>
+    private static bool TryGetStrings(JsonElement value, out string[] strings)
+    {
+        if (value.ValueKind == JsonValueKind.String)
+        {
+            strings = [value.GetString()!];
+            return true;
+        }
+
+        if (value.ValueKind == JsonValueKind.Array && value.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String))
+        {
+            strings = [.. value.EnumerateArray().Select(e => e.GetString()!)];
+            return true;
+        }
+
+        strings = [];
+        return false;
+    }
 
     private const string BadString = "The request holds a string that is not valid UTF-16 (an unpaired surrogate escape such as \\ud800).";
 

@@ -1,7 +1,6 @@
 #if NET10_0_OR_GREATER
 // The approved API is the net10.0 one; package validation checks that net8.0 offers the same.
 using System.Reflection;
-using System.Runtime.CompilerServices;
 using Dispatcher.Transports.Http;
 using Dispatcher.Transports.WebSocket;
 using PublicApiGenerator;
@@ -40,6 +39,17 @@ public sealed class ApiApprovalTests
         File.Delete(received);
     }
 
-    private static string Here([CallerFilePath] string path = "") => Path.GetDirectoryName(path)!;
+    /// <summary>This folder in the source tree: found from the test's output folder (CI builds map source paths to /_/).</summary>
+    private static string Here()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Dispatcher.sln")))
+        {
+            dir = dir.Parent;
+        }
+
+        return Path.Combine(dir?.FullName ?? throw new DirectoryNotFoundException("Dispatcher.sln not found above the test output."),
+            "tests", "Dispatcher.Transports.Tests", "Api");
+    }
 }
 #endif
