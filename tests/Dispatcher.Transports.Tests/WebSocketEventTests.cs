@@ -95,7 +95,7 @@ public sealed class WebSocketEventTests
     public async Task SlowSubscriber_IsDisconnected_WithoutSlowingOthersOrTheDispatcher()
     {
         await using var server = await TestServer.StartAsync(
-            webSocket: o => { o.SendQueueCapacity = 64; o.SendQueueBytes = 4 * 1024 * 1024; },
+            webSocket: o => { o.SendQueueCapacity = 256; o.SendQueueBytes = 8 * 1024 * 1024; },
             protocol: o => o.EventUpdateInterval = TimeSpan.FromMilliseconds(5),
             dispatcher: d => d.Services.Configure<DispatcherOptions>(o => o.MaxOutputCharacters = 64 * 1024));
         await using var slow = await server.ConnectAsync("reader");
@@ -104,7 +104,7 @@ public sealed class WebSocketEventTests
         await fast.RequestAsync("events", "subscribe", "dispatcher");
 
         // About 40 MB of output over about 4 s: some 800 frames of up to 64 Ki characters, more than the network and the
-        // slow client's queue can hold while it never reads.
+        // slow client's queue (8 MiB) can hold while it never reads; the fast client may lag by up to 128 such frames.
         await server.Dispatcher.EnqueueAsync(new JobRequest("loud", ["sh -c \"for i in $(seq 200); do head -c 200000 /dev/zero | tr '\\0' x; sleep 0.01; done\""]));
         var frames = 0;
         using (var cts = new CancellationTokenSource(TimeSpan.FromMinutes(1)))

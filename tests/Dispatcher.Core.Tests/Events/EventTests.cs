@@ -43,7 +43,7 @@ public sealed class EventTests
     [Fact]
     public async Task SlowSubscriber_IsDropped_WithoutStallingOthers()
     {
-        await using var t = new TestDispatcher(o => o.EventBufferCapacity = 64);
+        await using var t = new TestDispatcher(o => o.EventBufferCapacity = 256);
         using var slow = t.Dispatcher.Subscribe();
         using var fast = t.Dispatcher.Subscribe();
         var fastReader = Task.Run(async () =>
@@ -59,7 +59,8 @@ public sealed class EventTests
             return false;
         });
 
-        for (var i = 0; i < 30; i++)
+        // About 6 events per job: 70 jobs overflow the slow subscriber's 256, while the fast one never lags far behind.
+        for (var i = 0; i < 70; i++)
         {
             await t.RunAsync($"j{i}", "echo hi");
             await t.WaitAsync($"j{i}");
@@ -76,8 +77,8 @@ public sealed class EventTests
                 drained++;
             }
         });
-        Assert.Equal(64, drained);
-        Assert.Equal(64, overflow.Capacity);
+        Assert.Equal(256, drained);
+        Assert.Equal(256, overflow.Capacity);
     }
 
     [Fact]
