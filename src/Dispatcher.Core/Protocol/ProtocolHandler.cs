@@ -41,8 +41,6 @@ internal sealed class ProtocolHandler
 
     public LoginThrottle Throttle => _throttle;
 
-    public IDispatcherAuthenticator? Authenticator => _authenticator;
-
     /// <summary>Handles one whole request envelope.</summary>
     public async ValueTask<ProtocolReply> HandleMessageAsync(ProtocolSession session, ReadOnlyMemory<byte> utf8, CancellationToken cancellationToken)
     {
