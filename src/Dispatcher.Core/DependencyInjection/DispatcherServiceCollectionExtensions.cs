@@ -26,9 +26,7 @@ public static class DispatcherServiceCollectionExtensions
         if (!services.Any(d => d.ServiceType == typeof(DispatcherMarkerService)))
         {
             services.AddSingleton<DispatcherMarkerService>();
-            services.AddOptions<DispatcherOptions>().ValidateOnStart();
-            services.AddSingleton<IConfigureOptions<DispatcherOptions>, BindDispatcherConfiguration>();
-            services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<DispatcherOptions>, DispatcherOptionsValidator>());
+            services.AddBoundOptions<DispatcherOptions, DispatcherOptionsValidator>(DispatcherOptions.SectionName);
             services.TryAddSingleton(TimeProvider.System);
             services.TryAddSingleton(JobRunners.CreateDefault);
             services.TryAddSingleton<DefaultDispatcher>();
@@ -36,9 +34,7 @@ public static class DispatcherServiceCollectionExtensions
             services.AddHostedService<DispatcherHostedService>();
 
             // The protocol layer shared by the transports.
-            services.AddOptions<DispatcherProtocolOptions>().ValidateOnStart();
-            services.AddSingleton<IConfigureOptions<DispatcherProtocolOptions>, BindProtocolConfiguration>();
-            services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<DispatcherProtocolOptions>, DispatcherProtocolOptionsValidator>());
+            services.AddBoundOptions<DispatcherProtocolOptions, DispatcherProtocolOptionsValidator>(DispatcherProtocolOptions.SectionName);
             services.TryAddSingleton<TokenService>();
             services.TryAddSingleton<LoginThrottle>();
             services.TryAddSingleton<ProtocolHandler>();
@@ -51,28 +47,6 @@ public static class DispatcherServiceCollectionExtensions
         }
 
         return new DispatcherBuilder(services);
-    }
-
-    private sealed class BindDispatcherConfiguration(IServiceProvider services) : IConfigureOptions<DispatcherOptions>
-    {
-        public void Configure(DispatcherOptions options)
-        {
-            if (services.GetService<IConfiguration>() is { } configuration)
-            {
-                configuration.GetSection(DispatcherOptions.SectionName).Bind(options);
-            }
-        }
-    }
-
-    private sealed class BindProtocolConfiguration(IServiceProvider services) : IConfigureOptions<DispatcherProtocolOptions>
-    {
-        public void Configure(DispatcherProtocolOptions options)
-        {
-            if (services.GetService<IConfiguration>() is { } configuration)
-            {
-                configuration.GetSection(DispatcherProtocolOptions.SectionName).Bind(options);
-            }
-        }
     }
 
     private sealed record DispatcherBuilder(IServiceCollection Services) : IDispatcherBuilder;

@@ -1,3 +1,4 @@
+using Dispatcher.Internal;
 using Dispatcher.Transports.Http;
 using Dispatcher.Transports.Http.Internal;
 using Microsoft.AspNetCore.Http;
@@ -22,11 +23,7 @@ public static class DispatcherHttpBuilderExtensions
         var services = builder.Services;
         if (!services.Any(d => d.ServiceType == typeof(HttpRequestHandler)))
         {
-            services.AddOptions<HttpTransportOptions>()
-                .Validate(o => o.MaxRequestBodyBytes >= 1024, "Dispatcher:Http:MaxRequestBodyBytes must be at least 1024.")
-                .ValidateOnStart();
-            services.AddSingleton<IConfigureOptions<HttpTransportOptions>>(sp => new ConfigureNamedOptions<HttpTransportOptions>(
-                Microsoft.Extensions.Options.Options.DefaultName, o => sp.GetService<IConfiguration>()?.GetSection(HttpTransportOptions.SectionName).Bind(o)));
+            services.AddBoundOptions<HttpTransportOptions, HttpTransportOptionsValidator>(HttpTransportOptions.SectionName);
             services.TryAddSingleton<HttpRequestHandler>();
         }
 
@@ -36,5 +33,12 @@ public static class DispatcherHttpBuilderExtensions
         }
 
         return builder;
+    }
+
+    private sealed class HttpTransportOptionsValidator : IValidateOptions<HttpTransportOptions>
+    {
+        public ValidateOptionsResult Validate(string? name, HttpTransportOptions options) => options.MaxRequestBodyBytes >= 1024
+            ? ValidateOptionsResult.Success
+            : ValidateOptionsResult.Fail($"Dispatcher:Http:MaxRequestBodyBytes is {options.MaxRequestBodyBytes}; it must be at least 1024.");
     }
 }

@@ -1,3 +1,4 @@
+using Dispatcher.Internal;
 using Dispatcher.Transports.WebSocket;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -24,10 +25,7 @@ public static class DispatcherWebSocketBuilderExtensions
         var services = builder.Services;
         if (!services.Any(d => d.ServiceType == typeof(DispatcherWebSocketServer)))
         {
-            services.AddOptions<WebSocketTransportOptions>().ValidateOnStart();
-            services.AddSingleton<IConfigureOptions<WebSocketTransportOptions>>(sp => new ConfigureNamedOptions<WebSocketTransportOptions>(
-                Microsoft.Extensions.Options.Options.DefaultName, o => sp.GetService<IConfiguration>()?.GetSection(WebSocketTransportOptions.SectionName).Bind(o)));
-            services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<WebSocketTransportOptions>, WebSocketTransportOptionsValidator>());
+            services.AddBoundOptions<WebSocketTransportOptions, WebSocketTransportOptionsValidator>(WebSocketTransportOptions.SectionName);
             services.TryAddSingleton(DispatcherWebSocketServer.Create);
         }
 
