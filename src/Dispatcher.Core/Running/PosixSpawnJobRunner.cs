@@ -200,10 +200,30 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
 
     private const int WNoHang = 1;
 
+    /// <summary>
+    /// Reaps the command if it has exited. The end of its output usually comes a moment before it becomes reapable (the kernel
+    /// closes its files first), so spin briefly before falling back to a blocking wait on a thread of its own.
+    /// </summary>
     private static int? TryReap(int pid)
     {
-        var result = NativeMethods.waitpid(pid, out var status, WNoHang);
-        return result == pid ? Decode(status) : null;
+        var spinner = default(SpinWait);
+        for (var attempt = 0; attempt < 20; attempt++)
+        {
+            var result = NativeMethods.waitpid(pid, out var status, WNoHang);
+            if (result == pid)
+            {
+                return Decode(status);
+            }
+
+            if (result < 0)
+            {
+                return null;
+            }
+
+            spinner.SpinOnce(sleep1Threshold: -1);
+        }
+
+        return null;
     }
 
     private static int Decode(int status)
