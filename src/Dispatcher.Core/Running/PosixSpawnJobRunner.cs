@@ -1,7 +1,6 @@
 using System.Collections;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
-using System.Text;
 
 namespace Dispatcher.Running;
 

@@ -1,8 +1,6 @@
 using Dispatcher.Internal;
 using Dispatcher.Transports.Http;
 using Dispatcher.Transports.Http.Internal;
-using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;

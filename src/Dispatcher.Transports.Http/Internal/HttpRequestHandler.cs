@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Net.Http.Headers;
 using System.Text;
-using System.Text.Json.Nodes;
 using Dispatcher.Protocol;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Options;

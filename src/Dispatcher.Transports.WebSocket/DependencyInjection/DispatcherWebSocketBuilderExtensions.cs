@@ -1,7 +1,5 @@
 using Dispatcher.Internal;
 using Dispatcher.Transports.WebSocket;
-using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;

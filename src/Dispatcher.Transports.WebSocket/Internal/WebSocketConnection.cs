@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Net.WebSockets;
-using System.Text;
 using System.Threading.Channels;
 using Dispatcher.Protocol;
 using Microsoft.Extensions.Logging;
