@@ -455,7 +455,7 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
                 catch (Exception ex)
                 {
                     DispatcherLog.CommandNotStarted(_logger, job.Id, i, ex);
-                    sink.Write($"dispatcher: cannot run '{command.Program}': {ex.Message}\n");
+                    sink.Write(ProgramResolver.CannotRun(command.Program, ex.Message));
                     exitCode = ProgramResolver.NotStartedExitCode;
                 }
 

@@ -52,16 +52,8 @@ internal sealed class CliWrapJobRunner : IJobRunner
         CancellationToken gracefulCancellationToken)
     {
         var path = command.Environment is { } env && env.TryGetValue("PATH", out var p) ? p : Environment.GetEnvironmentVariable("PATH");
-        var program = ProgramResolver.Find(command.Program, path, command.WorkingDirectory);
-        if (program is null)
+        if (ProgramResolver.Resolve(command, path, output) is not { } program)
         {
-            output.Write(ProgramResolver.NotFoundMessage(command.Program));
-            return ProgramResolver.NotStartedExitCode;
-        }
-
-        if (command.WorkingDirectory is { } dir && !Directory.Exists(dir))
-        {
-            output.Write($"dispatcher: cannot run '{command.Program}': working directory '{dir}' does not exist\n");
             return ProgramResolver.NotStartedExitCode;
         }
 
@@ -94,7 +86,7 @@ internal sealed class CliWrapJobRunner : IJobRunner
         }
         catch (Exception ex) when (ex is System.ComponentModel.Win32Exception or InvalidOperationException or IOException or UnauthorizedAccessException)
         {
-            output.Write($"dispatcher: cannot run '{command.Program}': {ex.Message}\n");
+            output.Write(ProgramResolver.CannotRun(command.Program, ex.Message));
             return ProgramResolver.NotStartedExitCode;
         }
 

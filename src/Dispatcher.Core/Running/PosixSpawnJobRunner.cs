@@ -39,23 +39,15 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
         CancellationToken gracefulCancellationToken)
     {
         var environment = MergedEnvironment(command.Environment);
-        var program = ProgramResolver.Find(command.Program, environment.GetValueOrDefault("PATH"), command.WorkingDirectory);
-        if (program is null)
+        if (ProgramResolver.Resolve(command, environment.GetValueOrDefault("PATH"), output) is not { } program)
         {
-            output.Write(ProgramResolver.NotFoundMessage(command.Program));
-            return ProgramResolver.NotStartedExitCode;
-        }
-
-        if (command.WorkingDirectory is { } dir && !Directory.Exists(dir))
-        {
-            output.Write($"dispatcher: cannot run '{command.Program}': working directory '{dir}' does not exist\n");
             return ProgramResolver.NotStartedExitCode;
         }
 
         var (pid, outputEnd, error) = Spawn(program, [program, .. command.Arguments], environment, command.WorkingDirectory);
         if (pid <= 0)
         {
-            output.Write($"dispatcher: cannot run '{command.Program}': {Marshal.GetPInvokeErrorMessage(error)}\n");
+            output.Write(ProgramResolver.CannotRun(command.Program, Marshal.GetPInvokeErrorMessage(error)));
             return ProgramResolver.NotStartedExitCode;
         }
 

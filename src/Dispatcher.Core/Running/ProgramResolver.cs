@@ -6,8 +6,31 @@ internal static class ProgramResolver
     /// <summary>The exit code reported for a command whose program could not be found or started, as shells do.</summary>
     public const int NotStartedExitCode = 127;
 
-    public static string NotFoundMessage(string program) =>
-        $"dispatcher: cannot run '{program}': no such executable file{(program.Contains('/', StringComparison.Ordinal) ? string.Empty : " on PATH")}\n";
+    /// <summary>The line a command's output gets when it could not be started.</summary>
+    public static string CannotRun(string program, string reason) => $"dispatcher: cannot run '{program}': {reason}\n";
+
+    /// <summary>
+    /// Finds the command's program and checks its working directory, the checks both runners make before starting anything.
+    /// When one fails, the reason goes to the command's output and the result is null (the command then ends with
+    /// <see cref="NotStartedExitCode"/>).
+    /// </summary>
+    public static string? Resolve(JobCommand command, string? path, IJobOutput output)
+    {
+        var program = Find(command.Program, path, command.WorkingDirectory);
+        if (program is null)
+        {
+            output.Write(CannotRun(command.Program, $"no such executable file{(command.Program.Contains('/', StringComparison.Ordinal) ? string.Empty : " on PATH")}"));
+            return null;
+        }
+
+        if (command.WorkingDirectory is { } dir && !Directory.Exists(dir))
+        {
+            output.Write(CannotRun(command.Program, $"working directory '{dir}' does not exist"));
+            return null;
+        }
+
+        return program;
+    }
 
     /// <summary>Resolves a program the way execvp does: a name with a slash is a path, otherwise each PATH entry is tried.</summary>
     public static string? Find(string program, string? path, string? workingDirectory)
