@@ -104,11 +104,11 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
             DispatcherLog.JobEnqueued(_logger, job.Id, queue.Name, job.Commands.Count);
             if (_events.HasSubscribers)
             {
-                _events.Publish(new JobPendingEvent(Snapshot(job, queue.Limit == 0 ? null : queue.Running.Count + queue.Pending.Count - 1), job.EnqueuedAt));
+                _events.Publish(new JobPendingEvent(Snapshot(job, PositionOfNewest(queue, job)), job.EnqueuedAt));
             }
 
             toStart = StartRunnable(queue);
-            info = Snapshot(job, Position(queue, job));
+            info = Snapshot(job, PositionOfNewest(queue, job));
         }
 
         Launch(toStart);
@@ -351,26 +351,13 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         return new JobRejectedException(id, reason, message);
     }
 
-    private static int? Position(QueueState queue, Job job)
-    {
-        if (queue.Limit == 0)
-        {
-            return null;
-        }
-
-        if (job.State == JobState.Running)
-        {
-            return queue.Running.IndexOf(job);
-        }
-
-        var position = queue.Running.Count;
-        for (var node = queue.Pending.First; node is not null && node.Value != job; node = node.Next)
-        {
-            position++;
-        }
-
-        return position;
-    }
+    /// <summary>
+    /// The position of a job that was just enqueued (called under the same lock as the enqueue): running, it is where it
+    /// stands among the running jobs; still pending, it is the last one, since nothing else was enqueued meanwhile.
+    /// </summary>
+    private static int? PositionOfNewest(QueueState queue, Job job) => queue.Limit == 0
+        ? null
+        : job.State == JobState.Running ? queue.Running.IndexOf(job) : queue.Running.Count + queue.Pending.Count - 1;
 
     private static JobInfo Snapshot(Job job, int? position) =>
         new(job.Id, job.Queue, job.Commands, job.State, position, job.EnqueuedAt, job.StartedAt,

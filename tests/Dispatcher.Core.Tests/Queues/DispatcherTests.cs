@@ -28,10 +28,15 @@ public sealed class DispatcherTests
     public async Task List_ShowsRunningThenPending_WithPositions()
     {
         await using var t = new TestDispatcher();
-        await t.RunInAsync(DispatcherQueues.PkgQueue, "a", "sleep 300");
+        var a = await t.RunInAsync(DispatcherQueues.PkgQueue, "a", "sleep 300");
         await t.RunInAsync(DispatcherQueues.PkgQueue, "b", "true");
-        await t.RunInAsync(DispatcherQueues.PkgQueue, "c", "true", "true");
-        await t.RunAsync("d", "sleep 300");
+        var c = await t.RunInAsync(DispatcherQueues.PkgQueue, "c", "true", "true");
+        var d = await t.RunAsync("d", "sleep 300");
+
+        // What an enqueue returns: where the job stood at that moment.
+        Assert.Equal((JobState.Running, (int?)0), (a.State, a.QueuePosition));
+        Assert.Equal((JobState.Pending, (int?)2), (c.State, c.QueuePosition));
+        Assert.Equal((JobState.Running, (int?)null), (d.State, d.QueuePosition));
 
         var list = t.Dispatcher.List();
 
