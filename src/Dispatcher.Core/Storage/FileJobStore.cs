@@ -84,23 +84,14 @@ internal sealed partial class FileJobStore : IJobStore
         return records;
     }
 
-    public Task AppendAsync(JobStoreRecord record)
-    {
-        var work = new Work(Encode(record), null);
-        return _work.Writer.TryWrite(work) ? work.Done.Task : Task.FromException(new ObjectDisposedException(nameof(FileJobStore)));
-    }
+    // Both only queue: the records are encoded on the writer's thread, never under the caller's locks (a finished job's record
+    // holds up to MaxOutputCharacters of output).
+    public Task AppendAsync(JobStoreRecord record) => Queue(new Work(record, null));
 
-    public Task RewriteAsync(IReadOnlyList<JobStoreRecord> records)
-    {
-        var buffer = new ArrayBufferWriter<byte>();
-        foreach (var record in records)
-        {
-            buffer.Write(Encode(record));
-        }
+    public Task RewriteAsync(IReadOnlyList<JobStoreRecord> records) => Queue(new Work(null, records));
 
-        var work = new Work(null, buffer.WrittenMemory.ToArray());
-        return _work.Writer.TryWrite(work) ? work.Done.Task : Task.FromException(new ObjectDisposedException(nameof(FileJobStore)));
-    }
+    private Task Queue(Work work) =>
+        _work.Writer.TryWrite(work) ? work.Done.Task : Task.FromException(new ObjectDisposedException(nameof(FileJobStore)));
 
     public async ValueTask DisposeAsync()
     {
@@ -120,20 +111,40 @@ internal sealed partial class FileJobStore : IJobStore
         {
             while (_work.Reader.TryRead(out var work))
             {
-                if (work.Rewrite is { } content)
+                if (work.Rewrite is { } records)
                 {
                     // Appends queued before the rewrite go out first; then the journal is replaced.
                     Commit(batch, buffer);
-                    Complete([work], () => Replace(content));
+                    if (records.All(r => TryEncode(r, buffer, work)))
+                    {
+                        Complete([work], () => Replace(buffer.WrittenSpan));
+                    }
+
+                    buffer.ResetWrittenCount();
                 }
-                else
+                else if (TryEncode(work.Record!, buffer, work))
                 {
                     batch.Add(work);
-                    buffer.Write(work.Line);
                 }
             }
 
             Commit(batch, buffer);
+        }
+    }
+
+    /// <summary>Encodes a record into the batch; a record that cannot be encoded fails its own task, not the writer.</summary>
+    private bool TryEncode(JobStoreRecord record, ArrayBufferWriter<byte> buffer, Work work)
+    {
+        try
+        {
+            buffer.Write(Encode(record));
+            return true;
+        }
+        catch (Exception ex) when (ex is ArgumentException or NotSupportedException or InvalidOperationException)
+        {
+            Log.WriteFailed(_logger, _path, ex);
+            work.Done.TrySetException(ex);
+            return false;
         }
     }
 
@@ -174,7 +185,7 @@ internal sealed partial class FileJobStore : IJobStore
         }
     }
 
-    private void Replace(byte[] content)
+    private void Replace(ReadOnlySpan<byte> content)
     {
         _file?.Dispose();
         _file = null;
@@ -237,7 +248,7 @@ internal sealed partial class FileJobStore : IJobStore
         }
     }
 
-    private sealed record Work(byte[]? Line, byte[]? Rewrite)
+    private sealed record Work(JobStoreRecord? Record, IReadOnlyList<JobStoreRecord>? Rewrite)
     {
         public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
