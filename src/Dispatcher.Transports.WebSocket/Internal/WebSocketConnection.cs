@@ -24,6 +24,7 @@ internal sealed partial class WebSocketConnection : IDisposable
     private long _queuedEventBytes;
     private IDisposable? _feedRegistration;
     private int _closing;
+    private Outgoing? _closeFrame;
 
     public WebSocketConnection(System.Net.WebSockets.WebSocket socket, ProtocolSession session, ProtocolHandler handler, DispatcherEventFeed feed,
         WebSocketTransportOptions options, TimeProvider time, ILogger logger)
@@ -183,8 +184,6 @@ internal sealed partial class WebSocketConnection : IDisposable
         // Whatever happens to the handshake, the connection ends within the close timeout.
         _abort.CancelAfter(_options.CloseTimeout);
     }
-
-    private Outgoing? _closeFrame;
 
     private async Task SendLoopAsync(CancellationToken token)
     {
