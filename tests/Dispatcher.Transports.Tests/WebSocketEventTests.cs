@@ -53,6 +53,46 @@ public sealed class WebSocketEventTests
     }
 
     [Fact]
+    public async Task SubscriberJoiningWhileAJobRuns_GetsItsUpdatesUnderTheCommandKeys()
+    {
+        await using var server = await TestServer.StartAsync();
+        var directory = Directory.CreateTempSubdirectory("dispatcher-midjob-");
+        try
+        {
+            var go = Path.Combine(directory.FullName, "go");
+            var command = $"sh -c \"echo early; while [ ! -e '{go}' ]; do sleep 0.02; done; echo late\"";
+            using (var watch = server.Dispatcher.Subscribe())
+            {
+                await server.Dispatcher.EnqueueAsync(new JobRequest("midjob", [command, "echo second"]));
+                await foreach (var e in watch.ReadAllAsync().WithCancellation(new CancellationTokenSource(TestServer.Patience).Token))
+                {
+                    if (e is Events.JobOutputEvent { JobId: "midjob" })
+                    {
+                        break;
+                    }
+                }
+            }
+
+            // The event feed has no listener until now, so it meets the job in the middle of its first command.
+            await using var client = await server.ConnectAsync("admin");
+            await client.RequestAsync("events", "subscribe", "dispatcher");
+            await File.WriteAllTextAsync(go, string.Empty);
+
+            var running = await client.ReceiveAsync(f => (string?)f["args"]?["state"] == "running");
+            var details = running["args"]!["process_details"]!;
+            Assert.Equal("late\n", (string?)details[command]);
+            JsonAssert.Equal(new JsonArray(command, "echo second"), details["cmd_list"]);
+            Assert.NotNull((string?)details["time_started"]);
+            var finished = await client.ReceiveAsync(f => (string?)f["args"]?["state"] == "finished");
+            Assert.Equal("early\nlate\n", (string?)finished["args"]!["process_details"]![command]);
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Enricher_SetsEventSystemAndFields_ForJobsTheHostRecognises()
     {
         await using var server = await TestServer.StartAsync(dispatcher: d => d.AddEventEnricher<PkgEnricher>());

@@ -201,12 +201,33 @@ public sealed class DispatcherEventFeed : IDisposable
     {
         if (!_jobs.TryGetValue(jobId, out var job))
         {
-            // The feed started listening after this job was enqueued.
-            job = new JobFeedState(commands ?? []);
+            // The feed started listening after this job started: learn its commands (the keys of its output) and start time
+            // from the dispatcher, once per such job.
+            var info = commands is null ? Find(jobId) : null;
+            job = new JobFeedState(commands ?? info?.Commands ?? _dispatcher.GetResult(jobId)?.Commands ?? []);
+            if (info is not null)
+            {
+                job.StartedAt = info.StartedAt;
+                job.CurrentCommand = info.CurrentCommand ?? -1;
+            }
+
             _jobs[jobId] = job;
         }
 
         return job;
+    }
+
+    private JobInfo? Find(string jobId)
+    {
+        foreach (var info in _dispatcher.List())
+        {
+            if (info.Id == jobId)
+            {
+                return info;
+            }
+        }
+
+        return null;
     }
 
     private void ScheduleUpdate(string jobId, JobFeedState job)
