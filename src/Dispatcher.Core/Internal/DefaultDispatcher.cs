@@ -15,6 +15,11 @@ namespace Dispatcher.Internal;
 /// </summary>
 internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
 {
+    private const int MaxInlineLaunchDepth = 4;
+
+    [ThreadStatic]
+    private static int t_inlineLaunchDepth;
+
     private readonly object _gate = new();
     private readonly DispatcherOptions _options;
     private readonly IJobRunner _runner;
@@ -399,6 +404,36 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Starts the jobs a finished job made room for. The first starts on this thread (the runner's completion thread, which
+    /// would otherwise hand it to the pool and go idle): its command is spawned before this returns, the rest is asynchronous.
+    /// Nesting is bounded, for runners whose commands end without ever waiting (a program that is not there).
+    /// </summary>
+    private void LaunchFromFinish(List<Job> jobs)
+    {
+        if (jobs.Count == 0)
+        {
+            return;
+        }
+
+        if (t_inlineLaunchDepth >= MaxInlineLaunchDepth)
+        {
+            Launch(jobs);
+            return;
+        }
+
+        Launch(jobs.GetRange(1, jobs.Count - 1));
+        t_inlineLaunchDepth++;
+        try
+        {
+            _ = RunJobAsync(jobs[0]);
+        }
+        finally
+        {
+            t_inlineLaunchDepth--;
+        }
+    }
+
     private async Task RunJobAsync(Job job)
     {
         var failed = false;
@@ -551,7 +586,7 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
             toStart = _stopping ? [] : StartRunnable(job.QueueState);
         }
 
-        Launch(toStart);
+        LaunchFromFinish(toStart);
     }
 
     /// <summary>Ends a job: retains its result, publishes the one finished event, completes its waiters. Called under the lock.</summary>

@@ -1,5 +1,4 @@
 using System.Collections;
-using System.Net.Sockets;
 using System.Runtime.InteropServices;
 
 namespace Dispatcher.Running;
@@ -7,9 +6,8 @@ namespace Dispatcher.Running;
 /// <summary>
 /// The runner used on Linux: one <c>posix_spawn</c> per command that makes the child the leader of a new session (so a kill reaches
 /// its whole process group) with every signal back at its default disposition (the .NET runtime ignores SIGPIPE, and children
-/// would inherit that), stdin on <c>/dev/null</c>, and stdout and stderr on one stream socket (truly merged, in the order written).
-/// A socket rather than a pipe because .NET reads sockets asynchronously through epoll, while an anonymous pipe's ReadAsync
-/// holds a thread-pool thread for as long as the command runs.
+/// would inherit that), stdin on <c>/dev/null</c>, and stdout and stderr on one pipe (truly merged, in the order written). The
+/// output is read and the command reaped by <see cref="ChildEventLoop"/>: one thread for all commands, no thread-pool hop.
 /// </summary>
 /// <remarks>
 /// .NET's Process class (and so CliWrap, which <see cref="CliWrapJobRunner"/> uses elsewhere) can do neither of those two things,
@@ -22,16 +20,16 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
     private const int PosixSpawnSetSigDef = 0x04;
     private const int PosixSpawnSetSigMask = 0x08;
     private const int PosixSpawnSetSid = 0x80;
-    private const int SockCloExec = 0x80000;
-    private const int AfUnix = 1;
-    private const int SockStream = 1;
+    private const int OCloExec = 0x80000;
+    private const int ONonBlock = 0x800;
+    private const int FSetFl = 4;
     private const int ORdOnly = 0;
-    private const int EIntr = 4;
 
     // Read once: the runtime sets its dispositions at start-up, and a host rarely changes them later.
     private static readonly int[] s_ignoredSignals = ProcessTree.IsSupported ? [.. IgnoredSignals()] : [];
 
     public static bool IsSupported { get; } = ProcessTree.IsSupported
+        && ChildEventLoop.IsSupported
         && NativeLibrary.TryLoad("libc.so.6", out var libc)
         && NativeLibrary.TryGetExport(libc, "posix_spawn_file_actions_addchdir_np", out _);
 
@@ -51,29 +49,19 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
             return ProgramResolver.NotStartedExitCode;
         }
 
-        using var stream = new NetworkStream(new Socket(new SafeSocketHandle(outputEnd, ownsHandle: true)), ownsSocket: true);
-        using var onGraceful = gracefulCancellationToken.Register(() => ProcessTree.Terminate(pid));
-        using var stopReading = new CancellationTokenSource();
-        using var onForceful = forcefulCancellationToken.Register(() =>
+        var watch = ChildEventLoop.Add(pid, (int)outputEnd, output);
+        using var onGraceful = gracefulCancellationToken.Register(static p => ProcessTree.Terminate((int)p!), pid);
+        using var onForceful = forcefulCancellationToken.Register(static w =>
         {
-            ProcessTree.Kill(pid);
+            var watch = (ChildEventLoop.Watch)w!;
+            ProcessTree.Kill(watch.Pid);
 
             // Killed: a process that escaped the session and still holds the output is not waited for.
-            stopReading.Cancel();
-        });
-        try
-        {
-            // The output ends when the command and every process that shares its output have exited.
-            await OutputCopier.CopyAsync(stream, output, stopReading.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (stopReading.IsCancellationRequested)
-        {
-        }
+            watch.StopReading();
+        }, watch);
 
-        // Almost always the command has exited by now; one that closed its output early is waited for on a thread of its own.
-        var exitCode = TryReap(pid)
-            ?? await Task.Factory.StartNew(() => WaitForExit(pid), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
-        return exitCode;
+        // Completes on the loop's thread once the output has ended and the command was reaped; what follows runs there too.
+        return await watch.Completion.ConfigureAwait(false);
     }
 
     private static Dictionary<string, string> MergedEnvironment(IReadOnlyDictionary<string, string>? overrides)
@@ -95,9 +83,18 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
     private static (int Pid, IntPtr OutputEnd, int Error) Spawn(string path, string[] argv, Dictionary<string, string> environment, string? workingDirectory)
     {
         var fds = new int[2];
-        if (NativeMethods.socketpair(AfUnix, SockStream | SockCloExec, 0, fds) != 0)
+        if (NativeMethods.pipe2(fds, OCloExec) != 0)
         {
             return (-1, IntPtr.Zero, Marshal.GetLastPInvokeError());
+        }
+
+        // Only the parent's end is non-blocking: the command writes to a blocking pipe, as it would anywhere else.
+        if (NativeMethods.fcntl(fds[0], FSetFl, ONonBlock) != 0)
+        {
+            var fcntlError = Marshal.GetLastPInvokeError();
+            _ = NativeMethods.close(fds[0]);
+            _ = NativeMethods.close(fds[1]);
+            return (-1, IntPtr.Zero, fcntlError);
         }
 
         var strings = new List<IntPtr>();
@@ -189,40 +186,6 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
         }
     }
 
-    private const int WNoHang = 1;
-
-    /// <summary>
-    /// Reaps the command if it has exited. The end of its output usually comes a moment before it becomes reapable (the kernel
-    /// closes its files first), so spin briefly before falling back to a blocking wait on a thread of its own.
-    /// </summary>
-    private static int? TryReap(int pid)
-    {
-        var spinner = default(SpinWait);
-        for (var attempt = 0; attempt < 20; attempt++)
-        {
-            var result = NativeMethods.waitpid(pid, out var status, WNoHang);
-            if (result == pid)
-            {
-                return Decode(status);
-            }
-
-            if (result < 0)
-            {
-                return null;
-            }
-
-            spinner.SpinOnce(sleep1Threshold: -1);
-        }
-
-        return null;
-    }
-
-    private static int Decode(int status)
-    {
-        var signal = status & 0x7f;
-        return signal == 0 ? (status >> 8) & 0xff : 128 + signal;
-    }
-
     /// <summary>The signals this process ignores now (SIGPIPE, by the .NET runtime, at least), from <c>/proc/self/status</c>.</summary>
     internal static IEnumerable<int> IgnoredSignals()
     {
@@ -236,24 +199,6 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
         return Enumerable.Range(1, 64).Where(s => (mask & (1UL << (s - 1))) != 0);
     }
 
-    private static int WaitForExit(int pid)
-    {
-        while (true)
-        {
-            var result = NativeMethods.waitpid(pid, out var status, 0);
-            if (result == pid)
-            {
-                return Decode(status);
-            }
-
-            if (result < 0 && Marshal.GetLastPInvokeError() != EIntr)
-            {
-                // Someone else reaped it (a host that reaps every child): the exit code is lost.
-                return 128 + ProcessTree.SigKill;
-            }
-        }
-    }
-
     private sealed class SpawnSetupException(int error) : Exception
     {
         public int Error { get; } = error;
@@ -265,13 +210,13 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
         private const string Libc = "libc.so.6";
 
         [DllImport(Libc, SetLastError = true)]
-        internal static extern int socketpair(int domain, int type, int protocol, [Out] int[] fds);
+        internal static extern int pipe2([Out] int[] fds, int flags);
+
+        [DllImport(Libc, SetLastError = true)]
+        internal static extern int fcntl(int fd, int command, int argument);
 
         [DllImport(Libc, SetLastError = true)]
         internal static extern int close(int fd);
-
-        [DllImport(Libc, SetLastError = true)]
-        internal static extern int waitpid(int pid, out int status, int options);
 
         [DllImport(Libc, SetLastError = true)]
         internal static extern int sigemptyset(IntPtr set);

@@ -80,4 +80,81 @@ public sealed class RunnerTests
         Assert.Equal(JobOutcome.Succeeded, result.Outcome);
         Assert.Equal("y\ny\ny", result.CommandResults[0].Output);
     }
+
+    [Theory]
+    [MemberData(nameof(Runners))]
+    public async Task CommandThatClosesItsOutputEarly_IsWaitedForUntilItExits(string runner)
+    {
+        await using var t = new TestDispatcher(runner: Create(runner));
+        using var events = t.Dispatcher.Subscribe();
+        await t.Dispatcher.EnqueueAsync(new JobRequest("early", ["sh -c \"echo before; exec >/dev/null 2>&1; while [ ! -e go ]; do sleep 0.01; done; exit 7\""])
+        {
+            WorkingDirectory = t.Directory,
+        });
+        await foreach (var e in events.ReadAllAsync().WithCancellation(new CancellationTokenSource(TestDispatcher.Patience).Token))
+        {
+            if (e is Dispatcher.Events.JobOutputEvent)
+            {
+                break;
+            }
+        }
+
+        // Its output has ended (or is about to); it exits only once the file exists.
+        await File.WriteAllTextAsync(t.PathOf("go"), string.Empty);
+        var result = await t.WaitAsync("early");
+
+        Assert.Equal(7, result.ExitCode);
+        Assert.Equal("before\n", result.CommandResults[0].Output);
+    }
+
+    [Theory]
+    [MemberData(nameof(Runners))]
+    public async Task ConcurrentChattyCommands_KeepEveryCharacterInOrder_AcrossUtf8SplitReads(string runner)
+    {
+        await using var t = new TestDispatcher(o => o.Queues["many"] = new QueueOptions { MaxConcurrency = 6 }, runner: Create(runner));
+        const int Lines = 12_000;
+        var expected = string.Concat(Enumerable.Range(0, Lines).Select(i => $"{i} é€😀\n"));
+        var ids = Enumerable.Range(0, 6).Select(i => $"chatty{i}").ToArray();
+        foreach (var id in ids)
+        {
+            await t.RunInAsync("many", id, $"sh -c \"i=0; while [ $i -lt {Lines} ]; do echo $i é€😀; i=$((i+1)); done\"");
+        }
+
+        foreach (var id in ids)
+        {
+            var result = await t.WaitAsync(id);
+            Assert.Equal(JobOutcome.Succeeded, result.Outcome);
+            Assert.Equal(0, result.CommandResults[0].DroppedOutputCharacters);
+            Assert.True(expected == result.CommandResults[0].Output, $"{id}: output differs ({result.CommandResults[0].Output.Length} of {expected.Length} characters)");
+        }
+    }
+
+    [Fact]
+    public async Task OutputSinkThatThrows_FailsTheCommandWithItsException_AndTheProcessIsReaped()
+    {
+        var directory = Directory.CreateTempSubdirectory("dispatcher-sink-");
+        try
+        {
+            var pidFile = Path.Combine(directory.FullName, "pid");
+            var command = new JobCommand("j", 0, "x", ["sh", "-c", $"echo $$ > '{pidFile}'; echo hello; echo more"], null, null);
+
+            var thrown = await Assert.ThrowsAsync<InvalidOperationException>(
+                () => new PosixSpawnJobRunner().RunAsync(command, new ThrowingOutput(), CancellationToken.None, CancellationToken.None).WaitAsync(TestDispatcher.Patience));
+
+            Assert.Equal("sink is broken", thrown.Message);
+            var pid = int.Parse(File.ReadAllText(pidFile).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            Assert.False(Directory.Exists($"/proc/{pid}"), "the command was reaped, not left a zombie");
+            var ok = new JobCommand("j", 0, "true", ["true"], null, null);
+            Assert.Equal(0, await new PosixSpawnJobRunner().RunAsync(ok, new ThrowingOutput(), CancellationToken.None, CancellationToken.None).WaitAsync(TestDispatcher.Patience));
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+    }
+
+    private sealed class ThrowingOutput : IJobOutput
+    {
+        public void Write(ReadOnlySpan<char> text) => throw new InvalidOperationException("sink is broken");
+    }
 }

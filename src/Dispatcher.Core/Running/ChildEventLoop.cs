@@ -1,0 +1,418 @@
+using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Dispatcher.Running;
+
+/// <summary>
+/// One background thread that copies the output of every running command and reaps each command when it ends, waiting in
+/// <c>epoll_wait</c> on the read ends of the commands' output pipes (and, for a command still running when its output ends, on
+/// a pidfd). No thread per command, no polling and no thread-pool hop between a command's end and what comes next.
+/// </summary>
+/// <remarks>
+/// <para>
+/// A command's <see cref="Watch.Completion"/> is completed on this thread with synchronous continuations, so the dispatcher
+/// records the end of a command and starts the next one without waiting for a pool thread: that hop (and the pool's spinning
+/// around it) cost more than the spawn itself on a small machine (see benchmarks/ANALYSIS.md). Everything that runs there is the
+/// dispatcher's own short, non-blocking bookkeeping; output is handed to <see cref="IJobOutput"/> on this thread too.
+/// </para>
+/// <para>
+/// A command still running when its output ends (it closed its output early, or the moment between a child closing its files and
+/// becoming reapable) is waited for through a pidfd (Linux 5.3 and later); where pidfds are refused, on a thread of its own.
+/// </para>
+/// </remarks>
+internal static class ChildEventLoop
+{
+    private const int PidfdOpenSyscall = 434; // the same number on every Linux architecture (unified syscall table)
+    private const int EpollCloexec = 0x80000;
+    private const int EfdCloexec = 0x80000;
+    private const int EfdNonblock = 0x800;
+    private const int EpollCtlAdd = 1;
+    private const int EpollIn = 0x001;
+    private const int EAgain = 11;
+    private const int EIntr = 4;
+    private const int WNoHang = 1;
+    private const int MaxEvents = 64;
+    private const int ReadSize = 64 * 1024;
+    private const int ReadsPerWake = 4; // then the other commands get their turn; epoll reports the rest again
+    private const long KindOutput = 0;
+    private const long KindExit = 1;
+    private const long WakeToken = -1;
+
+    // struct epoll_event is packed on x86-64 (12 bytes) and naturally aligned elsewhere (16 bytes).
+    private static readonly int s_eventSize = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 12 : 16;
+    private static readonly int s_dataOffset = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 4 : 8;
+    private static readonly ConcurrentDictionary<long, Watch> s_watches = new();
+    private static readonly ConcurrentQueue<Watch> s_stopRequests = new();
+    private static readonly Lazy<(int Epoll, int Wake)> s_loop = new(Start);
+    private static long s_nextId;
+
+    /// <summary>Gets whether the loop can run here (Linux with epoll and eventfd).</summary>
+    public static bool IsSupported => s_loop.Value.Epoll >= 0;
+
+    /// <summary>
+    /// Starts copying a command's output and waiting for its end. Takes ownership of <paramref name="outputFd"/>, the
+    /// non-blocking read end of the command's output.
+    /// </summary>
+    /// <param name="pid">The command's process id, not reaped yet.</param>
+    /// <param name="outputFd">The read end of its output.</param>
+    /// <param name="output">Where the decoded output goes (called on the loop's thread).</param>
+    /// <returns>The watch; its completion is the command's exit code once its output has ended and it has been reaped.</returns>
+    public static Watch Add(int pid, int outputFd, IJobOutput output)
+    {
+        var (epoll, _) = s_loop.Value;
+        var watch = new Watch(Interlocked.Increment(ref s_nextId), pid, outputFd, output);
+        s_watches[watch.Id] = watch;
+        if (EpollAdd(epoll, outputFd, Token(watch.Id, KindOutput)) != 0)
+        {
+            // Cannot happen for a fresh pipe short of running out of kernel memory: read nothing, still reap the command.
+            watch.Error = new IOException($"Cannot watch the output of process {pid}: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");
+            RequestStop(watch);
+        }
+
+        return watch;
+    }
+
+    /// <summary>Reaps a child if it has exited; <see langword="null"/> if it is still running or was reaped by someone else.</summary>
+    public static int? TryReap(int pid) =>
+        NativeMethods.waitpid(pid, out var status, WNoHang) == pid ? Decode(status) : null;
+
+    /// <summary>Waits for a child on the calling thread.</summary>
+    public static int WaitBlocking(int pid)
+    {
+        while (true)
+        {
+            var result = NativeMethods.waitpid(pid, out var status, 0);
+            if (result == pid)
+            {
+                return Decode(status);
+            }
+
+            if (result < 0 && Marshal.GetLastPInvokeError() != EIntr)
+            {
+                // Someone else reaped it (a host that reaps every child): the exit code is lost.
+                return 128 + ProcessTree.SigKill;
+            }
+        }
+    }
+
+    private static void RequestStop(Watch watch)
+    {
+        s_stopRequests.Enqueue(watch);
+        long one = 1;
+        _ = NativeMethods.write(s_loop.Value.Wake, ref one, sizeof(long));
+    }
+
+    private static long Token(long id, long kind) => (id << 1) | kind;
+
+    private static int EpollAdd(int epoll, int fd, long token)
+    {
+        Span<byte> ev = stackalloc byte[16];
+        ev.Clear();
+        MemoryMarshal.Write(ev, EpollIn);
+        MemoryMarshal.Write(ev[s_dataOffset..], token);
+        return NativeMethods.epoll_ctl(epoll, EpollCtlAdd, fd, ref MemoryMarshal.GetReference(ev));
+    }
+
+    private static int Decode(int status)
+    {
+        var signal = status & 0x7f;
+        return signal == 0 ? (status >> 8) & 0xff : 128 + signal;
+    }
+
+    private static (int Epoll, int Wake) Start()
+    {
+        if (!ProcessTree.IsSupported)
+        {
+            return (-1, -1);
+        }
+
+        var epoll = NativeMethods.epoll_create1(EpollCloexec);
+        var wake = NativeMethods.eventfd(0, EfdCloexec | EfdNonblock);
+        if (epoll < 0 || wake < 0 || EpollAdd(epoll, wake, WakeToken) != 0)
+        {
+            return (-1, -1);
+        }
+
+        new Thread(() => Loop(epoll, wake)) { IsBackground = true, Name = "Dispatcher child I/O" }.UnsafeStart();
+        return (epoll, wake);
+    }
+
+    private static void Loop(int epoll, int wake)
+    {
+        var events = Marshal.AllocHGlobal(MaxEvents * 16); // lives as long as the process, like the thread
+        var bytes = new byte[ReadSize];
+        var chars = new char[Encoding.UTF8.GetMaxCharCount(ReadSize)];
+        while (true)
+        {
+            var count = NativeMethods.epoll_wait(epoll, events, MaxEvents, -1);
+            for (var i = 0; i < count; i++)
+            {
+                var token = Marshal.ReadInt64(events, (i * s_eventSize) + s_dataOffset);
+                try
+                {
+                    if (token == WakeToken)
+                    {
+                        long drained = 0;
+                        _ = NativeMethods.read(wake, ref drained, sizeof(long));
+                        while (s_stopRequests.TryDequeue(out var stop))
+                        {
+                            EndOutput(stop, chars);
+                            TryComplete(stop, epoll);
+                        }
+                    }
+                    else if (s_watches.TryGetValue(token >> 1, out var watch))
+                    {
+                        if ((token & 1) == KindOutput)
+                        {
+                            if (ReadOutput(watch, bytes, chars))
+                            {
+                                TryComplete(watch, epoll);
+                            }
+                        }
+                        else
+                        {
+                            // The pidfd is readable: the command has exited.
+                            watch.ExitCode = TryReap(watch.Pid) ?? WaitBlocking(watch.Pid);
+                            _ = NativeMethods.close(watch.Pidfd);
+                            watch.Pidfd = -1;
+                            TryComplete(watch, epoll);
+                        }
+                    }
+                }
+#pragma warning disable CA1031 // the loop serves every command: one failure must not stop it
+                catch (Exception ex)
+#pragma warning restore CA1031
+                {
+                    if (s_watches.TryRemove(token >> 1, out var failed))
+                    {
+                        Abandon(failed, ex);
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Gives up on a watch after an unexpected failure: its files are closed, the command is still reaped.</summary>
+    private static void Abandon(Watch watch, Exception exception)
+    {
+        watch.Completing = true;
+        if (!watch.OutputEnded)
+        {
+            watch.OutputEnded = true;
+            _ = NativeMethods.close(watch.OutputFd);
+        }
+
+        if (watch.Pidfd >= 0)
+        {
+            _ = NativeMethods.close(watch.Pidfd);
+            watch.Pidfd = -1;
+        }
+
+        watch.Error ??= exception;
+        if (watch.ExitCode is not null || TryReap(watch.Pid) is not null)
+        {
+            watch.Complete(0);
+            return;
+        }
+
+        _ = Task.Factory.StartNew(static state =>
+        {
+            var w = (Watch)state!;
+            WaitBlocking(w.Pid);
+            w.Complete(0);
+        }, watch, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+    }
+
+    /// <summary>Reads what the command printed; true when its output has ended.</summary>
+    private static bool ReadOutput(Watch watch, byte[] bytes, char[] chars)
+    {
+        for (var round = 0; round < ReadsPerWake; round++)
+        {
+            var read = NativeMethods.read(watch.OutputFd, bytes, ReadSize);
+            if (read > 0)
+            {
+                var count = watch.Decoder.GetChars(bytes, 0, (int)read, chars, 0, flush: false);
+                Deliver(watch, chars.AsSpan(0, count));
+                continue;
+            }
+
+            if (read < 0 && Marshal.GetLastPInvokeError() is EAgain or EIntr)
+            {
+                return false;
+            }
+
+            // End of output (or an error reading it, which ends it too).
+            EndOutput(watch, chars);
+            return true;
+        }
+
+        return false;
+    }
+
+    private static void EndOutput(Watch watch, char[] chars)
+    {
+        if (watch.OutputEnded)
+        {
+            return;
+        }
+
+        watch.OutputEnded = true;
+        _ = NativeMethods.close(watch.OutputFd); // also takes it out of the epoll set
+        var tail = watch.Decoder.GetChars([], 0, 0, chars, 0, flush: true);
+        Deliver(watch, chars.AsSpan(0, tail));
+    }
+
+    /// <summary>Hands output to the command's sink; a sink that throws gets nothing more, and the command fails with its exception once reaped.</summary>
+    private static void Deliver(Watch watch, ReadOnlySpan<char> text)
+    {
+        if (text.IsEmpty || watch.Error is not null)
+        {
+            return;
+        }
+
+        try
+        {
+            watch.Output.Write(text);
+        }
+#pragma warning disable CA1031 // reported through the command's completion
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            watch.Error = ex;
+        }
+    }
+
+    private static void TryComplete(Watch watch, int epoll)
+    {
+        if (!watch.OutputEnded || watch.Completing)
+        {
+            return;
+        }
+
+        if (watch.ExitCode is null && watch.Pidfd < 0)
+        {
+            watch.ExitCode = TryReap(watch.Pid);
+            if (watch.ExitCode is null)
+            {
+                var pidfd = (int)NativeMethods.syscall(PidfdOpenSyscall, watch.Pid, 0);
+                if (pidfd >= 0 && EpollAdd(epoll, pidfd, Token(watch.Id, KindExit)) == 0)
+                {
+                    watch.Pidfd = pidfd;
+                    return;
+                }
+
+                if (pidfd >= 0)
+                {
+                    _ = NativeMethods.close(pidfd);
+                }
+
+                // No pidfds here: wait on a thread of its own (rare: only a command that outlives its output).
+                watch.Completing = true;
+                s_watches.TryRemove(watch.Id, out _);
+                _ = Task.Factory.StartNew(static state =>
+                {
+                    var w = (Watch)state!;
+                    w.Complete(WaitBlocking(w.Pid));
+                }, watch, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                return;
+            }
+        }
+
+        if (watch.ExitCode is { } exitCode)
+        {
+            watch.Completing = true;
+            s_watches.TryRemove(watch.Id, out _);
+            watch.Complete(exitCode);
+        }
+    }
+
+    /// <summary>One command being watched. Its state is touched only by the loop's thread.</summary>
+    internal sealed class Watch
+    {
+        private readonly TaskCompletionSource<int> _completion = new(TaskCreationOptions.None);
+
+        internal Watch(long id, int pid, int outputFd, IJobOutput output)
+        {
+            Id = id;
+            Pid = pid;
+            OutputFd = outputFd;
+            Output = output;
+        }
+
+        /// <summary>Gets the exit code (128 + the signal if a signal ended it), once the output has ended and the command was reaped.</summary>
+        public Task<int> Completion => _completion.Task;
+
+        internal long Id { get; }
+
+        internal int Pid { get; }
+
+        internal int OutputFd { get; }
+
+        internal IJobOutput Output { get; }
+
+        internal Decoder Decoder { get; } = Encoding.UTF8.GetDecoder();
+
+        internal bool OutputEnded { get; set; }
+
+        internal bool Completing { get; set; }
+
+        internal int? ExitCode { get; set; }
+
+        internal int Pidfd { get; set; } = -1;
+
+        internal Exception? Error { get; set; }
+
+        /// <summary>Stops reading the output (a killed command whose escaped descendants still hold it) and completes once the command is reaped.</summary>
+        public void StopReading() => RequestStop(this);
+
+        internal void Complete(int exitCode)
+        {
+            if (Error is { } error)
+            {
+                _completion.TrySetException(error);
+            }
+            else
+            {
+                _completion.TrySetResult(exitCode);
+            }
+        }
+    }
+
+#pragma warning disable SA1300, IDE1006, CA5392, CA1401 // libc names
+    private static class NativeMethods
+    {
+        private const string Libc = "libc.so.6";
+
+        [DllImport(Libc, SetLastError = true)]
+        internal static extern long syscall(long number, int pid, uint flags);
+
+        [DllImport(Libc, SetLastError = true)]
+        internal static extern int epoll_create1(int flags);
+
+        [DllImport(Libc, SetLastError = true)]
+        internal static extern int epoll_ctl(int epoll, int op, int fd, ref byte ev);
+
+        [DllImport(Libc, SetLastError = true)]
+        internal static extern int epoll_wait(int epoll, IntPtr events, int maxEvents, int timeout);
+
+        [DllImport(Libc, SetLastError = true)]
+        internal static extern int eventfd(uint initial, int flags);
+
+        [DllImport(Libc, SetLastError = true)]
+        internal static extern nint read(int fd, byte[] buffer, nint count);
+
+        [DllImport(Libc, SetLastError = true)]
+        internal static extern nint read(int fd, ref long value, nint count);
+
+        [DllImport(Libc, SetLastError = true)]
+        internal static extern nint write(int fd, ref long value, nint count);
+
+        [DllImport(Libc, SetLastError = true)]
+        internal static extern int close(int fd);
+
+        [DllImport(Libc, SetLastError = true)]
+        internal static extern int waitpid(int pid, out int status, int options);
+    }
+#pragma warning restore SA1300, IDE1006, CA5392, CA1401
+}
