@@ -8,7 +8,8 @@ namespace Dispatcher.Storage;
 /// </summary>
 /// <remarks>
 /// <see cref="AppendAsync"/> and <see cref="RewriteAsync"/> are called from many threads, but in the order the records must be kept:
-/// implementations must apply them in call order (queue them) and may batch them (group commit).
+/// implementations must apply them in call order (queue them) and may batch them (group commit). They are called under the
+/// dispatcher's lock, and sometimes on the thread that reads every running command's output: return at once and write elsewhere.
 /// </remarks>
 public interface IJobStore : IAsyncDisposable
 {
