@@ -13,22 +13,30 @@ internal static class SpawnBenchmarks
         {
             var ours = new List<double>();
             var plain = new List<double>();
+            var awaited = new List<double>();
             for (var round = 0; round < rounds; round++)
             {
                 plain.Add(await BaselineAsync(jobs, limit));
-                ours.Add(await DispatcherAsync(jobs, limit));
+                ours.Add(await DispatcherAsync(jobs, limit, awaitEach: false));
+                awaited.Add(await DispatcherAsync(jobs, limit, awaitEach: true));
             }
 
-            var (o, p) = (Median(ours), Median(plain));
+            var (o, p, a) = (Median(ours), Median(plain), Median(awaited));
             var figure = limit == 1
                 ? $"serial queue: {jobs} jobs of `true`, enqueue to last finished"
                 : $"queue limit {limit}: {jobs} jobs of `true`";
             report.Add(figure, $"{F(o, 0)} jobs/s", $"{F(p, 0)} jobs/s (Process.Start + WaitForExit, {limit} in flight)", $"{F(o / p, 2)}×", "≥ 0.9×", o / p >= 0.9,
-                $"rounds: ours {string.Join("/", ours.Select(v => F(v, 0)))}, plain {string.Join("/", plain.Select(v => F(v, 0)))}");
+                $"rounds: ours {string.Join("/", ours.Select(v => F(v, 0)))}, plain {string.Join("/", plain.Select(v => F(v, 0)))}; "
+                + $"with a WaitForCompletionAsync per job {F(a, 0)} jobs/s ({F(a / p, 2)}×)");
         }
     }
 
-    private static async Task<double> DispatcherAsync(int jobs, int limit)
+    /// <summary>
+    /// Enqueue to last finished. The harness waits for the last job, then for any job not finished yet, so it measures the
+    /// dispatcher rather than 1 000 awaiters; <paramref name="awaitEach"/> measures the other way too (one waiter per job, each
+    /// resumed on the thread pool), reported in the note.
+    /// </summary>
+    private static async Task<double> DispatcherAsync(int jobs, int limit, bool awaitEach)
     {
         await using var bench = new BenchDispatcher(o => o.Queues["bench"] = new QueueOptions { MaxConcurrency = limit });
         var d = bench.Dispatcher;
@@ -39,7 +47,22 @@ internal static class SpawnBenchmarks
             await d.EnqueueAsync(new JobRequest(id, ["true"]) { Queue = "bench" });
         }
 
-        await Task.WhenAll(ids.Select(id => d.WaitForCompletionAsync(id)));
+        if (awaitEach)
+        {
+            await Task.WhenAll(ids.Select(id => d.WaitForCompletionAsync(id)));
+        }
+        else
+        {
+            await d.WaitForCompletionAsync(ids[^1]);
+            foreach (var id in ids)
+            {
+                if (d.GetResult(id) is null)
+                {
+                    await d.WaitForCompletionAsync(id);
+                }
+            }
+        }
+
         sw.Stop();
         return jobs / sw.Elapsed.TotalSeconds;
     }

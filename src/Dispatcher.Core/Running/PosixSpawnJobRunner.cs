@@ -1,4 +1,3 @@
-using System.Collections;
 using System.Runtime.InteropServices;
 
 namespace Dispatcher.Running;
@@ -25,8 +24,12 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
     private const int FSetFl = 4;
     private const int ORdOnly = 0;
 
-    // Read once: the runtime sets its dispositions at start-up, and a host rarely changes them later.
-    private static readonly int[] s_ignoredSignals = ProcessTree.IsSupported ? [.. IgnoredSignals()] : [];
+    private const int ENoEnt = 2;
+    private const int EAcces = 13;
+    private const int ENoExec = 8;
+
+    // Built once: the runtime sets its signal dispositions at start-up, and a host rarely changes them later.
+    private static readonly Lazy<IntPtr> s_attributes = new(CreateAttributes);
 
     public static bool IsSupported { get; } = ProcessTree.IsSupported
         && ChildEventLoop.IsSupported
@@ -36,20 +39,37 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
     public async Task<int> RunAsync(JobCommand command, IJobOutput output, CancellationToken forcefulCancellationToken,
         CancellationToken gracefulCancellationToken)
     {
-        var environment = MergedEnvironment(command.Environment);
-        if (ProgramResolver.Resolve(command, environment.GetValueOrDefault("PATH"), output) is not { } program)
+        int pid;
+        int outputEnd;
+        using (var environment = SpawnEnvironment.Acquire(command.Environment))
         {
-            return ProgramResolver.NotStartedExitCode;
+            if (ProgramResolver.ResolveRemembered(command, environment.Path, output, out var remembered) is not { } program)
+            {
+                return ProgramResolver.NotStartedExitCode;
+            }
+
+            int error;
+            (pid, outputEnd, error) = Spawn(program, command, environment.Pointer);
+            if (pid <= 0 && remembered && error is ENoEnt or EAcces or ENoExec)
+            {
+                // The program moved since it was looked up: look again, once.
+                ProgramResolver.Forget(command, environment.Path);
+                if (ProgramResolver.Resolve(command, environment.Path, output) is not { } again)
+                {
+                    return ProgramResolver.NotStartedExitCode;
+                }
+
+                (pid, outputEnd, error) = Spawn(again, command, environment.Pointer);
+            }
+
+            if (pid <= 0)
+            {
+                output.Write(ProgramResolver.CannotRun(command.Program, Marshal.GetPInvokeErrorMessage(error)));
+                return ProgramResolver.NotStartedExitCode;
+            }
         }
 
-        var (pid, outputEnd, error) = Spawn(program, [program, .. command.Arguments], environment, command.WorkingDirectory);
-        if (pid <= 0)
-        {
-            output.Write(ProgramResolver.CannotRun(command.Program, Marshal.GetPInvokeErrorMessage(error)));
-            return ProgramResolver.NotStartedExitCode;
-        }
-
-        var watch = ChildEventLoop.Add(pid, (int)outputEnd, output);
+        var watch = ChildEventLoop.Add(pid, outputEnd, output);
         using var onGraceful = gracefulCancellationToken.Register(static p => ProcessTree.Terminate((int)p!), pid);
         using var onForceful = forcefulCancellationToken.Register(static w =>
         {
@@ -64,28 +84,12 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
         return await watch.Completion.ConfigureAwait(false);
     }
 
-    private static Dictionary<string, string> MergedEnvironment(IReadOnlyDictionary<string, string>? overrides)
-    {
-        var environment = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (DictionaryEntry e in Environment.GetEnvironmentVariables())
-        {
-            environment[(string)e.Key] = (string?)e.Value ?? string.Empty;
-        }
-
-        foreach (var (k, v) in overrides ?? new Dictionary<string, string>())
-        {
-            environment[k] = v;
-        }
-
-        return environment;
-    }
-
-    private static (int Pid, IntPtr OutputEnd, int Error) Spawn(string path, string[] argv, Dictionary<string, string> environment, string? workingDirectory)
+    private static (int Pid, int OutputEnd, int Error) Spawn(string path, JobCommand command, IntPtr environment)
     {
         var fds = new int[2];
         if (NativeMethods.pipe2(fds, OCloExec) != 0)
         {
-            return (-1, IntPtr.Zero, Marshal.GetLastPInvokeError());
+            return (-1, -1, Marshal.GetLastPInvokeError());
         }
 
         // Only the parent's end is non-blocking: the command writes to a blocking pipe, as it would anywhere else.
@@ -94,57 +98,30 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
             var fcntlError = Marshal.GetLastPInvokeError();
             _ = NativeMethods.close(fds[0]);
             _ = NativeMethods.close(fds[1]);
-            return (-1, IntPtr.Zero, fcntlError);
+            return (-1, -1, fcntlError);
         }
 
-        var strings = new List<IntPtr>();
+        using var argv = NativeStringArray.Create([path, .. command.Arguments]);
         var actions = Marshal.AllocHGlobal(256);
-        var attributes = Marshal.AllocHGlobal(1024);
-        var signals = Marshal.AllocHGlobal(256);
         var actionsReady = false;
-        var attributesReady = false;
         try
         {
-            IntPtr Utf8(string s)
-            {
-                var p = Marshal.StringToCoTaskMemUTF8(s);
-                strings.Add(p);
-                return p;
-            }
-
-            var args = argv.Select(Utf8).Append(IntPtr.Zero).ToArray();
-            var env = environment.Select(kv => Utf8(kv.Key + "=" + kv.Value)).Append(IntPtr.Zero).ToArray();
-
             Check(NativeMethods.posix_spawn_file_actions_init(actions));
             actionsReady = true;
             Check(NativeMethods.posix_spawn_file_actions_addopen(actions, 0, "/dev/null", ORdOnly, 0));
             Check(NativeMethods.posix_spawn_file_actions_adddup2(actions, fds[1], 1));
             Check(NativeMethods.posix_spawn_file_actions_adddup2(actions, fds[1], 2));
-            if (workingDirectory is not null)
+            if (command.WorkingDirectory is { } workingDirectory)
             {
                 Check(NativeMethods.posix_spawn_file_actions_addchdir_np(actions, workingDirectory));
             }
 
-            Check(NativeMethods.posix_spawnattr_init(attributes));
-            attributesReady = true;
-            Check(NativeMethods.posix_spawnattr_setflags(attributes, (short)(PosixSpawnSetSid | PosixSpawnSetSigDef | PosixSpawnSetSigMask)));
-            // Only ignored dispositions survive exec (handlers are reset by it): put those back to default, not all 64 one by one.
-            Check(NativeMethods.sigemptyset(signals) == 0 ? 0 : Marshal.GetLastPInvokeError());
-            foreach (var signal in s_ignoredSignals)
-            {
-                Check(NativeMethods.sigaddset(signals, signal) == 0 ? 0 : Marshal.GetLastPInvokeError());
-            }
-
-            Check(NativeMethods.posix_spawnattr_setsigdefault(attributes, signals));
-            Check(NativeMethods.sigemptyset(signals) == 0 ? 0 : Marshal.GetLastPInvokeError());
-            Check(NativeMethods.posix_spawnattr_setsigmask(attributes, signals));
-
-            var error = NativeMethods.posix_spawn(out var pid, path, actions, attributes, args, env);
+            var error = NativeMethods.posix_spawn(out var pid, path, actions, s_attributes.Value, argv.DangerousGetHandle(), environment);
             _ = NativeMethods.close(fds[1]);
             if (error != 0)
             {
                 _ = NativeMethods.close(fds[0]);
-                return (-1, IntPtr.Zero, error);
+                return (-1, -1, error);
             }
 
             return (pid, fds[0], 0);
@@ -153,36 +130,54 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
         {
             _ = NativeMethods.close(fds[0]);
             _ = NativeMethods.close(fds[1]);
-            return (-1, IntPtr.Zero, ex.Error);
+            return (-1, -1, ex.Error);
         }
         finally
         {
-            if (attributesReady)
-            {
-                _ = NativeMethods.posix_spawnattr_destroy(attributes);
-            }
-
             if (actionsReady)
             {
                 _ = NativeMethods.posix_spawn_file_actions_destroy(actions);
             }
 
-            foreach (var s in strings)
+            Marshal.FreeHGlobal(actions);
+        }
+    }
+
+    /// <summary>
+    /// The spawn attributes every command shares (posix_spawn only reads them): a new session, every signal this process ignores
+    /// back at its default (only ignored dispositions survive exec; handlers are reset by it), and an empty signal mask.
+    /// Built once and kept for the life of the process.
+    /// </summary>
+    private static IntPtr CreateAttributes()
+    {
+        var attributes = Marshal.AllocHGlobal(1024);
+        var signals = Marshal.AllocHGlobal(256);
+        try
+        {
+            Check(NativeMethods.posix_spawnattr_init(attributes));
+            Check(NativeMethods.posix_spawnattr_setflags(attributes, (short)(PosixSpawnSetSid | PosixSpawnSetSigDef | PosixSpawnSetSigMask)));
+            Check(NativeMethods.sigemptyset(signals) == 0 ? 0 : Marshal.GetLastPInvokeError());
+            foreach (var signal in IgnoredSignals())
             {
-                Marshal.FreeCoTaskMem(s);
+                Check(NativeMethods.sigaddset(signals, signal) == 0 ? 0 : Marshal.GetLastPInvokeError());
             }
 
-            Marshal.FreeHGlobal(actions);
-            Marshal.FreeHGlobal(attributes);
+            Check(NativeMethods.posix_spawnattr_setsigdefault(attributes, signals));
+            Check(NativeMethods.sigemptyset(signals) == 0 ? 0 : Marshal.GetLastPInvokeError());
+            Check(NativeMethods.posix_spawnattr_setsigmask(attributes, signals));
+            return attributes;
+        }
+        finally
+        {
             Marshal.FreeHGlobal(signals);
         }
+    }
 
-        static void Check(int error)
+    private static void Check(int error)
+    {
+        if (error != 0)
         {
-            if (error != 0)
-            {
-                throw new SpawnSetupException(error);
-            }
+            throw new SpawnSetupException(error);
         }
     }
 
@@ -243,9 +238,6 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
         internal static extern int posix_spawnattr_init(IntPtr attributes);
 
         [DllImport(Libc)]
-        internal static extern int posix_spawnattr_destroy(IntPtr attributes);
-
-        [DllImport(Libc)]
         internal static extern int posix_spawnattr_setflags(IntPtr attributes, short flags);
 
         [DllImport(Libc)]
@@ -256,7 +248,7 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
 
         [DllImport(Libc)]
         internal static extern int posix_spawn(out int pid, [MarshalAs(UnmanagedType.LPUTF8Str)] string path, IntPtr actions, IntPtr attributes,
-            IntPtr[] argv, IntPtr[] envp);
+            IntPtr argv, IntPtr envp);
     }
 #pragma warning restore SA1300, IDE1006, CA5392, CA1401
 }

@@ -153,6 +153,64 @@ public sealed class RunnerTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(Runners))]
+    public async Task HostEnvironmentChanges_ReachTheNextCommand(string runner)
+    {
+        await using var t = new TestDispatcher(runner: Create(runner));
+        var name = "DISPATCHER_TEST_" + runner.Replace('_', 'X').ToUpperInvariant();
+        try
+        {
+            Environment.SetEnvironmentVariable(name, "first");
+            await t.RunAsync("one", $"sh -c \"echo ${name}\"");
+            Assert.Equal("first\n", (await t.WaitAsync("one")).CommandResults[0].Output);
+
+            Environment.SetEnvironmentVariable(name, "second");
+            await t.RunAsync("two", $"sh -c \"echo ${name}\"");
+            Assert.Equal("second\n", (await t.WaitAsync("two")).CommandResults[0].Output);
+
+            Environment.SetEnvironmentVariable(name, null);
+            await t.RunAsync("three", $"sh -c \"echo [${name}]\"");
+            Assert.Equal("[]\n", (await t.WaitAsync("three")).CommandResults[0].Output);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(name, null);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Runners))]
+    public async Task ProgramThatMovesOnPath_IsFoundAgain_AndOneThatIsGone_Is127(string runner)
+    {
+        await using var t = new TestDispatcher(runner: Create(runner));
+        var first = Directory.CreateDirectory(t.PathOf("first")).FullName;
+        var second = Directory.CreateDirectory(t.PathOf("second")).FullName;
+        var tool = "dispatcher-moving-tool-" + runner;
+        void Install(string dir, string text)
+        {
+            File.WriteAllText(Path.Combine(dir, tool), $"#!/bin/sh\necho {text}\n");
+            File.SetUnixFileMode(Path.Combine(dir, tool), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+
+        var environment = new Dictionary<string, string> { ["PATH"] = $"{first}:{second}:/usr/bin:/bin" };
+        Install(second, "second");
+        await t.Dispatcher.EnqueueAsync(new JobRequest("a", [tool]) { Environment = environment });
+        Assert.Equal("second\n", (await t.WaitAsync("a")).CommandResults[0].Output);
+
+        // Within the second the look-up is remembered: the program leaves the directory it was found in.
+        File.Delete(Path.Combine(second, tool));
+        Install(first, "first");
+        await t.Dispatcher.EnqueueAsync(new JobRequest("b", [tool]) { Environment = environment });
+        Assert.Equal("first\n", (await t.WaitAsync("b")).CommandResults[0].Output);
+
+        File.Delete(Path.Combine(first, tool));
+        await t.Dispatcher.EnqueueAsync(new JobRequest("c", [tool]) { Environment = environment });
+        var gone = await t.WaitAsync("c");
+        Assert.Equal(127, gone.ExitCode);
+        Assert.Contains(tool, gone.CommandResults[0].Output, StringComparison.Ordinal);
+    }
+
     private sealed class ThrowingOutput : IJobOutput
     {
         public void Write(ReadOnlySpan<char> text) => throw new InvalidOperationException("sink is broken");
