@@ -9,6 +9,9 @@ internal static class SpawnBenchmarks
 {
     public static async Task ThroughputAsync(Report report, int jobs, int rounds)
     {
+        // Warm both sides up (JIT tiers, thread pool size) so that no measured round pays for it.
+        await BaselineAsync(jobs / 2, 2);
+        await DispatcherAsync(jobs / 2, 2, awaitEach: true);
         foreach (var limit in new[] { 1, 2, 8 })
         {
             var ours = new List<double>();
