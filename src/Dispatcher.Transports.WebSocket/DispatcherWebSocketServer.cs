@@ -47,13 +47,17 @@ public sealed class DispatcherWebSocketServer
     /// <param name="user">The principal of the host's own authentication, or <see langword="null"/>; mapped by <see cref="DispatcherProtocolOptions.PrincipalAccess"/>.</param>
     /// <param name="cancellationToken">Ends the connection.</param>
     /// <returns>A task that completes when the connection is over.</returns>
-    public async Task RunAsync(System.Net.WebSockets.WebSocket socket, string remoteAddress, ClaimsPrincipal? user = null,
-        CancellationToken cancellationToken = default)
+    public Task RunAsync(System.Net.WebSockets.WebSocket socket, string remoteAddress, ClaimsPrincipal? user = null,
+        CancellationToken cancellationToken = default) => RunCorkedAsync(socket, stream: null, remoteAddress, user, cancellationToken);
+
+    /// <summary>Runs a connection whose socket writes through <paramref name="stream"/>, which lets the send loop batch frames.</summary>
+    internal async Task RunCorkedAsync(System.Net.WebSockets.WebSocket socket, CorkingStream? stream, string remoteAddress, ClaimsPrincipal? user,
+        CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(socket);
         ArgumentNullException.ThrowIfNull(remoteAddress);
         var session = new ProtocolSession("ws", remoteAddress, user, supportsEvents: true);
-        using var connection = new WebSocketConnection(socket, session, _handler, _feed, _options, _time, _logger);
-        await connection.RunAsync(cancellationToken);
+        using var connection = new WebSocketConnection(socket, stream, session, _handler, _feed, _options, _time, _logger);
+        await connection.RunAsync(cancellationToken).ConfigureAwait(false);
     }
 }

@@ -10,9 +10,13 @@ public class WebSocketTransportOptions
     /// <value>The default value is 1 048 576 bytes (1 MiB).</value>
     public int MaxMessageBytes { get; set; } = 1024 * 1024;
 
-    /// <summary>Gets or sets how many frames may wait to be sent to one client. A subscriber that lets more pile up is disconnected.</summary>
-    /// <value>The default value is 256.</value>
-    public int SendQueueCapacity { get; set; } = 256;
+    /// <summary>
+    /// Gets or sets how many frames may wait to be sent to one client. A subscriber that lets more pile up is disconnected. Event
+    /// frames are shared by all subscribers, so a queued frame costs a few bytes of its own: the default lets a burst of thousands
+    /// of jobs through, and <see cref="SendQueueBytes"/> bounds the memory.
+    /// </summary>
+    /// <value>The default value is 16 384.</value>
+    public int SendQueueCapacity { get; set; } = 16_384;
 
     /// <summary>Gets or sets how many bytes of event frames may wait to be sent to one client before it is disconnected.</summary>
     /// <value>The default value is 16 777 216 (16 MiB).</value>

@@ -1,4 +1,5 @@
 using Dispatcher.Transports.WebSocket;
+using Dispatcher.Transports.WebSocket.Internal;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
@@ -38,8 +39,11 @@ public static class DispatcherWebSocketEndpointRouteBuilderExtensions
                 }
 
                 var server = context.RequestServices.GetRequiredService<DispatcherWebSocketServer>();
-                using var socket = await context.WebSockets.AcceptWebSocketAsync();
-                await server.RunAsync(socket, context.Connection.RemoteIpAddress?.ToString() ?? "unknown", context.User, context.RequestAborted);
+                var (socket, stream) = await WebSocketUpgrade.AcceptAsync(context);
+                using (socket)
+                {
+                    await server.RunCorkedAsync(socket, stream, context.Connection.RemoteIpAddress?.ToString() ?? "unknown", context.User, context.RequestAborted);
+                }
             });
         return endpoints.Map(pattern, app.Build()).WithDisplayName("Dispatcher WebSocket");
     }

@@ -13,6 +13,7 @@ namespace Dispatcher.Transports.WebSocket.Internal;
 internal sealed partial class WebSocketConnection : IDisposable
 {
     private readonly System.Net.WebSockets.WebSocket _socket;
+    private readonly CorkingStream? _stream;
     private readonly ProtocolSession _session;
     private readonly ProtocolHandler _handler;
     private readonly DispatcherEventFeed _feed;
@@ -26,10 +27,11 @@ internal sealed partial class WebSocketConnection : IDisposable
     private int _closing;
     private Outgoing? _closeFrame;
 
-    public WebSocketConnection(System.Net.WebSockets.WebSocket socket, ProtocolSession session, ProtocolHandler handler, DispatcherEventFeed feed,
+    public WebSocketConnection(System.Net.WebSockets.WebSocket socket, CorkingStream? stream, ProtocolSession session, ProtocolHandler handler, DispatcherEventFeed feed,
         WebSocketTransportOptions options, TimeProvider time, ILogger logger)
     {
         _socket = socket;
+        _stream = stream;
         _session = session;
         _handler = handler;
         _feed = feed;
@@ -201,7 +203,18 @@ internal sealed partial class WebSocketConnection : IDisposable
                     Interlocked.Add(ref _queuedEventBytes, -item.Data.Length);
                 }
 
+                if (_stream is not null)
+                {
+                    // More frames are queued: hold this one back and send them together.
+                    _stream.Corked = _send.Reader.Count > 0;
+                }
+
                 await _socket.SendAsync(item.Data, WebSocketMessageType.Text, endOfMessage: true, token).ConfigureAwait(false);
+            }
+
+            if (_stream is not null)
+            {
+                await _stream.FlushPendingAsync(token).ConfigureAwait(false);
             }
         }
 
