@@ -41,7 +41,8 @@ internal sealed class TestServer : IAsyncDisposable
         Action<WebSocketTransportOptions>? webSocket = null,
         Action<DispatcherProtocolOptions>? protocol = null,
         Action<IDispatcherBuilder>? dispatcher = null,
-        Action<WebApplicationBuilder>? host = null)
+        Action<WebApplicationBuilder>? host = null,
+        Action<WebApplication>? pipeline = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         host?.Invoke(builder);
@@ -64,6 +65,7 @@ internal sealed class TestServer : IAsyncDisposable
             });
         dispatcher?.Invoke(d);
         var app = builder.Build();
+        pipeline?.Invoke(app);
         app.MapDispatcherWebSocket("/");
         app.MapDispatcherHttp();
         await app.StartAsync();

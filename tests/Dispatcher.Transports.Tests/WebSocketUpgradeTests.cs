@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using Dispatcher.Transports.WebSocket.Internal;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http.Timeouts;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace Dispatcher.Transports.Tests;
@@ -40,6 +41,21 @@ public sealed class WebSocketUpgradeTests
         // Nothing more is asked: the server's keep-alive frame (a ping or an unsolicited pong) still comes, not held back.
         var (keepAlive, _) = await ReadFrameAsync(stream).AsTask().WaitAsync(TestServer.Patience);
         Assert.True(keepAlive is 0x9 or 0xA, $"expected a ping or pong frame, got opcode {keepAlive}");
+    }
+
+    [Fact]
+    public async Task HostRequestTimeoutPolicy_DoesNotEndTheConnection()
+    {
+        await using var server = await TestServer.StartAsync(
+            host: b => b.Services.AddRequestTimeouts(o => o.DefaultPolicy = new RequestTimeoutPolicy { Timeout = TimeSpan.FromMilliseconds(100) }),
+            pipeline: app => app.UseRequestTimeouts());
+        await using var client = await server.ConnectAsync("admin");
+
+        // Well past the host's request timeout, the connection still answers.
+        await Task.Delay(TimeSpan.FromMilliseconds(600));
+        var reply = await client.RequestAsync("rpc", "identify", "");
+
+        Assert.Equal("response", (string?)reply["name"]);
     }
 
     [Fact]

@@ -3,6 +3,7 @@ using System.Text;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Http.Timeouts;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 
@@ -31,6 +32,9 @@ internal static class WebSocketUpgrade
         context.Response.Headers.Connection = "Upgrade";
         context.Response.Headers.Upgrade = "websocket";
         context.Response.Headers.SecWebSocketAccept = AcceptKey(key);
+
+        // As ASP.NET Core's own accept does: a request timeout policy must not end a long-lived connection.
+        context.Features.Get<IHttpRequestTimeoutFeature>()?.DisableTimeout();
         var transport = await upgrade.UpgradeAsync().ConfigureAwait(false);
         var stream = new CorkingStream(transport);
         var socket = System.Net.WebSockets.WebSocket.CreateFromStream(stream, new System.Net.WebSockets.WebSocketCreationOptions
