@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using System.Net.Http.Headers;
 using System.Net.WebSockets;
 using System.Text;
@@ -72,9 +73,9 @@ internal sealed class TestServer : IAsyncDisposable
         return new TestServer(app, new Uri(app.Urls.First()));
     }
 
-    public async Task<WsClient> ConnectAsync(string? user = null)
+    public async Task<WsClient> ConnectAsync(string? user = null, int? receiveBufferBytes = null)
     {
-        var client = await WsClient.ConnectAsync(WebSocketUri);
+        var client = await WsClient.ConnectAsync(WebSocketUri, receiveBufferBytes: receiveBufferBytes);
         if (user is not null)
         {
             var reply = await client.RequestAsync("rpc", "auth", new JsonObject { ["username"] = user, ["password"] = TestAuthenticator.PasswordOf(user) });
@@ -136,7 +137,8 @@ internal sealed class WsClient : IAsyncDisposable
 
     public ClientWebSocket Socket => _socket;
 
-    public static async Task<WsClient> ConnectAsync(Uri uri, (string Name, string Value)? header = null)
+    /// <summary>Connects; <paramref name="receiveBufferBytes"/> fixes the TCP receive buffer (no autotuning: the network holds little).</summary>
+    public static async Task<WsClient> ConnectAsync(Uri uri, (string Name, string Value)? header = null, int? receiveBufferBytes = null)
     {
         var socket = new ClientWebSocket();
         socket.Options.SetRequestHeader("Origin", "sysadm-client");
@@ -145,7 +147,25 @@ internal sealed class WsClient : IAsyncDisposable
             socket.Options.SetRequestHeader(h.Name, h.Value);
         }
 
-        await socket.ConnectAsync(uri, new CancellationTokenSource(TestServer.Patience).Token);
+        using var timeout = new CancellationTokenSource(TestServer.Patience);
+        if (receiveBufferBytes is { } size)
+        {
+            using var handler = new SocketsHttpHandler
+            {
+                ConnectCallback = async (context, ct) =>
+                {
+                    var tcp = new Socket(SocketType.Stream, ProtocolType.Tcp) { ReceiveBufferSize = size, NoDelay = true };
+                    await tcp.ConnectAsync(context.DnsEndPoint, ct);
+                    return new NetworkStream(tcp, ownsSocket: true);
+                },
+            };
+            await socket.ConnectAsync(uri, new HttpMessageInvoker(handler, disposeHandler: false), timeout.Token);
+        }
+        else
+        {
+            await socket.ConnectAsync(uri, timeout.Token);
+        }
+
         return new WsClient(socket);
     }
 

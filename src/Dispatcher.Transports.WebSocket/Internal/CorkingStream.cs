@@ -142,7 +142,9 @@ internal sealed class CorkingStream(Stream inner) : Stream
             return;
         }
 
-        await inner.WriteAsync(_held.WrittenMemory, cancellationToken).ConfigureAwait(false);
+        // Not cancellable, like the WebSocket's own writes: a connection that must give up is aborted (the stream is disposed),
+        // and a cancelled write would leave the transport half-written.
+        await inner.WriteAsync(_held.WrittenMemory, CancellationToken.None).ConfigureAwait(false);
         _held.ResetWrittenCount();
     }
 }
