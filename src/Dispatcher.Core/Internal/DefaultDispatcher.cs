@@ -53,7 +53,7 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
 
         _queueOrder = [.. _queues.Values];
         Queues = [.. _queues.Keys];
-        _store = store ?? (_options.DataDirectory is { } directory ? new FileJobStore(directory, _options.FlushToDisk, _logger) : null);
+        _store = store ?? (_options.DataDirectory is { } directory ? new FileJobStore(directory, _options.FlushToDisk, _logger, _metrics) : null);
         if (_store is null)
         {
             DispatcherLog.InMemory(_logger);

@@ -1,10 +1,12 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Globalization;
 using System.IO.Hashing;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Threading.Channels;
+using Dispatcher.Telemetry;
 using Microsoft.Extensions.Logging;
 
 namespace Dispatcher.Storage;
@@ -27,8 +29,11 @@ internal sealed partial class FileJobStore : IJobStore
     private readonly Task _writer;
     private FileStream? _file;
 
-    public FileJobStore(string directory, bool flushToDisk, ILogger logger)
+    private readonly DispatcherMetrics? _metrics;
+
+    public FileJobStore(string directory, bool flushToDisk, ILogger logger, DispatcherMetrics? metrics = null)
     {
+        _metrics = metrics;
         Directory.CreateDirectory(directory);
         _path = Path.Combine(directory, FileName);
         _flushToDisk = flushToDisk;
@@ -155,11 +160,14 @@ internal sealed partial class FileJobStore : IJobStore
             return;
         }
 
+        var records = batch.Count;
         Complete(batch, () =>
         {
+            var started = Stopwatch.GetTimestamp();
             var file = _file ??= new FileStream(_path, FileMode.Append, FileAccess.Write, FileShare.Read, 1, FileOptions.None);
             file.Write(buffer.WrittenSpan);
             file.Flush(_flushToDisk);
+            _metrics?.JournalCommitted(records, Stopwatch.GetElapsedTime(started));
         });
         batch.Clear();
         buffer.ResetWrittenCount();

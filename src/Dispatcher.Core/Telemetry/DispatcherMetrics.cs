@@ -17,6 +17,8 @@ internal sealed class DispatcherMetrics : IDisposable
     private readonly Counter<long> _rejected;
     private readonly UpDownCounter<long> _queueLength;
     private readonly Histogram<double> _duration;
+    private readonly Histogram<int> _commitRecords;
+    private readonly Histogram<double> _commitDuration;
 
     public DispatcherMetrics(IMeterFactory? meterFactory)
     {
@@ -27,6 +29,14 @@ internal sealed class DispatcherMetrics : IDisposable
         _rejected = _meter.CreateCounter<long>("dispatcher.jobs.rejected", "{job}", "Jobs that were not accepted.");
         _queueLength = _meter.CreateUpDownCounter<long>("dispatcher.queue.length", "{job}", "Jobs waiting in a queue.");
         _duration = _meter.CreateHistogram<double>("dispatcher.job.duration", "s", "Time from a job's start to its end.");
+        _commitRecords = _meter.CreateHistogram<int>("dispatcher.journal.commit.records", "{record}", "Journal records written and flushed together (group commit).");
+        _commitDuration = _meter.CreateHistogram<double>("dispatcher.journal.commit.duration", "s", "Time to write and flush one group of journal records.");
+    }
+
+    public void JournalCommitted(int records, TimeSpan duration)
+    {
+        _commitRecords.Record(records);
+        _commitDuration.Record(duration.TotalSeconds);
     }
 
     public void Enqueued(string queue) => _queueLength.Add(1, new KeyValuePair<string, object?>(QueueTag, queue));
