@@ -225,6 +225,9 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
 
     public DispatcherSubscription Subscribe() => _events.Subscribe();
 
+    /// <summary>A subscription with its own buffer size (the protocol's event feed, which serves every client through one).</summary>
+    internal DispatcherSubscription Subscribe(int capacity) => _events.Subscribe(capacity);
+
     /// <summary>
     /// Stops the dispatcher: no new jobs are accepted, pending jobs finish as interrupted, running jobs get the grace period and
     /// are then killed. When <paramref name="cancellationToken"/> fires first, whatever still runs is killed at once.

@@ -13,9 +13,9 @@ internal sealed class EventHub
 
     public bool HasSubscribers => Volatile.Read(ref _subscribers).Length > 0;
 
-    public DispatcherSubscription Subscribe()
+    public DispatcherSubscription Subscribe(int? capacity = null)
     {
-        var subscription = new DispatcherSubscription(_capacity, Remove);
+        var subscription = new DispatcherSubscription(capacity ?? _capacity, Remove);
         lock (_gate)
         {
             _subscribers = [.. _subscribers, subscription];

@@ -26,7 +26,10 @@ public sealed class DispatcherEventFeed : IDisposable
     private readonly IDispatcherEventEnricher[] _enrichers;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
+    private const int FeedBufferCapacity = 65_536;
+
     private readonly int _deltaLimit;
+    private readonly int _bufferCapacity;
     private readonly Dictionary<string, JobFeedState> _jobs = new(StringComparer.Ordinal);
     private Action<DispatcherWireEvent>[] _listeners = [];
     private DispatcherSubscription? _subscription;
@@ -49,6 +52,7 @@ public sealed class DispatcherEventFeed : IDisposable
         _time = timeProvider;
         _logger = (ILogger?)logger ?? NullLogger.Instance;
         _deltaLimit = dispatcherOptions.Value.MaxOutputCharacters;
+        _bufferCapacity = dispatcherOptions.Value.EventBufferCapacity;
     }
 
     /// <summary>Adds a listener; dispose the result to remove it.</summary>
@@ -62,7 +66,7 @@ public sealed class DispatcherEventFeed : IDisposable
             _listeners = [.. _listeners, listener];
             if (_subscription is null)
             {
-                _subscription = _dispatcher.Subscribe();
+                _subscription = SubscribeToDispatcher();
                 var subscription = _subscription;
                 _ = Task.Run(() => PumpAsync(subscription));
             }
@@ -98,6 +102,14 @@ public sealed class DispatcherEventFeed : IDisposable
             }
         }
     }
+
+    /// <summary>
+    /// The feed's one subscription serves every client and never blocks (listeners only queue frames), so it falls behind only
+    /// when the host is starved of CPU, typically during a burst of thousands of jobs enqueued at once. It gets a larger buffer
+    /// than an ordinary subscriber, so that such a burst does not cost clients their events.
+    /// </summary>
+    private DispatcherSubscription SubscribeToDispatcher() =>
+        _dispatcher is Internal.DefaultDispatcher own ? own.Subscribe(Math.Max(_bufferCapacity, FeedBufferCapacity)) : _dispatcher.Subscribe();
 
     private void StopSubscription()
     {
@@ -137,7 +149,7 @@ public sealed class DispatcherEventFeed : IDisposable
                 if (ReferenceEquals(subscription, _subscription) && _listeners.Length > 0)
                 {
                     StopSubscription();
-                    _subscription = _dispatcher.Subscribe();
+                    _subscription = SubscribeToDispatcher();
                     var next = _subscription;
                     _ = Task.Run(() => PumpAsync(next));
                 }

@@ -33,8 +33,11 @@ internal static class ChildEventLoop
     private const int EIntr = 4;
     private const int WNoHang = 1;
     private const int MaxEvents = 64;
-    private const int ReadSize = 64 * 1024;
-    private const int ReadsPerWake = 4; // then the other commands get their turn; epoll reports the rest again
+    // 16 KiB per read: each read becomes one output event of at most 16 Ki characters, which is what bounds a stalled
+    // subscriber's buffer (DispatcherOptions.EventBufferCapacity). Up to 256 KiB per command per wake, then the other commands
+    // get their turn (epoll reports the rest again).
+    private const int ReadSize = 16 * 1024;
+    private const int ReadsPerWake = 16;
     private const long KindOutput = 0;
     private const long KindExit = 1;
     private const long WakeToken = -1;
