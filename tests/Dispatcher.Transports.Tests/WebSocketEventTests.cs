@@ -102,6 +102,35 @@ public sealed class WebSocketEventTests
     }
 
     [Fact]
+    public async Task BurstOfJobs_ReachesASubscriberWhole_EvenWithTheSmallestSubscriberBuffer()
+    {
+        // The dispatcher's subscribers may lag by 16 events here; the protocol's feed, which serves every client, must not.
+        await using var server = await TestServer.StartAsync(dispatcher: d => d.Services.Configure<DispatcherOptions>(o => o.EventBufferCapacity = 16));
+        await using var client = await server.ConnectAsync("admin");
+        await client.RequestAsync("events", "subscribe", "dispatcher");
+        const int Jobs = 300;
+        for (var i = 0; i < Jobs; i++)
+        {
+            await server.Dispatcher.EnqueueAsync(new JobRequest($"b{i}", ["true"]));
+        }
+
+        var pending = new HashSet<string>();
+        var finished = new HashSet<string>();
+        while (finished.Count < Jobs)
+        {
+            var args = (await client.ReceiveAsync(f => (string?)f["name"] == "dispatcher"))["args"]!;
+            _ = (string?)args["state"] switch
+            {
+                "pending" => pending.Add((string)args["process_id"]!),
+                "finished" => finished.Add((string)args["process_id"]!),
+                _ => false,
+            };
+        }
+
+        Assert.Equal(Jobs, pending.Count);
+    }
+
+    [Fact]
     public async Task Enricher_SetsEventSystemAndFields_ForJobsTheHostRecognises()
     {
         await using var server = await TestServer.StartAsync(dispatcher: d => d.AddEventEnricher<PkgEnricher>());
