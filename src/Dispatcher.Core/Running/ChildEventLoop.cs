@@ -199,7 +199,6 @@ internal static class ChildEventLoop
     /// <summary>Gives up on a watch after an unexpected failure: its files are closed, the command is still reaped.</summary>
     private static void Abandon(Watch watch, Exception exception)
     {
-        watch.Completing = true;
         if (!watch.OutputEnded)
         {
             watch.OutputEnded = true;
@@ -213,17 +212,27 @@ internal static class ChildEventLoop
         }
 
         watch.Error ??= exception;
-        if (watch.ExitCode is not null || TryReap(watch.Pid) is not null)
+        CompleteWhenReaped(watch);
+    }
+
+    /// <summary>
+    /// Completes a watch that leaves the loop: now if the command is reaped (or reapable), otherwise once it exits, waited for
+    /// on a thread of its own (rare: a command that outlives its output where pidfds are refused, or a failed watch).
+    /// </summary>
+    private static void CompleteWhenReaped(Watch watch)
+    {
+        watch.Completing = true;
+        s_watches.TryRemove(watch.Id, out _);
+        if ((watch.ExitCode ?? TryReap(watch.Pid)) is { } exitCode)
         {
-            watch.Complete(0);
+            watch.Complete(exitCode);
             return;
         }
 
         _ = Task.Factory.StartNew(static state =>
         {
             var w = (Watch)state!;
-            WaitBlocking(w.Pid);
-            w.Complete(0);
+            w.Complete(WaitBlocking(w.Pid));
         }, watch, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
     }
 
@@ -310,23 +319,15 @@ internal static class ChildEventLoop
                     _ = NativeMethods.close(pidfd);
                 }
 
-                // No pidfds here: wait on a thread of its own (rare: only a command that outlives its output).
-                watch.Completing = true;
-                s_watches.TryRemove(watch.Id, out _);
-                _ = Task.Factory.StartNew(static state =>
-                {
-                    var w = (Watch)state!;
-                    w.Complete(WaitBlocking(w.Pid));
-                }, watch, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                // No pidfds here: the command is waited for on a thread of its own.
+                CompleteWhenReaped(watch);
                 return;
             }
         }
 
-        if (watch.ExitCode is { } exitCode)
+        if (watch.ExitCode is not null)
         {
-            watch.Completing = true;
-            s_watches.TryRemove(watch.Id, out _);
-            watch.Complete(exitCode);
+            CompleteWhenReaped(watch);
         }
     }
 
