@@ -1,0 +1,157 @@
+using System.Text.Json.Nodes;
+
+namespace Dispatcher.Client;
+
+/// <summary>What <c>rpc/identify</c> answered.</summary>
+/// <param name="Type">The peer's type (<c>"server"</c>).</param>
+/// <param name="HostName">The server's host name.</param>
+public sealed record RemoteServerInfo(string Type, string HostName);
+
+/// <summary>A pending or running job, as <c>list</c> reports it.</summary>
+public sealed class RemoteJob
+{
+    /// <summary>Gets the job id.</summary>
+    public required string Id { get; init; }
+
+    /// <summary>Gets the queue the job is in.</summary>
+    public required string Queue { get; init; }
+
+    /// <summary>Gets the state: <c>"pending"</c> or <c>"running"</c>.</summary>
+    public required string State { get; init; }
+
+    /// <summary>Gets the job's commands.</summary>
+    public required IReadOnlyList<string> Commands { get; init; }
+
+    /// <summary>Gets the position in a queue with a concurrency limit (0 is the head), or <see langword="null"/>.</summary>
+    public int? QueuePosition { get; init; }
+}
+
+/// <summary>A job to run. Only <see cref="Id"/> and <see cref="Commands"/> are required.</summary>
+public sealed class RemoteJobSpec
+{
+    /// <summary>Gets the job id (unique among pending and running jobs).</summary>
+    public required string Id { get; init; }
+
+    /// <summary>Gets the command strings, run in order (split into program and arguments by the server; there is no shell).</summary>
+    public required IReadOnlyList<string> Commands { get; init; }
+
+    /// <summary>Gets the queue (the server's default <c>no_queue</c> when <see langword="null"/>).</summary>
+    public string? Queue { get; init; }
+
+    /// <summary>Gets the working directory of the commands.</summary>
+    public string? WorkingDirectory { get; init; }
+
+    /// <summary>Gets environment variables set for the commands.</summary>
+    public IReadOnlyDictionary<string, string>? Environment { get; init; }
+
+    /// <summary>Gets the job's time limit.</summary>
+    public TimeSpan? Timeout { get; init; }
+
+    /// <summary>Gets whether a host with a job store reruns the job when it was interrupted by a stop or crash.</summary>
+    public bool? RerunIfInterrupted { get; init; }
+
+    /// <summary>
+    /// Gets further members of the job object, sent as they are: options a newer server offers before this client names them.
+    /// A server that does not know a member rejects the job with a message naming it.
+    /// </summary>
+    public IReadOnlyDictionary<string, JsonNode?>? AdditionalMembers { get; init; }
+}
+
+/// <summary>What <c>run</c> answered.</summary>
+public sealed class RemoteRunResult
+{
+    /// <summary>Gets the ids of the jobs that were accepted, in request order.</summary>
+    public required IReadOnlyList<string> Started { get; init; }
+
+    /// <summary>Gets the ids that were rejected, each with the server's reason.</summary>
+    public required IReadOnlyDictionary<string, string> Rejected { get; init; }
+}
+
+/// <summary>One command of a job: its output and exit code so far.</summary>
+/// <param name="Command">The command string.</param>
+/// <param name="Output">Its output (stdout and stderr merged), or in a running event only what was printed since the previous one.</param>
+/// <param name="ExitCode">Its exit code once it ended, otherwise <see langword="null"/>.</param>
+public sealed record RemoteCommandResult(string Command, string Output, int? ExitCode);
+
+/// <summary>The details of a job: a finished job from <c>history</c>, or the details a running or finished event carries.</summary>
+public sealed class RemoteJobResult
+{
+    /// <summary>Gets the job id.</summary>
+    public required string Id { get; init; }
+
+    /// <summary>Gets the state: <c>"running"</c> or <c>"finished"</c>.</summary>
+    public required string State { get; init; }
+
+    /// <summary>Gets the queue, when the server said it (history does).</summary>
+    public string? Queue { get; init; }
+
+    /// <summary>Gets all of the job's commands.</summary>
+    public required IReadOnlyList<string> Commands { get; init; }
+
+    /// <summary>Gets the outcome of a finished job: <c>succeeded</c>, <c>failed</c>, <c>killed</c>, <c>timed_out</c>, <c>interrupted</c>, or another a newer server reports.</summary>
+    public string? Outcome { get; init; }
+
+    /// <summary>Gets when the job started (absent for a job killed while pending).</summary>
+    public DateTimeOffset? StartedAt { get; init; }
+
+    /// <summary>Gets when the job finished.</summary>
+    public DateTimeOffset? FinishedAt { get; init; }
+
+    /// <summary>Gets the command running now (running events only).</summary>
+    public string? CurrentCommand { get; init; }
+
+    /// <summary>Gets each command that ran, with its output and exit code, in command order.</summary>
+    public required IReadOnlyList<RemoteCommandResult> Results { get; init; }
+
+    /// <summary>Gets the details object as the server sent it, with any member this client does not name.</summary>
+    public required JsonObject Raw { get; init; }
+
+    /// <summary>Gets whether the job finished with outcome <c>succeeded</c>.</summary>
+    public bool Succeeded => Outcome == "succeeded";
+}
+
+/// <summary>What a <see cref="RemoteEvent"/> reports.</summary>
+public enum RemoteEventKind
+{
+    /// <summary>An event this client does not name (another event name, or a job state a newer server adds); see <see cref="RemoteEvent.Args"/>.</summary>
+    Other,
+
+    /// <summary>A job entered its queue.</summary>
+    JobPending,
+
+    /// <summary>A job started, or printed output (the details hold the output since the previous event).</summary>
+    JobRunning,
+
+    /// <summary>A job ended, whatever the outcome (the details hold its whole kept output).</summary>
+    JobFinished,
+
+    /// <summary>
+    /// Not from the server: the subscription lost its connection and is subscribed again. Events sent meanwhile may be lost:
+    /// re-read the state you need (<c>list</c>, <c>history</c>).
+    /// </summary>
+    Reconnected,
+}
+
+/// <summary>One event from a subscription.</summary>
+public sealed class RemoteEvent
+{
+    /// <summary>Gets what the event reports.</summary>
+    public required RemoteEventKind Kind { get; init; }
+
+    /// <summary>Gets the event name (<c>"dispatcher"</c> for job events; empty for <see cref="RemoteEventKind.Reconnected"/>).</summary>
+    public required string Name { get; init; }
+
+    /// <summary>Gets the job id of a job event.</summary>
+    public string? JobId { get; init; }
+
+    /// <summary>Gets the job details of a running or finished event.</summary>
+    public RemoteJobResult? Details { get; init; }
+
+    /// <summary>Gets the event's <c>args</c> as the server sent them (empty for <see cref="RemoteEventKind.Reconnected"/>).</summary>
+    public required JsonObject Args { get; init; }
+}
+
+/// <summary>Output a followed job printed.</summary>
+/// <param name="Command">The command that printed it.</param>
+/// <param name="Text">The text, in order after the previous chunk of the same command.</param>
+public sealed record RemoteOutputChunk(string Command, string Text);
