@@ -203,9 +203,10 @@ public sealed class DispatcherClient : IAsyncDisposable
     }
 
     /// <summary>
-    /// Follows a job's output until it finishes. Output printed before the call, or while a connection was down, arrives when
-    /// the job finishes (from its final output), so the concatenated chunks of a command are its whole output. Call
-    /// <see cref="WaitAsync"/> afterwards for the outcome.
+    /// Follows a job's output until it finishes; the concatenated chunks of a command are its whole output, in order. Output
+    /// comes live when the call started while the job was pending. For a job already running then (or when a dropped
+    /// connection is restored while it runs), the earlier output is not available from the server yet, so the output from
+    /// that point comes when the job finishes. Call <see cref="WaitAsync"/> afterwards for the outcome.
     /// </summary>
     /// <param name="jobId">The job id.</param>
     /// <param name="cancellationToken">Stops following (the job goes on).</param>
@@ -346,15 +347,22 @@ public sealed class DispatcherClient : IAsyncDisposable
     {
         ArgumentException.ThrowIfNullOrEmpty(jobId);
         var sent = new Dictionary<string, StringBuilder>(StringComparer.Ordinal);
+
+        // Live while every output delta since the job started has come to us: joined while it was pending, and never
+        // disconnected while it ran. Otherwise earlier output is missing (the server offers no log to catch up from), so the
+        // rest waits for the finished event, which holds the whole output, and order is kept.
+        var live = true;
         await foreach (var e in EventsAsync(["dispatcher"], announceFirst: true, cancellationToken).ConfigureAwait(false))
         {
             RemoteJobResult? finished = null;
             if (e.Kind == RemoteEventKind.Reconnected)
             {
                 // Subscribed (again): events before this point are not coming, so ask where the job is now.
-                finished = await FinishedAsync(jobId, cancellationToken).ConfigureAwait(false);
+                var (state, result) = await WhereAsync(jobId, cancellationToken).ConfigureAwait(false);
+                live &= state != "running";
+                finished = result;
             }
-            else if (e.JobId == jobId && e.Kind == RemoteEventKind.JobRunning && trackOutput && e.Details is { } running)
+            else if (e.JobId == jobId && e.Kind == RemoteEventKind.JobRunning && trackOutput && live && e.Details is { } running)
             {
                 foreach (var r in running.Results.Where(r => r.Output.Length > 0))
                 {
@@ -364,7 +372,7 @@ public sealed class DispatcherClient : IAsyncDisposable
             }
             else if (e.JobId == jobId && e.Kind == RemoteEventKind.JobFinished)
             {
-                finished = e.Details ?? await FinishedAsync(jobId, cancellationToken).ConfigureAwait(false);
+                finished = e.Details ?? (await WhereAsync(jobId, cancellationToken).ConfigureAwait(false)).Result;
             }
 
             if (finished is null)
@@ -376,7 +384,7 @@ public sealed class DispatcherClient : IAsyncDisposable
             {
                 foreach (var r in finished.Results)
                 {
-                    // What was missed: all of it when nothing came live, else what the live deltas did not cover.
+                    // What has not been yielded: all of it when nothing came live, else what the live deltas did not cover.
                     var already = sent.TryGetValue(r.Command, out var b) ? b.ToString() : string.Empty;
                     var rest = already.Length == 0 ? r.Output
                         : r.Output.Length > already.Length && r.Output.StartsWith(already, StringComparison.Ordinal) ? r.Output[already.Length..]
@@ -393,18 +401,19 @@ public sealed class DispatcherClient : IAsyncDisposable
         }
     }
 
-    /// <summary>The job's result when it has finished; null while it is pending or running; 404 when the server has no trace of it.</summary>
-    private async Task<RemoteJobResult?> FinishedAsync(string jobId, CancellationToken cancellationToken)
+    /// <summary>Where the job is: pending or running (no result), or finished (its result); 404 when the server has no trace of it.</summary>
+    private async Task<(string State, RemoteJobResult? Result)> WhereAsync(string jobId, CancellationToken cancellationToken)
     {
         // Listed first: an id can be reused, so an old result in the history says nothing while the id is pending or running.
-        if ((await ListAsync(cancellationToken).ConfigureAwait(false)).Any(j => j.Id == jobId))
+        if ((await ListAsync(cancellationToken).ConfigureAwait(false)).FirstOrDefault(j => j.Id == jobId) is { } listed)
         {
-            return null;
+            return (listed.State, null);
         }
 
         var history = await HistoryAsync([jobId], cancellationToken).ConfigureAwait(false);
-        return history.LastOrDefault(h => h.Id == jobId)
-            ?? throw new DispatcherClientException("404", $"Job '{jobId}' is neither pending, running nor in the history of {Url}.");
+        return history.LastOrDefault(h => h.Id == jobId) is { } result
+            ? ("finished", result)
+            : throw new DispatcherClientException("404", $"Job '{jobId}' is neither pending, running nor in the history of {Url}.");
     }
 
     private sealed record WatchItem(RemoteOutputChunk? Chunk, RemoteJobResult? Result);
