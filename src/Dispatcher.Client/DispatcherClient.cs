@@ -161,7 +161,17 @@ public sealed class DispatcherClient : IAsyncDisposable
             }
 
             var session = await SessionAsync(timeout.Token).ConfigureAwait(false);
-            return await session.RequestAsync(ns, name, args, timeout.Token).ConfigureAwait(false);
+            try
+            {
+                return await session.RequestAsync(ns, name, args, timeout.Token).ConfigureAwait(false);
+            }
+            catch (DispatcherClientException ex) when (ex.Code == "401" && _options.UserName is not null && !(ns == "rpc" && name.StartsWith("auth", StringComparison.Ordinal)))
+            {
+                // The login lapsed (the token expired while the connection was idle or the host was busy): log in again and
+                // send once more; a 401 ran nothing.
+                await session.LoginAsync(_options, _token, timeout.Token).ConfigureAwait(false);
+                return await session.RequestAsync(ns, name, args, timeout.Token).ConfigureAwait(false);
+            }
         }
         catch (OperationCanceledException ex) when (!cancellationToken.IsCancellationRequested)
         {

@@ -130,7 +130,8 @@ internal sealed class WebSocketSession : IAsyncDisposable
         _sendLock.Dispose();
     }
 
-    private async Task LoginAsync(DispatcherClientOptions options, TokenState token, CancellationToken cancellationToken)
+    /// <summary>Logs in (again: after the server forgot the login, when the token expired); a no-op without a user name.</summary>
+    public async Task LoginAsync(DispatcherClientOptions options, TokenState token, CancellationToken cancellationToken)
     {
         if (options.UserName is null)
         {
@@ -173,7 +174,12 @@ internal sealed class WebSocketSession : IAsyncDisposable
     // the lifetime keeps both alive on a connection that only receives events.
     private void StartRenewal(TokenState token)
     {
-        var period = token.Lifetime / 2 < TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : token.Lifetime / 2;
+        if (!_renewal.IsCompleted)
+        {
+            return;
+        }
+
+        var period = token.Lifetime / 2 < TimeSpan.FromMilliseconds(100) ? TimeSpan.FromMilliseconds(100) : token.Lifetime / 2;
         _renewal = Task.Run(async () =>
         {
             using var timer = new PeriodicTimer(period);
