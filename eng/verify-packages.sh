@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Packs the three packages into a local folder feed, then restores, builds and runs eng/PackageConsumer against them by
+# Packs the packages (the client and the dispatcher tool too) into a local folder feed, then restores, builds and runs eng/PackageConsumer against them by
 # package id and version (not by project reference): the proof that a package user gets a working library.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,7 +7,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 version="0.1.0-verify.$(date +%s)"
 
-for p in Dispatcher.Core Dispatcher.Transports.WebSocket Dispatcher.Transports.Http; do
+for p in Dispatcher.Core Dispatcher.Transports.WebSocket Dispatcher.Transports.Http Dispatcher.Client Dispatcher.Cli; do
   dotnet pack "src/$p/$p.csproj" -c Release -o "$work/feed" -p:Version="$version" -v q -nologo
 done
 ls "$work/feed"

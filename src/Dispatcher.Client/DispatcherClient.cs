@@ -41,7 +41,7 @@ public sealed class DispatcherClient : IAsyncDisposable
     public async Task<RemoteServerInfo> IdentifyAsync(CancellationToken cancellationToken = default)
     {
         var reply = Wire.Object(await RequestAsync("rpc", "identify", new JsonObject(), cancellationToken).ConfigureAwait(false), "identify");
-        return new RemoteServerInfo(Wire.Text(reply["type"]) ?? string.Empty, Wire.Text(reply["hostname"]) ?? string.Empty);
+        return new RemoteServerInfo { Type = Wire.Text(reply["type"]) ?? string.Empty, HostName = Wire.Text(reply["hostname"]) ?? string.Empty };
     }
 
     /// <summary>Lists pending and running jobs (<c>list</c>), running jobs first within each queue.</summary>
@@ -377,7 +377,7 @@ public sealed class DispatcherClient : IAsyncDisposable
                 foreach (var r in running.Results.Where(r => r.Output.Length > 0))
                 {
                     (sent.TryGetValue(r.Command, out var b) ? b : sent[r.Command] = new StringBuilder()).Append(r.Output);
-                    yield return new WatchItem(new RemoteOutputChunk(r.Command, r.Output), null);
+                    yield return new WatchItem(new RemoteOutputChunk { Command = r.Command, Text = r.Output }, null);
                 }
             }
             else if (e.JobId == jobId && e.Kind == RemoteEventKind.JobFinished)
@@ -401,7 +401,7 @@ public sealed class DispatcherClient : IAsyncDisposable
                         : string.Empty;
                     if (rest.Length > 0)
                     {
-                        yield return new WatchItem(new RemoteOutputChunk(r.Command, rest), null);
+                        yield return new WatchItem(new RemoteOutputChunk { Command = r.Command, Text = rest }, null);
                     }
                 }
             }

@@ -3,9 +3,14 @@ using System.Text.Json.Nodes;
 namespace Dispatcher.Client;
 
 /// <summary>What <c>rpc/identify</c> answered.</summary>
-/// <param name="Type">The peer's type (<c>"server"</c>).</param>
-/// <param name="HostName">The server's host name.</param>
-public sealed record RemoteServerInfo(string Type, string HostName);
+public sealed class RemoteServerInfo
+{
+    /// <summary>Gets the peer's type (<c>"server"</c>).</summary>
+    public required string Type { get; init; }
+
+    /// <summary>Gets the server's host name.</summary>
+    public required string HostName { get; init; }
+}
 
 /// <summary>A pending or running job, as <c>list</c> reports it.</summary>
 public sealed class RemoteJob
@@ -68,10 +73,17 @@ public sealed class RemoteRunResult
 }
 
 /// <summary>One command of a job: its output and exit code so far.</summary>
-/// <param name="Command">The command string.</param>
-/// <param name="Output">Its output (stdout and stderr merged), or in a running event only what was printed since the previous one.</param>
-/// <param name="ExitCode">Its exit code once it ended, otherwise <see langword="null"/>.</param>
-public sealed record RemoteCommandResult(string Command, string Output, int? ExitCode);
+public sealed class RemoteCommandResult
+{
+    /// <summary>Gets the command string.</summary>
+    public required string Command { get; init; }
+
+    /// <summary>Gets its output (stdout and stderr merged), or in a running event only what was printed since the previous one.</summary>
+    public required string Output { get; init; }
+
+    /// <summary>Gets its exit code once it ended, otherwise <see langword="null"/>.</summary>
+    public int? ExitCode { get; init; }
+}
 
 /// <summary>The details of a job: a finished job from <c>history</c>, or the details a running or finished event carries.</summary>
 public sealed class RemoteJobResult
@@ -152,6 +164,11 @@ public sealed class RemoteEvent
 }
 
 /// <summary>Output a followed job printed.</summary>
-/// <param name="Command">The command that printed it.</param>
-/// <param name="Text">The text, in order after the previous chunk of the same command.</param>
-public sealed record RemoteOutputChunk(string Command, string Text);
+public sealed class RemoteOutputChunk
+{
+    /// <summary>Gets the command that printed it.</summary>
+    public required string Command { get; init; }
+
+    /// <summary>Gets the text, in order after the previous chunk of the same command.</summary>
+    public required string Text { get; init; }
+}

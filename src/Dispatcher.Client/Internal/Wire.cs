@@ -163,8 +163,12 @@ internal static class Wire
                 continue;
             }
 
-            results.Add(new RemoteCommandResult(command, output ?? string.Empty,
-                int.TryParse(code, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var c) ? c : null));
+            results.Add(new RemoteCommandResult
+            {
+                Command = command,
+                Output = output ?? string.Empty,
+                ExitCode = int.TryParse(code, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var c) ? c : null,
+            });
         }
 
         return new RemoteJobResult
