@@ -22,7 +22,7 @@ dotnet test Dispatcher.sln -c Release --no-build -f net10.0 --logger "trx;LogFil
 status=${PIPESTATUS[0]}
 
 for p in Dispatcher.Core.Tests Dispatcher.Transports.Tests; do
-  dotnet test "tests/$p" -c Release -f net8.0 -p:RuntimeIdentifier=linux-x64 -p:SelfContained=true -nologo \
+  dotnet test "tests/$p" -c Release -f net8.0 -p:TestNet8=true -p:RuntimeIdentifier=linux-x64 -p:SelfContained=true -nologo \
     --logger "trx;LogFilePrefix=net8-$p" --results-directory "$results" 2>&1 | grep -E 'error|Passed!|Failed!|^\s+Failed |Error Message' -A3
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 done

@@ -46,7 +46,7 @@ internal sealed class BenchServer : IAsyncDisposable
             })
             .AddWebSocketTransport()
             .AddHttpTransport()
-            .AddAuthenticator<BenchAuthenticator>();
+            .UseAuthenticator<BenchAuthenticator>();
         configure?.Invoke(d);
         var app = builder.Build();
         app.MapDispatcherWebSocket("/");

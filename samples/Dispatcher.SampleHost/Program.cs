@@ -23,7 +23,7 @@ try
     builder.Services.AddDispatcher()
         .AddWebSocketTransport()
         .AddHttpTransport()
-        .AddAuthenticator<ConfigurationAuthenticator>();
+        .UseAuthenticator<ConfigurationAuthenticator>();
 
     var app = builder.Build();
 

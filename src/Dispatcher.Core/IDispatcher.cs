@@ -24,6 +24,11 @@ public interface IDispatcher
     /// <returns>A snapshot.</returns>
     IReadOnlyList<JobInfo> List();
 
+    /// <summary>Looks up a pending or running job.</summary>
+    /// <param name="jobId">The job id.</param>
+    /// <returns>A snapshot of the job, or <see langword="null"/> if no job with that id is pending or running (see <see cref="GetResult"/> for finished ones).</returns>
+    JobInfo? GetJob(string jobId);
+
     /// <summary>
     /// Kills jobs. A pending job is removed and never starts. A running job's whole process tree gets SIGTERM, and SIGKILL after
     /// <see cref="DispatcherOptions.KillGracePeriod"/>; its remaining commands never start.
@@ -32,6 +37,12 @@ public interface IDispatcher
     /// <param name="cancellationToken">A token to cancel the call.</param>
     /// <returns>The ids of the jobs that were pending or running and are now killed or being killed.</returns>
     ValueTask<IReadOnlyList<string>> KillAsync(IEnumerable<string> jobIds, CancellationToken cancellationToken = default);
+
+    /// <summary>Kills one job, as <see cref="KillAsync(IEnumerable{string}, CancellationToken)"/> does.</summary>
+    /// <param name="jobId">The id; an unknown or finished id is ignored.</param>
+    /// <param name="cancellationToken">A token to cancel the call.</param>
+    /// <returns><see langword="true"/> if the job was pending or running and is now killed or being killed.</returns>
+    ValueTask<bool> KillAsync(string jobId, CancellationToken cancellationToken = default);
 
     /// <summary>Looks up the result of a finished job that is still retained (see <see cref="DispatcherOptions.RetainedJobCount"/> and <see cref="DispatcherOptions.RetainedJobAge"/>).</summary>
     /// <param name="jobId">The job id.</param>

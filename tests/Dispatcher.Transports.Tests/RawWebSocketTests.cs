@@ -16,7 +16,7 @@ public sealed class RawWebSocketTests
     {
         var services = new ServiceCollection();
         services.AddLogging();
-        services.AddDispatcher().AddWebSocketTransport().AddAuthenticator<TestAuthenticator>();
+        services.AddDispatcher().AddWebSocketTransport().UseAuthenticator<TestAuthenticator>();
         await using var provider = services.BuildServiceProvider();
         var server = provider.GetRequiredService<DispatcherWebSocketServer>();
 

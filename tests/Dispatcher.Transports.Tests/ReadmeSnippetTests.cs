@@ -22,7 +22,7 @@ public sealed class ReadmeSnippetTests
         // README: Embedding
         builder.Services.AddDispatcher()                         // binds the "Dispatcher" configuration section
             .AddQueue("builds", maxConcurrency: 2)               // more queues beside no_queue, pkg_queue, iocage_queue
-            .AddAuthenticator<MyAuthenticator>()                 // checks user names and passwords: IDispatcherAuthenticator
+            .UseAuthenticator<MyAuthenticator>()                 // checks user names and passwords: IDispatcherAuthenticator
             .AddEventEnricher<PkgEventEnricher>()                // adds event_system / fields to events of jobs you recognise
             .ConfigureProtocol(o => o.PrincipalAccess =          // or: use the host's own ASP.NET Core authentication
                 user => user.IsInRole("admin") ? DispatcherAccess.Full : DispatcherAccess.Read)

@@ -57,7 +57,7 @@ internal sealed class TestServer : IAsyncDisposable
         var d = builder.Services.AddDispatcher(o => o.KillGracePeriod = TimeSpan.FromSeconds(1))
             .AddWebSocketTransport(webSocket)
             .AddHttpTransport()
-            .AddAuthenticator<TestAuthenticator>()
+            .UseAuthenticator<TestAuthenticator>()
             .ConfigureProtocol(o =>
             {
                 o.HostName = "testhost";

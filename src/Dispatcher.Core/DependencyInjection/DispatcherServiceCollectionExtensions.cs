@@ -50,6 +50,13 @@ public static class DispatcherServiceCollectionExtensions
     private sealed record DispatcherBuilder(IServiceCollection Services) : IDispatcherBuilder;
 }
 
+/// <summary>An authenticator made of a delegate.</summary>
+internal sealed class DelegateAuthenticator(Func<string, string, CancellationToken, ValueTask<DispatcherUser?>> authenticate) : IDispatcherAuthenticator
+{
+    public ValueTask<DispatcherUser?> AuthenticateAsync(string username, string password, CancellationToken cancellationToken = default) =>
+        authenticate(username, password, cancellationToken);
+}
+
 /// <summary>Configures the dispatcher registered by <c>AddDispatcher</c>.</summary>
 public interface IDispatcherBuilder
 {
@@ -75,18 +82,45 @@ public static class DispatcherBuilderExtensions
     }
 
     /// <summary>
-    /// Sets the authenticator that checks user names and passwords for the transports (in-band <c>rpc/auth</c> and HTTP Basic).
+    /// Sets the authenticator that checks user names and passwords for the transports (in-band <c>rpc/auth</c> and HTTP Basic),
+    /// replacing any set before: there is one authenticator.
     /// </summary>
     /// <typeparam name="TAuthenticator">The authenticator type, resolved as a singleton.</typeparam>
     /// <param name="builder">The builder.</param>
     /// <returns>The builder.</returns>
-    public static IDispatcherBuilder AddAuthenticator<TAuthenticator>(this IDispatcherBuilder builder)
+    public static IDispatcherBuilder UseAuthenticator<TAuthenticator>(this IDispatcherBuilder builder)
         where TAuthenticator : class, IDispatcherAuthenticator
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.RemoveAll<IDispatcherAuthenticator>();
         builder.Services.AddSingleton<IDispatcherAuthenticator, TAuthenticator>();
         return builder;
+    }
+
+    /// <summary>Sets an authenticator instance, replacing any set before (see <see cref="UseAuthenticator{TAuthenticator}(IDispatcherBuilder)"/>).</summary>
+    /// <param name="builder">The builder.</param>
+    /// <param name="authenticator">The authenticator; the container does not dispose it.</param>
+    /// <returns>The builder.</returns>
+    public static IDispatcherBuilder UseAuthenticator(this IDispatcherBuilder builder, IDispatcherAuthenticator authenticator)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(authenticator);
+        builder.Services.RemoveAll<IDispatcherAuthenticator>();
+        builder.Services.AddSingleton(authenticator);
+        return builder;
+    }
+
+    /// <summary>
+    /// Sets a delegate as the authenticator, replacing any set before (see <see cref="UseAuthenticator{TAuthenticator}(IDispatcherBuilder)"/>).
+    /// </summary>
+    /// <param name="builder">The builder.</param>
+    /// <param name="authenticate">Gets a user name, a password and a cancellation token; returns the user, or <see langword="null"/> to refuse.</param>
+    /// <returns>The builder.</returns>
+    public static IDispatcherBuilder UseAuthenticator(
+        this IDispatcherBuilder builder, Func<string, string, CancellationToken, ValueTask<DispatcherUser?>> authenticate)
+    {
+        ArgumentNullException.ThrowIfNull(authenticate);
+        return builder.UseAuthenticator(new DelegateAuthenticator(authenticate));
     }
 
     /// <summary>Adds an enricher of the events sent to subscribers (for example one that sets <c>event_system</c> for the host's jobs).</summary>

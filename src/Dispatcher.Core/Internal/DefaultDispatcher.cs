@@ -149,6 +149,44 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         }
     }
 
+    public JobInfo? GetJob(string jobId)
+    {
+        ArgumentNullException.ThrowIfNull(jobId);
+        lock (_gate)
+        {
+            if (!_active.TryGetValue(jobId, out var job))
+            {
+                return null;
+            }
+
+            var queue = job.QueueState;
+            int? position = null;
+            if (queue.Limit != 0)
+            {
+                position = job.State == JobState.Pending ? queue.Running.Count + IndexOf(queue.Pending, job) : queue.Running.IndexOf(job);
+            }
+
+            return Snapshot(job, position);
+        }
+
+        static int IndexOf(LinkedList<Job> pending, Job job)
+        {
+            var i = 0;
+            for (var node = pending.First; node is not null && node.Value != job; node = node.Next)
+            {
+                i++;
+            }
+
+            return i;
+        }
+    }
+
+    public async ValueTask<bool> KillAsync(string jobId, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(jobId);
+        return (await KillAsync([jobId], cancellationToken).ConfigureAwait(false)).Count > 0;
+    }
+
     public ValueTask<IReadOnlyList<string>> KillAsync(IEnumerable<string> jobIds, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(jobIds);

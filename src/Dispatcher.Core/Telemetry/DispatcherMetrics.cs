@@ -6,7 +6,7 @@ namespace Dispatcher.Telemetry;
 /// <summary>The dispatcher's instruments, on the meter <see cref="MeterName"/>. Tags hold queue names and outcomes, never job ids.</summary>
 internal sealed class DispatcherMetrics : IDisposable
 {
-    public const string MeterName = "Dispatcher";
+    public const string MeterName = DispatcherTelemetry.MeterName;
     public const string QueueTag = "dispatcher.queue.name";
     public const string OutcomeTag = "dispatcher.job.outcome";
 

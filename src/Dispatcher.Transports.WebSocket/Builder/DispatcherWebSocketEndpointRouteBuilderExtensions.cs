@@ -11,7 +11,9 @@ public static class DispatcherWebSocketEndpointRouteBuilderExtensions
 {
     /// <summary>
     /// Serves the sysadm dispatcher protocol over WebSockets at <paramref name="pattern"/> (sysadm clients connect to <c>/</c>).
-    /// The endpoint brings its own WebSocket middleware; a plain HTTP request to it gets 400.
+    /// The endpoint brings its own WebSocket middleware; a plain HTTP request to it gets 400. Another endpoint may share the
+    /// path (the web template's <c>app.MapGet("/", …)</c>, in either order): WebSocket requests come here, plain requests go
+    /// to the other endpoint.
     /// </summary>
     /// <param name="endpoints">The endpoint route builder.</param>
     /// <param name="pattern">The route pattern.</param>
@@ -45,6 +47,8 @@ public static class DispatcherWebSocketEndpointRouteBuilderExtensions
                     await server.RunCorkedAsync(socket, stream, context.Connection.RemoteIpAddress?.ToString() ?? "unknown", context.User, context.RequestAborted);
                 }
             });
-        return endpoints.Map(pattern, app.Build()).WithDisplayName("Dispatcher WebSocket");
+        return endpoints.Map(pattern, app.Build())
+            .WithDisplayName("Dispatcher WebSocket")
+            .WithMetadata(DispatcherWebSocketEndpointMetadata.Instance);
     }
 }

@@ -1,5 +1,7 @@
 using Dispatcher.Internal;
 using Dispatcher.Transports.WebSocket;
+using Dispatcher.Transports.WebSocket.Internal;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -25,6 +27,7 @@ public static class DispatcherWebSocketBuilderExtensions
         {
             services.AddBoundOptions<WebSocketTransportOptions, WebSocketTransportOptionsValidator>(WebSocketTransportOptions.SectionName);
             services.TryAddSingleton(DispatcherWebSocketServer.Create);
+            services.TryAddEnumerable(ServiceDescriptor.Singleton<MatcherPolicy, WebSocketEndpointMatcherPolicy>());
         }
 
         if (configure is not null)
