@@ -287,7 +287,9 @@ internal sealed class ProtocolHandler
         var access = Access(session);
         if (access == DispatcherAccess.None)
         {
-            return Error(id, 401, "Not authenticated: send rpc/auth or rpc/auth_token first.");
+            return Error(id, 401, session.SupportsEvents
+                ? "Not authenticated: send rpc/auth or rpc/auth_token first."
+                : "Not authenticated: send an Authorization header, Basic with a user name and password, or Bearer with a token from rpc/auth.");
         }
 
         return access < needed ? Error(id, 403, $"Forbidden: {what ?? "this request"} needs full access; user '{session.User?.Name}' has read access.") : null;
