@@ -89,6 +89,21 @@ internal static class CSharpBlock
     /// <summary>Compiles; returns the diagnostics that are warnings or errors (an empty list means it compiles cleanly).</summary>
     public static (Assembly? Assembly, IReadOnlyList<Diagnostic> Problems) Compile(string code, ProjectKind kind, bool library = false)
     {
+        var (image, problems) = CompileToImage(code, kind, library);
+        return (image is null ? null : Assembly.Load(image), problems);
+    }
+
+    /// <summary>Compiles cleanly to an assembly image or fails the test with the compiler's messages.</summary>
+    public static byte[] CompileCleanlyToImage(ReadmeBlock block, ProjectKind kind)
+    {
+        var (image, problems) = CompileToImage(block.Text, kind, library: false);
+        Assert.True(problems.Count == 0 && image is not null,
+            $"README.md line {block.Line} ({block.Tag}) does not compile cleanly as a {kind} project:\n" + string.Join('\n', problems));
+        return image!;
+    }
+
+    private static (byte[]? Image, IReadOnlyList<Diagnostic> Problems) CompileToImage(string code, ProjectKind kind, bool library)
+    {
         var usings = kind == ProjectKind.Web ? WebUsings : SdkUsings;
         var parse = new CSharpParseOptions(LanguageVersion.Latest);
         var trees = new[]
@@ -102,7 +117,7 @@ internal static class CSharpBlock
         using var image = new MemoryStream();
         var result = compilation.Emit(image);
         var problems = result.Diagnostics.Where(d => d.Severity >= DiagnosticSeverity.Warning).ToList();
-        return (result.Success ? Assembly.Load(image.ToArray()) : null, problems);
+        return (result.Success ? image.ToArray() : null, problems);
     }
 
     /// <summary>Compiles cleanly or fails the test with the compiler's messages.</summary>
@@ -151,7 +166,7 @@ internal static class CSharpBlock
                 _ => bcl || name.StartsWith("Microsoft.Extensions.", StringComparison.Ordinal) || name.StartsWith("Microsoft.AspNetCore.", StringComparison.Ordinal)
                     || name is "Microsoft.AspNetCore" or "Microsoft.JSInterop" or "Microsoft.Net.Http.Headers" || name.StartsWith("Dispatcher.", StringComparison.Ordinal) && !name.EndsWith(".Tests", StringComparison.Ordinal),
             };
-            if (include && !name.StartsWith("System.Private.", StringComparison.Ordinal) || name == "System.Private.CoreLib")
+            if (include)
             {
                 yield return MetadataReference.CreateFromFile(path);
             }
