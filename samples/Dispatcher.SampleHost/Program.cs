@@ -12,11 +12,7 @@ try
         builder.WebHost.UseUrls("http://127.0.0.1:12150");
     }
 
-    builder.Logging.AddSimpleConsole(o =>
-    {
-        o.SingleLine = true;
-        o.TimestampFormat = "HH:mm:ss ";
-    });
+    ConsoleBanner.Configure(builder.Logging);
 
     builder.Services.Configure<UsersOptions>(builder.Configuration);
     var generatedPassword = EnsureUser(builder.Configuration);
@@ -36,23 +32,8 @@ try
     app.MapDispatcherWebSocket("/");
     app.MapDispatcherHttp();
 
-    app.Lifetime.ApplicationStarted.Register(() =>
-    {
-        foreach (var url in app.Urls)
-        {
-            var ws = url.Replace("https://", "wss://", StringComparison.Ordinal).Replace("http://", "ws://", StringComparison.Ordinal);
-            Console.WriteLine($"Dispatcher sample host listening on {url}");
-            Console.WriteLine($"  WebSocket: {ws.TrimEnd('/')}/   REST: PUT {url.TrimEnd('/')}/rpc/dispatcher");
-        }
-
-        if (generatedPassword is not null)
-        {
-            // Printed once, to the console only; never logged.
-            Console.WriteLine($"No user is configured: created full-access user 'admin' with password '{generatedPassword}'");
-        }
-
-        Console.WriteLine("Press Ctrl+C to stop.");
-    });
+    // After the framework's own start-up lines (registered before them, so called after them).
+    app.Lifetime.ApplicationStarted.Register(() => ConsoleBanner.Write(app.Services.GetRequiredService<ILoggerFactory>(), app.Urls, generatedPassword));
 
     await app.RunAsync();
     return 0;
