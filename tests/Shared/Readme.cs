@@ -112,7 +112,13 @@ internal static class CSharpBlock
             CSharpSyntaxTree.ParseText(string.Concat(usings.Select(u => $"global using global::{u};\n")), parse, path: "GlobalUsings.g.cs"),
         };
         var options = new CSharpCompilationOptions(library ? OutputKind.DynamicallyLinkedLibrary : OutputKind.ConsoleApplication,
-            nullableContextOptions: NullableContextOptions.Enable);
+            nullableContextOptions: NullableContextOptions.Enable)
+            .WithSpecificDiagnosticOptions(new Dictionary<string, ReportDiagnostic>
+            {
+                // As the SDK does for every project: a newer package of an assembly a framework assembly references is fine.
+                ["CS1701"] = ReportDiagnostic.Suppress,
+                ["CS1702"] = ReportDiagnostic.Suppress,
+            });
         var compilation = CSharpCompilation.Create("ReadmeBlock" + Guid.NewGuid().ToString("N"), trees, References(kind), options);
         using var image = new MemoryStream();
         var result = compilation.Emit(image);
