@@ -21,9 +21,11 @@ public sealed class ReadmeTests
     {
         var blocks = Readme.Blocks().Where(b => b.Language is "csharp" or "cs" or "c#").ToList();
 
-        Assert.All(blocks, b => Assert.True(b.Tag is "embedding" or "engine" or "blazor" or "ws-client",
+        // The client section's blocks use Dispatcher.Client, which Dispatcher.Client.Tests checks (ReadmeSnippetTests).
+        var ours = blocks.Where(b => !b.Text.Contains("DispatcherClient", StringComparison.Ordinal)).ToList();
+        Assert.All(ours, b => Assert.True(b.Tag is "embedding" or "engine" or "blazor" or "ws-client",
             $"README.md line {b.Line}: a C# block without a <!-- test: … --> tag that a test knows ({b.Tag ?? "none"})."));
-        Assert.Equal(4, blocks.Count);
+        Assert.Equal(4, ours.Count);
     }
 
     [Fact]
