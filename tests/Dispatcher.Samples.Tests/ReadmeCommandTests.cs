@@ -130,8 +130,19 @@ public sealed partial class ReadmeCommandTests
         using var process = Process.Start(info)!;
         var output = process.StandardOutput.ReadToEndAsync();
         var error = process.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(SampleProcess.Patience);
-        await process.WaitForExitAsync(cts.Token);
+
+        // Generous: a .NET start-up, six requests and a kill take seconds, but minutes on a loaded 2-core machine.
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(4));
+        try
+        {
+            await process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"ws-demo did not end within 4 minutes; its output so far:\n{await output}");
+        }
+
         Assert.True(process.ExitCode == 0, $"ws-demo exited {process.ExitCode}: {await error}\n{await output}");
         return (await output).Split('\n', StringSplitOptions.RemoveEmptyEntries);
     }
