@@ -34,13 +34,24 @@ public sealed class WebSocketUpgradeTests
         Assert.Contains("\r\nUpgrade: websocket\r\n", head, StringComparison.OrdinalIgnoreCase);
 
         await WriteMaskedTextAsync(stream, """{"namespace":"rpc","name":"identify","id":"raw","args":""}""");
+        // On a loaded machine the 200 ms keep-alive frame can come before the reply: control frames are skipped here
+        // and counted, and one must come in any case.
+        var keepAlives = 0;
         var (opcode, payload) = await ReadFrameAsync(stream);
+        while (opcode is 0x9 or 0xA)
+        {
+            keepAlives++;
+            (opcode, payload) = await ReadFrameAsync(stream);
+        }
         Assert.Equal(1, opcode);
         Assert.Equal("raw", (string?)JsonNode.Parse(payload)!["id"]);
 
         // Nothing more is asked: the server's keep-alive frame (a ping or an unsolicited pong) still comes, not held back.
-        var (keepAlive, _) = await ReadFrameAsync(stream).AsTask().WaitAsync(TestServer.Patience);
-        Assert.True(keepAlive is 0x9 or 0xA, $"expected a ping or pong frame, got opcode {keepAlive}");
+        if (keepAlives == 0)
+        {
+            var (keepAlive, _) = await ReadFrameAsync(stream).AsTask().WaitAsync(TestServer.Patience);
+            Assert.True(keepAlive is 0x9 or 0xA, $"expected a ping or pong frame, got opcode {keepAlive}");
+        }
     }
 
     [Fact]
