@@ -55,6 +55,9 @@ public class DispatcherOptions
     /// <value>The default value is 1 hour.</value>
     public TimeSpan RetainedJobAge { get; set; } = TimeSpan.FromHours(1);
 
+    /// <summary>stub</summary>
+    public IList<string> ExcludedEnvironmentVariables { get; } = [];
+
     /// <summary>Gets or sets how many events a subscriber may fall behind before it is unsubscribed.</summary>
     /// <value>The default value is 1 024 (output events hold up to 16 Ki characters each, so this bounds a stalled subscriber to about 32 MiB). At least 16.</value>
     public int EventBufferCapacity { get; set; } = 1024;

@@ -22,6 +22,9 @@ public class WebSocketTransportOptions
     /// <value>The default value is 16 777 216 (16 MiB).</value>
     public long SendQueueBytes { get; set; } = 16L * 1024 * 1024;
 
+    /// <summary>stub</summary>
+    public IList<string> AllowedOrigins { get; } = [];
+
     /// <summary>Gets or sets how long a connection may stay without receiving a message before the server closes it.</summary>
     /// <value>The default value is 10 minutes.</value>
     public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromMinutes(10);

@@ -46,9 +46,9 @@ internal sealed class TestServer : IAsyncDisposable
         Action<WebApplication>? pipeline = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
         host?.Invoke(builder);
         builder.WebHost.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
-        builder.Logging.ClearProviders();
         if (Environment.GetEnvironmentVariable("DISPATCHER_TEST_LOG") == "1")
         {
             builder.Logging.AddConsole().SetMinimumLevel(LogLevel.Debug);

@@ -62,6 +62,12 @@ public class DispatcherProtocolOptions
     /// <value>The default value is 32.</value>
     public int MaxJsonDepth { get; set; } = 32;
 
+    /// <summary>stub</summary>
+    public int HistoryPageSize { get; set; } = 100;
+
+    /// <summary>stub</summary>
+    public int MaxHistoryReplyBytes { get; set; } = 16 * 1024 * 1024;
+
     /// <summary>Gets or sets the host name the <c>rpc/identify</c> reply gives, or <see langword="null"/> for the machine name.</summary>
     public string? HostName { get; set; }
 

@@ -121,6 +121,12 @@ internal sealed class LoginThrottle(IOptions<DispatcherProtocolOptions> options,
         }
     }
 
+    public const int MaxEntries = 10_000;
+
+    public int Count => _addresses.Count;
+
+    public bool Fail(string address, string? user) => Fail(address);
+
     public void Succeed(string address) => _addresses.TryRemove(address, out _);
 
     private sealed class Entry
