@@ -55,8 +55,19 @@ public class DispatcherOptions
     /// <value>The default value is 1 hour.</value>
     public TimeSpan RetainedJobAge { get; set; } = TimeSpan.FromHours(1);
 
-    /// <summary>stub</summary>
-    public IList<string> ExcludedEnvironmentVariables { get; } = [];
+    /// <summary>
+    /// Gets the patterns of the host's environment variables that jobs do not inherit, because their names look like secrets (a
+    /// job running <c>env</c> would otherwise show the host's passwords to anyone who can read its output). <c>*</c> matches any
+    /// run of characters; case is ignored, and <c>:</c> in a name counts as <c>__</c>. Remove entries, or clear the list, to pass
+    /// more on; add entries (or configuration keys <c>Dispatcher:ExcludedEnvironmentVariables:N</c>) to hold more back. A job's
+    /// own <c>env</c> is never filtered.
+    /// </summary>
+    /// <value>
+    /// <c>*PASSWORD*</c>, <c>*PASSWD*</c>, <c>*PASSPHRASE*</c>, <c>*SECRET*</c>, <c>*TOKEN*</c>, <c>*APIKEY*</c>, <c>*API_KEY*</c>,
+    /// <c>*PRIVATE_KEY*</c>, <c>*CREDENTIAL*</c>, <c>*CONNECTIONSTRING*</c>, <c>ConnectionStrings__*</c>, <c>Users__*</c>,
+    /// <c>Kestrel__Certificates__*</c>, <c>ASPNETCORE_Kestrel__Certificates__*</c>.
+    /// </value>
+    public IList<string> ExcludedEnvironmentVariables { get; } = [.. Running.EnvironmentFilter.DefaultPatterns];
 
     /// <summary>Gets or sets how many events a subscriber may fall behind before it is unsubscribed.</summary>
     /// <value>The default value is 1 024 (output events hold up to 16 Ki characters each, so this bounds a stalled subscriber to about 32 MiB). At least 16.</value>

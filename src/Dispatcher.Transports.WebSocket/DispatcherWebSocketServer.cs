@@ -2,6 +2,7 @@ using System.Security.Claims;
 using Dispatcher.Protocol;
 using Dispatcher.Transports.WebSocket.Internal;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
@@ -20,10 +21,12 @@ public sealed class DispatcherWebSocketServer
     private readonly WebSocketTransportOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
+    private readonly CancellationToken _stopping;
 
     internal DispatcherWebSocketServer(ProtocolHandler handler, DispatcherEventFeed feed, IOptions<WebSocketTransportOptions> options,
-        TimeProvider timeProvider, ILogger<DispatcherWebSocketServer>? logger = null)
+        TimeProvider timeProvider, ILogger<DispatcherWebSocketServer>? logger = null, CancellationToken stopping = default)
     {
+        _stopping = stopping;
         _handler = handler;
         _feed = feed;
         _options = options.Value;
@@ -36,11 +39,12 @@ public sealed class DispatcherWebSocketServer
         services.GetRequiredService<DispatcherEventFeed>(),
         services.GetRequiredService<IOptions<WebSocketTransportOptions>>(),
         services.GetRequiredService<TimeProvider>(),
-        services.GetService<ILogger<DispatcherWebSocketServer>>());
+        services.GetService<ILogger<DispatcherWebSocketServer>>(),
+        services.GetService<IHostApplicationLifetime>()?.ApplicationStopping ?? CancellationToken.None);
 
     /// <summary>
     /// Runs one client connection until it closes, is closed by the server (idle, oversize message, too many failed logins, a full
-    /// send queue), or <paramref name="cancellationToken"/> fires. The socket is not disposed: the caller owns it.
+    /// send queue, the host stopping: status 1001), or <paramref name="cancellationToken"/> fires. The socket is not disposed: the caller owns it.
     /// </summary>
     /// <param name="socket">An open WebSocket.</param>
     /// <param name="remoteAddress">The client's address, for login throttling and logs.</param>
@@ -57,7 +61,7 @@ public sealed class DispatcherWebSocketServer
         ArgumentNullException.ThrowIfNull(socket);
         ArgumentNullException.ThrowIfNull(remoteAddress);
         var session = new ProtocolSession("ws", remoteAddress, user, supportsEvents: true);
-        using var connection = new WebSocketConnection(socket, stream, session, _handler, _feed, _options, _time, _logger);
+        using var connection = new WebSocketConnection(socket, stream, session, _handler, _feed, _options, _time, _logger, _stopping);
         await connection.RunAsync(cancellationToken).ConfigureAwait(false);
     }
 }

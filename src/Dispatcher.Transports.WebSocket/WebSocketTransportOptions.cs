@@ -18,11 +18,21 @@ public class WebSocketTransportOptions
     /// <value>The default value is 16 384.</value>
     public int SendQueueCapacity { get; set; } = 16_384;
 
-    /// <summary>Gets or sets how many bytes of event frames may wait to be sent to one client before it is disconnected.</summary>
+    /// <summary>
+    /// Gets or sets how many bytes of replies and event frames together may wait to be sent to one client before it is
+    /// disconnected (status 1008). One frame larger than this still goes out when nothing else waits.
+    /// </summary>
     /// <value>The default value is 16 777 216 (16 MiB).</value>
     public long SendQueueBytes { get; set; } = 16L * 1024 * 1024;
 
-    /// <summary>stub</summary>
+    /// <summary>
+    /// Gets the origins (such as <c>https://dashboard.example.com</c>) whose browser pages may open the WebSocket besides the
+    /// host's own. A browser always sends <c>Origin</c>; a request from any other site's page is refused with 403 (a page of
+    /// another site could otherwise act with the user's cookies or host authentication). Same-origin pages and clients that send
+    /// no <c>Origin</c>, or one that is not a web origin (sysadm clients send <c>sysadm-client</c>), always pass. <c>*</c> allows
+    /// every origin.
+    /// </summary>
+    /// <value>Empty by default: only same-origin browser pages.</value>
     public IList<string> AllowedOrigins { get; } = [];
 
     /// <summary>Gets or sets how long a connection may stay without receiving a message before the server closes it.</summary>

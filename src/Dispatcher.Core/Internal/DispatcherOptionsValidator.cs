@@ -94,6 +94,21 @@ internal sealed class DispatcherProtocolOptionsValidator : IValidateOptions<Prot
             errors.Add($"Dispatcher:Protocol:MaxJsonDepth is {options.MaxJsonDepth}; it must be between 4 and 1024.");
         }
 
+        if (options.MaxHistoryPageSize < 1)
+        {
+            errors.Add($"Dispatcher:Protocol:MaxHistoryPageSize is {options.MaxHistoryPageSize}; it must be at least 1.");
+        }
+
+        if (options.HistoryPageSize < 1 || options.HistoryPageSize > options.MaxHistoryPageSize)
+        {
+            errors.Add($"Dispatcher:Protocol:HistoryPageSize is {options.HistoryPageSize}; it must be between 1 and MaxHistoryPageSize ({options.MaxHistoryPageSize}).");
+        }
+
+        if (options.MaxHistoryReplyBytes < 1024)
+        {
+            errors.Add($"Dispatcher:Protocol:MaxHistoryReplyBytes is {options.MaxHistoryReplyBytes}; it must be at least 1024.");
+        }
+
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 }

@@ -62,10 +62,20 @@ public class DispatcherProtocolOptions
     /// <value>The default value is 32.</value>
     public int MaxJsonDepth { get; set; } = 32;
 
-    /// <summary>stub</summary>
+    /// <summary>Gets or sets how many finished jobs a <c>history</c> reply gives when the request sets no <c>limit</c>.</summary>
+    /// <value>The default value is 100.</value>
     public int HistoryPageSize { get; set; } = 100;
 
-    /// <summary>stub</summary>
+    /// <summary>Gets or sets the largest <c>limit</c> a <c>history</c> request may ask for; a larger one gets 400.</summary>
+    /// <value>The default value is 1 000.</value>
+    public int MaxHistoryPageSize { get; set; } = 1000;
+
+    /// <summary>
+    /// Gets or sets how many bytes a <c>history</c> page may hold: jobs stop being added once the next would pass it (a page always
+    /// holds at least one job), and the reply's <c>next</c> cursor fetches the rest. 300 jobs of 1 MiB output each made one
+    /// 315 MB reply before pages existed.
+    /// </summary>
+    /// <value>The default value is 16 777 216 (16 MiB).</value>
     public int MaxHistoryReplyBytes { get; set; } = 16 * 1024 * 1024;
 
     /// <summary>Gets or sets the host name the <c>rpc/identify</c> reply gives, or <see langword="null"/> for the machine name.</summary>

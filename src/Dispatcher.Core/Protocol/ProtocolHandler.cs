@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
@@ -16,6 +17,12 @@ internal sealed class ProtocolHandler
 {
     public const string TooManyFailures = "Too Many Authorization Failures - Try again later";
 
+    /// <summary>The longest request id accepted; a longer one gets a 400 that echoes only its start.</summary>
+    public const int MaxIdLength = 256;
+
+    /// <summary>How much of an oversized id, name or action an error message or log line repeats.</summary>
+    private const int EchoLength = 64;
+
     private readonly IDispatcher _dispatcher;
     private readonly DispatcherProtocolOptions _options;
     private readonly TokenService _tokens;
@@ -23,6 +30,7 @@ internal sealed class ProtocolHandler
     private readonly IDispatcherAuthenticator? _authenticator;
     private readonly ILogger _logger;
     private readonly string _hostName;
+    private readonly CancellationToken _stopping;
 
     public ProtocolHandler(IDispatcher dispatcher, IOptions<DispatcherProtocolOptions> options, TokenService tokens, LoginThrottle throttle,
         IServiceProvider services, ILogger<ProtocolHandler>? logger = null)
@@ -34,6 +42,7 @@ internal sealed class ProtocolHandler
         _authenticator = services.GetService<IDispatcherAuthenticator>();
         _logger = (ILogger?)logger ?? NullLogger.Instance;
         _hostName = _options.HostName ?? Environment.MachineName;
+        _stopping = services.GetService<IHostApplicationLifetime>()?.ApplicationStopping ?? CancellationToken.None;
     }
 
     public TokenService Tokens => _tokens;
@@ -72,6 +81,11 @@ internal sealed class ProtocolHandler
                     default:
                         return Log(session, "?", "?", null, Error(null, 400, $"\"id\" must be a string, not {Describe(idElement.ValueKind)}."));
                 }
+            }
+
+            if (id is { Length: > MaxIdLength })
+            {
+                return Log(session, "?", "?", null, Error(Short(id), 400, $"\"id\" is {id.Length} characters long; at most {MaxIdLength} are accepted."));
             }
 
             if (!TryGetString(root, "namespace", out var ns, out var problem) || !TryGetString(root, "name", out var name, out problem))
@@ -136,7 +150,7 @@ internal sealed class ProtocolHandler
                 }),
                 ("rpc", "dispatcher") => await DispatcherAsync(session, ns, name, id, args, cancellationToken).ConfigureAwait(false),
                 ("events", "subscribe" or "unsubscribe") when session.SupportsEvents => Events(session, ns, name, id, n == "subscribe", args),
-                _ => Error(id, 404, $"Unknown namespace/name '{@namespace}/{name}'. This server offers rpc/dispatcher, rpc/identify, rpc/auth, rpc/auth_token, rpc/auth_clear, rpc/query{(session.SupportsEvents ? ", events/subscribe and events/unsubscribe" : string.Empty)}."),
+                _ => Error(id, 404, $"Unknown namespace/name '{Short(@namespace)}/{Short(name)}'. This server offers rpc/dispatcher, rpc/identify, rpc/auth, rpc/auth_token, rpc/auth_clear, rpc/query{(session.SupportsEvents ? ", events/subscribe and events/unsubscribe" : string.Empty)}."),
             };
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -161,7 +175,8 @@ internal sealed class ProtocolHandler
                 ? act.GetString()
                 : null;
             var message = reply.Status == ProtocolReply.Ok ? "ok" : reply.Args?["message"]?.GetValue<string>() ?? string.Empty;
-            ProtocolLog.Request(_logger, session.Transport, session.RemoteAddress, session.User?.Name ?? "-", ns, name, action ?? "-", reply.Status, message);
+            ProtocolLog.Request(_logger, session.Transport, session.RemoteAddress, Short(session.User?.Name ?? "-"), Short(ns), Short(name), Short(action ?? "-"),
+                reply.Status, message);
         }
 
         return reply;
@@ -185,10 +200,17 @@ internal sealed class ProtocolHandler
             return Error(id, 400, problem);
         }
 
+        if (_throttle.IsBlocked(session.RemoteAddress, username))
+        {
+            // Even the right password waits out the window: guesses spread over many addresses must not lift the limit.
+            EndSession(session);
+            return Error(id, 401, TooManyFailures) with { CloseReason = TooManyFailures };
+        }
+
         var user = await CheckPasswordAsync(username, password, cancellationToken).ConfigureAwait(false);
         if (user is null)
         {
-            return Failed(session, id, _authenticator is null
+            return Failed(session, id, username, _authenticator is null
                 ? "Authentication by user name and password is not configured on this server."
                 : "Invalid user name or password.");
         }
@@ -221,12 +243,12 @@ internal sealed class ProtocolHandler
 
         return _tokens.TryUse(token, out var user)
             ? Authenticated(session, ns, name, id, user, token)
-            : Failed(session, id, "Invalid or expired token.");
+            : Failed(session, id, null, "Invalid or expired token.");
     }
 
     private ProtocolReply Authenticated(ProtocolSession session, string ns, string name, string? id, DispatcherUser user, string token)
     {
-        _throttle.Succeed(session.RemoteAddress);
+        // A success erases no failure: one valid login between guesses would otherwise lift the limit.
         if (session.Token is not null && session.Token != token)
         {
             _tokens.Revoke(session.Token);
@@ -237,21 +259,33 @@ internal sealed class ProtocolHandler
         return Ok(ns, name, id, new JsonArray(token, (int)_tokens.Lifetime.TotalSeconds));
     }
 
-    private ProtocolReply Failed(ProtocolSession session, string? id, string message)
+    private ProtocolReply Failed(ProtocolSession session, string? id, string? username, string message)
     {
-        session.User = null;
-        session.Token = null;
-        return _throttle.Fail(session.RemoteAddress)
+        EndSession(session);
+        return _throttle.Fail(session.RemoteAddress, username)
             ? Error(id, 401, TooManyFailures) with { CloseReason = TooManyFailures }
             : Error(id, 401, message);
     }
 
+    /// <summary>A failed login ends whatever the session had: its user, its token and its event subscription.</summary>
+    private static void EndSession(ProtocolSession session)
+    {
+        session.User = null;
+        session.Token = null;
+        session.EventsSubscribed = false;
+    }
+
+    /// <summary>
+    /// Whether a subscribed session may still receive events: its token (when it has one) is neither expired nor revoked. Does
+    /// not extend the token's life; called for every event, so it is a dictionary lookup.
+    /// </summary>
+    public bool MayReceiveEvents(ProtocolSession session) =>
+        session.User is not null && (session.Token is not { } token || _tokens.IsValid(token));
+
     private ProtocolReply AuthClear(ProtocolSession session, string ns, string name, string? id)
     {
         _tokens.Revoke(session.Token);
-        session.Token = null;
-        session.User = null;
-        session.EventsSubscribed = false;
+        EndSession(session);
         return Ok(ns, name, id, new JsonObject { ["auth_clear"] = "success" });
     }
 
@@ -339,18 +373,22 @@ internal sealed class ProtocolHandler
             case "list":
                 return Ok(ns, name, id, null) with { RawArgs = WireFormat.ListUtf8(_dispatcher.List()) };
             case "history":
-                return History(ns, name, id, args);
+                return History(ns, name, id, args, cancellationToken);
             case "kill":
                 return Require(session, id, DispatcherAccess.Full, "kill") ?? await KillAsync(ns, name, id, args, cancellationToken).ConfigureAwait(false);
             case "run":
-                return Require(session, id, DispatcherAccess.Full, "run") ?? await RunAsync(ns, name, id, args, cancellationToken).ConfigureAwait(false);
+                return Require(session, id, DispatcherAccess.Full, "run") ?? Stopping(id) ?? RunProblem(id, args) ?? await RunAsync(ns, name, id, args, cancellationToken).ConfigureAwait(false);
             default:
-                return Error(id, 400, $"Unknown action '{action}'; rpc/dispatcher offers list, kill, run and history.");
+                return Error(id, 400, $"Unknown action '{Short(action)}'; rpc/dispatcher offers list, kill, run and history.");
         }
     }
 
-    /// <summary>The extension action <c>history</c>: retained results of finished jobs, oldest first, optionally only some ids.</summary>
-    private ProtocolReply History(string ns, string name, string? id, JsonElement args)
+    /// <summary>
+    /// The extension action <c>history</c>: retained results of finished jobs, oldest first, optionally only some ids, one page at a
+    /// time (<c>limit</c> results at most, and no more bytes than <see cref="DispatcherProtocolOptions.MaxHistoryReplyBytes"/> unless
+    /// one job alone is larger); <c>next</c> is the cursor to pass as <c>after</c> for the following page.
+    /// </summary>
+    private ProtocolReply History(string ns, string name, string? id, JsonElement args, CancellationToken cancellationToken)
     {
         HashSet<string>? only = null;
         if (TryGetProperty(args, "job_id", out var jobId))
@@ -363,16 +401,55 @@ internal sealed class ProtocolHandler
             only = [.. ids];
         }
 
-        var history = new JsonArray();
-        foreach (var result in _dispatcher.ListFinished())
+        var limit = _options.HistoryPageSize;
+        if (TryGetProperty(args, "limit", out var limitElement)
+            && (limitElement.ValueKind != JsonValueKind.Number || !limitElement.TryGetInt32(out limit) || limit < 1 || limit > _options.MaxHistoryPageSize))
         {
-            if (only is null || only.Contains(result.Id))
+            return Error(id, 400, $"\"limit\" must be a whole number from 1 to {_options.MaxHistoryPageSize}.");
+        }
+
+        HistoryCursor? after = null;
+        if (TryGetProperty(args, "after", out var afterElement) && afterElement.ValueKind != JsonValueKind.Null)
+        {
+            if (afterElement.ValueKind != JsonValueKind.String || HistoryCursor.Parse(afterElement.GetString()!) is not { } cursor)
             {
-                history.Add(WireFormat.FinishedDetails(result));
+                return Error(id, 400, "\"after\" must be the \"next\" value of a previous history reply.");
+            }
+
+            after = cursor;
+        }
+
+        var results = _dispatcher.ListFinished();
+        var start = after?.StartIn(results) ?? 0;
+        var page = WireFormat.HistoryPageUtf8(results, start, only, limit, _options.MaxHistoryReplyBytes, cancellationToken);
+        return Ok(ns, name, id, null) with { RawArgs = page };
+    }
+
+    /// <summary><c>run</c> refused while the host stops: a job accepted now would be interrupted at once.</summary>
+    private ProtocolReply? Stopping(string? id) => _stopping.IsCancellationRequested
+        ? Error(id, 503, "The server is stopping and accepts no new jobs; send them again once it is back.")
+        : null;
+
+    /// <summary>Environment names the operating system cannot take: empty, or with '=' (NUL is refused for every string).</summary>
+    private static ProtocolReply? RunProblem(string? id, JsonElement args)
+    {
+        foreach (var job in args.EnumerateObject())
+        {
+            if (job.Value.ValueKind != JsonValueKind.Object || !job.Value.TryGetProperty("env", out var env) || env.ValueKind != JsonValueKind.Object)
+            {
+                continue;
+            }
+
+            foreach (var variable in env.EnumerateObject())
+            {
+                if (variable.Name.Length == 0 || variable.Name.Contains('=', StringComparison.Ordinal))
+                {
+                    return Error(id, 400, $"Job '{Short(job.Name)}': \"env\" has the variable name '{Short(variable.Name)}'; a name must be non-empty and hold no '='.");
+                }
             }
         }
 
-        return Ok(ns, name, id, new JsonObject { ["history"] = history });
+        return null;
     }
 
     private async ValueTask<ProtocolReply> KillAsync(string ns, string name, string? id, JsonElement args, CancellationToken cancellationToken)
@@ -630,6 +707,14 @@ internal sealed class ProtocolHandler
             return false;
         }
 
+        if (FindNul(document.RootElement, "the request") is { } nul)
+        {
+            document.Dispose();
+            document = null!;
+            problem = nul;
+            return false;
+        }
+
         problem = string.Empty;
         return true;
     }
@@ -681,6 +766,54 @@ internal sealed class ProtocolHandler
             return false;
         }
     }
+
+    /// <summary>
+    /// NUL cannot pass to the operating system: a command, an environment entry or a path would be cut short at it, silently
+    /// (<c>echo a\u0000b</c> ran <c>echo a</c>). Refused anywhere in a request, naming where.
+    /// </summary>
+    private static string? FindNul(JsonElement element, string path)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.String:
+                return element.GetString()!.Contains('\0', StringComparison.Ordinal)
+                    ? $"{path} holds a NUL character (U+0000), which the operating system would cut the text at."
+                    : null;
+            case JsonValueKind.Array:
+                var index = 0;
+                foreach (var item in element.EnumerateArray())
+                {
+                    if (FindNul(item, $"{path}[{index++}]") is { } problem)
+                    {
+                        return problem;
+                    }
+                }
+
+                return null;
+            case JsonValueKind.Object:
+                foreach (var member in element.EnumerateObject())
+                {
+                    var at = path == "the request" ? $"\"{Short(member.Name)}\"" : $"{path}.{Short(member.Name)}";
+                    if (member.Name.Contains('\0', StringComparison.Ordinal))
+                    {
+                        return $"The member name {at} holds a NUL character (U+0000), which the operating system would cut the text at.";
+                    }
+
+                    if (FindNul(member.Value, at) is { } problem)
+                    {
+                        return problem;
+                    }
+                }
+
+                return null;
+            default:
+                return null;
+        }
+    }
+
+    /// <summary>At most the first <see cref="EchoLength"/> characters, NUL shown as \0: what an error or a log line may repeat of client text.</summary>
+    internal static string Short(string text) =>
+        (text.Length <= EchoLength ? text : string.Concat(text.AsSpan(0, EchoLength), "…")).Replace("\0", "\\0", StringComparison.Ordinal);
 
     public static ProtocolReply Error(string? id, int code, string message) =>
         new(WireFormat.Envelope("error", "error", id, WireFormat.ErrorArgs(code, message)), code);

@@ -118,6 +118,76 @@ internal static class WireFormat
         return frame;
     }
 
+    /// <summary>
+    /// One page of <c>history</c> written straight to UTF-8: <c>{"history": [...], "next": "CURSOR"}</c>. Each job is written on its
+    /// own first (one job's tree at a time, never the whole reply's), and is added only while the page stays within
+    /// <paramref name="maxBytes"/>, except the first, so a page always moves forward. <c>next</c> is left out on the last page.
+    /// </summary>
+    public static byte[] HistoryPageUtf8(IReadOnlyList<JobResult> results, int start, ISet<string>? only, int limit, int maxBytes,
+        CancellationToken cancellationToken)
+    {
+        var page = new PooledBufferWriter(4096);
+        var one = new PooledBufferWriter(4096);
+        var options = new JsonWriterOptions { Encoder = JsonOptions.Encoder, SkipValidation = true };
+        try
+        {
+            using (var writer = new Utf8JsonWriter(page, options))
+            using (var jobWriter = new Utf8JsonWriter(one, options))
+            {
+                writer.WriteStartObject();
+                writer.WriteStartArray("history");
+                var count = 0;
+                JobResult? last = null;
+                var more = false;
+                for (var i = start; i < results.Count; i++)
+                {
+                    var result = results[i];
+                    if (only is not null && !only.Contains(result.Id))
+                    {
+                        continue;
+                    }
+
+                    if (count == limit)
+                    {
+                        more = true;
+                        break;
+                    }
+
+                    cancellationToken.ThrowIfCancellationRequested();
+                    one.Clear();
+                    jobWriter.Reset(one);
+                    FinishedDetails(result).WriteTo(jobWriter, JsonOptions);
+                    jobWriter.Flush();
+                    writer.Flush();
+                    if (count > 0 && page.WrittenCount + one.WrittenCount > maxBytes)
+                    {
+                        more = true;
+                        break;
+                    }
+
+                    writer.WriteRawValue(one.WrittenSpan, skipInputValidation: true);
+                    count++;
+                    last = result;
+                }
+
+                writer.WriteEndArray();
+                if (more && last is not null)
+                {
+                    writer.WriteString("next", HistoryCursor.For(last));
+                }
+
+                writer.WriteEndObject();
+            }
+
+            return page.WrittenSpan.ToArray();
+        }
+        finally
+        {
+            page.Dispose();
+            one.Dispose();
+        }
+    }
+
     /// <summary>An IBufferWriter over ArrayPool arrays.</summary>
     private sealed class PooledBufferWriter(int initialCapacity) : System.Buffers.IBufferWriter<byte>, IDisposable
     {
@@ -125,6 +195,10 @@ internal static class WireFormat
         private int _written;
 
         public ReadOnlySpan<byte> WrittenSpan => _buffer.AsSpan(0, _written);
+
+        public int WrittenCount => _written;
+
+        public void Clear() => _written = 0;
 
         public void Advance(int count) => _written += count;
 
@@ -203,4 +277,41 @@ internal static class WireFormat
         JobOutcome.TimedOut => "timed_out",
         _ => "interrupted",
     };
+}
+
+/// <summary>Where a <c>history</c> page ended: the last job's finish time and id (the time places it once the id is gone).</summary>
+internal sealed record HistoryCursor(long FinishedTicks, string Id)
+{
+    public static string For(JobResult result) =>
+        result.FinishedAt.UtcTicks.ToString(CultureInfo.InvariantCulture) + ":" + result.Id;
+
+    public static HistoryCursor? Parse(string text)
+    {
+        var colon = text.IndexOf(':', StringComparison.Ordinal);
+        return colon > 0 && long.TryParse(text.AsSpan(0, colon), NumberStyles.None, CultureInfo.InvariantCulture, out var ticks)
+            ? new HistoryCursor(ticks, text[(colon + 1)..])
+            : null;
+    }
+
+    /// <summary>The index to continue from: after the cursor's job, or, once that job is no longer kept, after its finish time.</summary>
+    public int StartIn(IReadOnlyList<JobResult> results)
+    {
+        for (var i = 0; i < results.Count; i++)
+        {
+            if (results[i].Id == Id && results[i].FinishedAt.UtcTicks == FinishedTicks)
+            {
+                return i + 1;
+            }
+        }
+
+        for (var i = 0; i < results.Count; i++)
+        {
+            if (results[i].FinishedAt.UtcTicks > FinishedTicks)
+            {
+                return i;
+            }
+        }
+
+        return results.Count;
+    }
 }

@@ -10,9 +10,11 @@ internal sealed class CliWrapJobRunner : IJobRunner
 {
     private readonly string? _setsid;
     private readonly string? _env;
+    private readonly EnvironmentFilter _environmentFilter;
 
-    public CliWrapJobRunner()
+    public CliWrapJobRunner(EnvironmentFilter? environmentFilter = null)
     {
+        _environmentFilter = environmentFilter ?? EnvironmentFilter.Default;
         var path = Environment.GetEnvironmentVariable("PATH");
         _setsid = ProcessTree.IsSupported ? ProgramResolver.Find("setsid", path, null) : null;
         _env = _setsid is null ? null : ProgramResolver.Find("env", path, null);
@@ -71,9 +73,24 @@ internal sealed class CliWrapJobRunner : IJobRunner
             cli = cli.WithWorkingDirectory(command.WorkingDirectory);
         }
 
-        if (command.Environment is { Count: > 0 } variables)
+        // The host's variables that look like secrets are unset (null), then the job's own are set.
+        var environment = new Dictionary<string, string?>(StringComparer.Ordinal);
+        foreach (System.Collections.DictionaryEntry e in Environment.GetEnvironmentVariables())
         {
-            cli = cli.WithEnvironmentVariables(variables.ToDictionary(kv => kv.Key, kv => (string?)kv.Value));
+            if (_environmentFilter.Excludes((string)e.Key))
+            {
+                environment[(string)e.Key] = null;
+            }
+        }
+
+        foreach (var (key, value) in command.Environment ?? new Dictionary<string, string>())
+        {
+            environment[key] = value;
+        }
+
+        if (environment.Count > 0)
+        {
+            cli = cli.WithEnvironmentVariables(environment);
         }
 
         CommandTask<CliWrap.CommandResult> task;

@@ -57,9 +57,75 @@ internal sealed class NativeStringArray : SafeHandle
     }
 }
 
+/// <summary>Which of the host's environment variables jobs do not inherit (<see cref="DispatcherOptions.ExcludedEnvironmentVariables"/>).</summary>
+internal sealed class EnvironmentFilter
+{
+    public static readonly string[] DefaultPatterns =
+    [
+        "*PASSWORD*", "*PASSWD*", "*PASSPHRASE*", "*SECRET*", "*TOKEN*", "*APIKEY*", "*API_KEY*", "*PRIVATE_KEY*", "*CREDENTIAL*",
+        "*CONNECTIONSTRING*", "ConnectionStrings__*", "Users__*", "Kestrel__Certificates__*", "ASPNETCORE_Kestrel__Certificates__*",
+    ];
+
+    private readonly string[][] _patterns;
+
+    public EnvironmentFilter(IEnumerable<string> patterns) =>
+        _patterns = [.. patterns.Where(p => !string.IsNullOrEmpty(p)).Select(p => p.Replace(":", "__", StringComparison.Ordinal).Split('*'))];
+
+    public static EnvironmentFilter Default { get; } = new(DefaultPatterns);
+
+    public bool Excludes(string name)
+    {
+        if (_patterns.Length == 0)
+        {
+            return false;
+        }
+
+        name = name.Replace(":", "__", StringComparison.Ordinal);
+        foreach (var parts in _patterns)
+        {
+            if (Matches(name, parts))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>A glob whose only wildcard is '*', split at the stars: the first part starts the name, the last ends it.</summary>
+    private static bool Matches(string name, string[] parts)
+    {
+        if (parts.Length == 1)
+        {
+            return string.Equals(name, parts[0], StringComparison.OrdinalIgnoreCase);
+        }
+
+        if (!name.StartsWith(parts[0], StringComparison.OrdinalIgnoreCase) || !name.EndsWith(parts[^1], StringComparison.OrdinalIgnoreCase)
+            || name.Length < parts[0].Length + parts[^1].Length)
+        {
+            return false;
+        }
+
+        var position = parts[0].Length;
+        var end = name.Length - parts[^1].Length;
+        for (var i = 1; i < parts.Length - 1; i++)
+        {
+            var found = name.IndexOf(parts[i], position, end - position, StringComparison.OrdinalIgnoreCase);
+            if (found < 0)
+            {
+                return false;
+            }
+
+            position = found + parts[i].Length;
+        }
+
+        return true;
+    }
+}
+
 /// <summary>
-/// The environment a command starts with: this process's environment (as .NET sees it, with the host's own changes) plus the
-/// job's overrides. The block for the process's environment alone is built once and reused for as long as that environment
+/// The environment a command starts with: this process's environment (as .NET sees it, with the host's own changes) less what
+/// the <see cref="EnvironmentFilter"/> holds back, plus the job's overrides. The block for the process's environment alone is built once and reused for as long as that environment
 /// stays the same (checked on every spawn, by comparing a fresh snapshot with the one it was built from).
 /// </summary>
 internal static class SpawnEnvironment
@@ -68,17 +134,22 @@ internal static class SpawnEnvironment
     private static Hashtable? s_snapshot;
     private static NativeStringArray? s_block;
     private static string? s_path;
+    private static EnvironmentFilter? s_filter;
 
     /// <summary>Gets the block to spawn with, and its PATH. Dispose the lease once the spawn has returned.</summary>
-    public static Lease Acquire(IReadOnlyDictionary<string, string>? overrides)
+    public static Lease Acquire(IReadOnlyDictionary<string, string>? overrides, EnvironmentFilter? filter = null)
     {
+        filter ??= EnvironmentFilter.Default;
         var current = (Hashtable)Environment.GetEnvironmentVariables();
         if (overrides is { Count: > 0 })
         {
             var merged = new Dictionary<string, string>(StringComparer.Ordinal);
             foreach (DictionaryEntry e in current)
             {
-                merged[(string)e.Key] = (string?)e.Value ?? string.Empty;
+                if (!filter.Excludes((string)e.Key))
+                {
+                    merged[(string)e.Key] = (string?)e.Value ?? string.Empty;
+                }
             }
 
             foreach (var (k, v) in overrides)
@@ -92,11 +163,14 @@ internal static class SpawnEnvironment
 
         lock (s_gate)
         {
-            if (s_block is null || !Same(s_snapshot!, current))
+            if (s_block is null || !ReferenceEquals(s_filter, filter) || !Same(s_snapshot!, current))
             {
                 var previous = s_block;
-                s_block = NativeStringArray.Create([.. current.Cast<DictionaryEntry>().Select(e => (string)e.Key + "=" + (string?)e.Value)]);
+                s_block = NativeStringArray.Create([.. current.Cast<DictionaryEntry>()
+                    .Where(e => !filter.Excludes((string)e.Key))
+                    .Select(e => (string)e.Key + "=" + (string?)e.Value)]);
                 s_snapshot = current;
+                s_filter = filter;
                 s_path = (string?)current["PATH"];
                 previous?.Dispose(); // freed once no spawn holds it
             }

@@ -31,6 +31,10 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
     // Built once: the runtime sets its signal dispositions at start-up, and a host rarely changes them later.
     private static readonly Lazy<IntPtr> s_attributes = new(CreateAttributes);
 
+    private readonly EnvironmentFilter _environmentFilter;
+
+    public PosixSpawnJobRunner(EnvironmentFilter? environmentFilter = null) => _environmentFilter = environmentFilter ?? EnvironmentFilter.Default;
+
     public static bool IsSupported { get; } = ProcessTree.IsSupported
         && ChildEventLoop.IsSupported
         && NativeLibrary.TryLoad("libc.so.6", out var libc)
@@ -41,7 +45,7 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
     {
         int pid;
         int outputEnd;
-        using (var environment = SpawnEnvironment.Acquire(command.Environment))
+        using (var environment = SpawnEnvironment.Acquire(command.Environment, _environmentFilter))
         {
             if (ProgramResolver.ResolveRemembered(command, environment.Path, output, out var remembered) is not { } program)
             {

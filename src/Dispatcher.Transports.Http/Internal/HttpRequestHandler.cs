@@ -3,14 +3,17 @@ using System.Net.Http.Headers;
 using System.Text;
 using Dispatcher.Protocol;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 
 namespace Dispatcher.Transports.Http.Internal;
 
 /// <summary>Frames the protocol over REST: authentication headers, body limits, status codes. Everything else is the shared handler's.</summary>
-internal sealed class HttpRequestHandler(ProtocolHandler handler, IOptions<HttpTransportOptions> options)
+internal sealed partial class HttpRequestHandler(ProtocolHandler handler, IOptions<HttpTransportOptions> options, ILogger<HttpRequestHandler>? logger = null)
 {
     private readonly HttpTransportOptions _options = options.Value;
+    private readonly ILogger _logger = (ILogger?)logger ?? NullLogger.Instance;
 
     public async Task HandleAsync(HttpContext context)
     {
@@ -41,7 +44,19 @@ internal sealed class HttpRequestHandler(ProtocolHandler handler, IOptions<HttpT
             return;
         }
 
-        var body = await ReadBodyAsync(request, ct);
+        byte[]? body;
+        try
+        {
+            body = await ReadBodyAsync(request, ct);
+        }
+        catch (BadHttpRequestException ex)
+        {
+            // Kestrel's minimum body data rate, or a body cut short: the client's fault, and Kestrel answers it (408/400) itself.
+            // One debug line, not an unhandled exception with a stack trace per slow client.
+            Log.BadBody(_logger, address, ex.StatusCode, ex.Message);
+            return;
+        }
+
         if (body is null)
         {
             await WriteAsync(context, ProtocolHandler.Error(null, 413, $"The body is larger than {_options.MaxRequestBodyBytes} bytes."));
@@ -88,13 +103,19 @@ internal sealed class HttpRequestHandler(ProtocolHandler handler, IOptions<HttpT
                 return Fail(session, "Malformed Basic credentials: no ':' between user and password.");
             }
 
-            var user = await handler.CheckPasswordAsync(decoded[..colon], decoded[(colon + 1)..], ct);
-            if (user is null)
+            var name = decoded[..colon];
+            if (handler.Throttle.IsBlocked(session.RemoteAddress, name))
             {
-                return Fail(session, "Invalid user name or password.");
+                return ProtocolHandler.Error(null, 401, ProtocolHandler.TooManyFailures);
             }
 
-            handler.Throttle.Succeed(session.RemoteAddress);
+            var user = await handler.CheckPasswordAsync(name, decoded[(colon + 1)..], ct);
+            if (user is null)
+            {
+                return Fail(session, "Invalid user name or password.", name);
+            }
+
+            // A success erases no failure (see LoginThrottle).
             session.User = user;
             return null;
         }
@@ -114,8 +135,8 @@ internal sealed class HttpRequestHandler(ProtocolHandler handler, IOptions<HttpT
         return ProtocolHandler.Error(null, 401, $"Unsupported Authorization scheme '{value.Scheme}'; use Basic or Bearer.");
     }
 
-    private ProtocolReply Fail(ProtocolSession session, string message) =>
-        ProtocolHandler.Error(null, 401, handler.Throttle.Fail(session.RemoteAddress) ? ProtocolHandler.TooManyFailures : message);
+    private ProtocolReply Fail(ProtocolSession session, string message, string? user = null) =>
+        ProtocolHandler.Error(null, 401, handler.Throttle.Fail(session.RemoteAddress, user) ? ProtocolHandler.TooManyFailures : message);
 
     private static bool IsJson(string? contentType)
     {
@@ -172,5 +193,11 @@ internal sealed class HttpRequestHandler(ProtocolHandler handler, IOptions<HttpT
 
         response.ContentType = "application/json; charset=utf-8";
         await response.Body.WriteAsync(reply.ToBody(), context.RequestAborted);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 401, EventName = "HttpSlowBody", Level = LogLevel.Debug, Message = "HTTP client {Address}: the request body was not received ({Status}: {Reason})")]
+        public static partial void BadBody(ILogger logger, string address, int status, string reason);
     }
 }

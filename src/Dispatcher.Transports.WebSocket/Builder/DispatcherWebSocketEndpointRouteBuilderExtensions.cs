@@ -3,6 +3,7 @@ using Dispatcher.Transports.WebSocket.Internal;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 
 namespace Microsoft.AspNetCore.Builder;
 
@@ -13,7 +14,8 @@ public static class DispatcherWebSocketEndpointRouteBuilderExtensions
     /// Serves the sysadm dispatcher protocol over WebSockets at <paramref name="pattern"/> (sysadm clients connect to <c>/</c>).
     /// The endpoint brings its own WebSocket middleware; a plain HTTP request to it gets 400. Another endpoint may share the
     /// path (the web template's <c>app.MapGet("/", …)</c>, in either order): WebSocket requests come here, plain requests go
-    /// to the other endpoint.
+    /// to the other endpoint. A browser page of another origin than this host's and those in
+    /// <see cref="WebSocketTransportOptions.AllowedOrigins"/> gets 403.
     /// </summary>
     /// <param name="endpoints">The endpoint route builder.</param>
     /// <param name="pattern">The route pattern.</param>
@@ -37,6 +39,13 @@ public static class DispatcherWebSocketEndpointRouteBuilderExtensions
                 {
                     context.Response.StatusCode = StatusCodes.Status400BadRequest;
                     await context.Response.WriteAsync("This endpoint speaks the dispatcher protocol over WebSocket only.", context.RequestAborted);
+                    return;
+                }
+
+                if (!OriginCheck.IsAllowed(context.Request, context.RequestServices.GetRequiredService<IOptions<WebSocketTransportOptions>>().Value.AllowedOrigins))
+                {
+                    context.Response.StatusCode = StatusCodes.Status403Forbidden;
+                    await context.Response.WriteAsync("Cross-origin WebSocket request refused: add the page's origin to Dispatcher:WebSocket:AllowedOrigins to allow it.", context.RequestAborted);
                     return;
                 }
 

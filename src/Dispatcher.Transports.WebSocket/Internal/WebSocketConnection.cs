@@ -22,14 +22,16 @@ internal sealed partial class WebSocketConnection : IDisposable
     private readonly ILogger _logger;
     private readonly Channel<Outgoing> _send;
     private readonly CancellationTokenSource _abort = new();
-    private long _queuedEventBytes;
+    private readonly CancellationToken _stopping;
+    private long _queuedBytes;
     private IDisposable? _feedRegistration;
     private int _closing;
     private Outgoing? _closeFrame;
 
     public WebSocketConnection(System.Net.WebSockets.WebSocket socket, CorkingStream? stream, ProtocolSession session, ProtocolHandler handler, DispatcherEventFeed feed,
-        WebSocketTransportOptions options, TimeProvider time, ILogger logger)
+        WebSocketTransportOptions options, TimeProvider time, ILogger logger, CancellationToken stopping = default)
     {
+        _stopping = stopping;
         _socket = socket;
         _stream = stream;
         _session = session;
@@ -53,19 +55,22 @@ internal sealed partial class WebSocketConnection : IDisposable
         var token = linked.Token;
         using var idle = _time.CreateTimer(_ => Close(WebSocketCloseStatus.NormalClosure, "Idle timeout"), null, _options.IdleTimeout, Timeout.InfiniteTimeSpan);
         Log.Connected(_logger, _session.RemoteAddress);
+
+        // The host is stopping: say so at once (1001) rather than keep the host waiting for the client to leave.
+        using var stop = _stopping.Register(() => Close(WebSocketCloseStatus.EndpointUnavailable, "The server is stopping", StopCloseTimeout));
         var sending = SendLoopAsync(token);
         try
         {
             await ReceiveLoopAsync(idle, token).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is OperationCanceledException or WebSocketException or IOException)
+        catch (Exception ex) when (ex is OperationCanceledException or WebSocketException or IOException or ChannelClosedException)
         {
-            // The client went away, or the connection was aborted: nothing to answer.
+            // The client went away, or the connection was aborted, or closed while a reply waited for room: nothing to answer.
             Log.Aborted(_logger, _session.RemoteAddress, ex);
         }
         finally
         {
-            _feedRegistration?.Dispose();
+            Interlocked.Exchange(ref _feedRegistration, null)?.Dispose();
             _send.Writer.TryComplete();
             try
             {
@@ -128,7 +133,14 @@ internal sealed partial class WebSocketConnection : IDisposable
                     message = new ArrayBufferWriter<byte>(4096);
                 }
 
-                await _send.Writer.WriteAsync(new Outgoing(reply.ToFrame(), IsEvent: false), token).ConfigureAwait(false);
+                var frame = reply.ToFrame();
+                if (!Reserve(frame.Length))
+                {
+                    continue;
+                }
+
+                // A full queue (by frame count) holds this loop, and so the client's further requests, until the client reads.
+                await _send.Writer.WriteAsync(new Outgoing(frame), token).ConfigureAwait(false);
                 UpdateSubscription();
                 if (reply.CloseReason is { } reason)
                 {
@@ -142,16 +154,34 @@ internal sealed partial class WebSocketConnection : IDisposable
         }
     }
 
+    /// <summary>
+    /// Counts a frame against <see cref="WebSocketTransportOptions.SendQueueBytes"/>, which bounds replies and events together. A
+    /// client that lets more pile up (pipelined requests it never reads the answers to, or events) is disconnected. One frame is
+    /// always let through into an empty queue, so a single reply larger than the limit still goes out.
+    /// </summary>
+    private bool Reserve(int bytes)
+    {
+        var queued = Interlocked.Add(ref _queuedBytes, bytes);
+        if (queued <= _options.SendQueueBytes || queued == bytes)
+        {
+            return true;
+        }
+
+        Interlocked.Add(ref _queuedBytes, -bytes);
+        Log.SlowClient(_logger, _session.RemoteAddress, $"{_options.SendQueueBytes} bytes");
+        Close(WebSocketCloseStatus.PolicyViolation, $"Send queue over {_options.SendQueueBytes} bytes: the client is not reading its messages");
+        return false;
+    }
+
     private void UpdateSubscription()
     {
-        if (_session.EventsSubscribed && _feedRegistration is null)
+        if (_session.EventsSubscribed && Volatile.Read(ref _closing) == 0 && _feedRegistration is null)
         {
             _feedRegistration = _feed.Listen(OnEvent);
         }
-        else if (!_session.EventsSubscribed && _feedRegistration is not null)
+        else if (!_session.EventsSubscribed)
         {
-            _feedRegistration.Dispose();
-            _feedRegistration = null;
+            Interlocked.Exchange(ref _feedRegistration, null)?.Dispose();
         }
     }
 
@@ -163,28 +193,57 @@ internal sealed partial class WebSocketConnection : IDisposable
             return;
         }
 
-        var frame = e.Frame;
-        if (Interlocked.Add(ref _queuedEventBytes, frame.Length) > _options.SendQueueBytes || !_send.Writer.TryWrite(new Outgoing(frame, IsEvent: true)))
+        if (!_handler.MayReceiveEvents(_session))
         {
-            Log.SlowClient(_logger, _session.RemoteAddress, _options.SendQueueCapacity);
-            Close(WebSocketCloseStatus.PolicyViolation, "Send queue full: the client is not reading its messages");
+            // The token expired or was revoked (auth_clear on another connection): the subscription ends with it. The listener
+            // is removed off the feed's thread, which is inside the feed's lock now.
+            _session.EventsSubscribed = false;
+            if (Interlocked.Exchange(ref _feedRegistration, null) is { } registration)
+            {
+                ThreadPool.UnsafeQueueUserWorkItem(static r => r.Dispose(), registration, preferLocal: false);
+            }
+
+            return;
+        }
+
+        var frame = e.Frame;
+        if (!Reserve(frame.Length))
+        {
+            return;
+        }
+
+        if (!_send.Writer.TryWrite(new Outgoing(frame, IsEvent: true)))
+        {
+            Interlocked.Add(ref _queuedBytes, -frame.Length);
+            Log.SlowClient(_logger, _session.RemoteAddress, $"{_options.SendQueueCapacity} frames");
+            Close(WebSocketCloseStatus.PolicyViolation, $"Send queue over {_options.SendQueueCapacity} frames: the client is not reading its messages");
         }
     }
 
+    /// <summary>How long a client gets to answer the close frame when the host stops (the host's stop must not wait on it).</summary>
+    private static readonly TimeSpan StopCloseTimeout = TimeSpan.FromSeconds(1);
+
     /// <summary>Starts the server's side of the close handshake once: the close frame goes out before anything still queued.</summary>
-    private void Close(WebSocketCloseStatus status, string reason)
+    private void Close(WebSocketCloseStatus status, string reason, TimeSpan? timeout = null)
     {
         if (Interlocked.Exchange(ref _closing, 1) != 0)
         {
             return;
         }
 
-        _feedRegistration?.Dispose();
-        _closeFrame = new Outgoing(ReadOnlyMemory<byte>.Empty, IsEvent: false, CloseStatus: status, CloseReason: reason);
+        Interlocked.Exchange(ref _feedRegistration, null)?.Dispose();
+        _closeFrame = new Outgoing(ReadOnlyMemory<byte>.Empty, CloseStatus: status, CloseReason: reason);
         _send.Writer.TryComplete();
 
         // Whatever happens to the handshake, the connection ends within the close timeout.
-        _abort.CancelAfter(_options.CloseTimeout);
+        try
+        {
+            _abort.CancelAfter(timeout is { } t && t < _options.CloseTimeout ? t : _options.CloseTimeout);
+        }
+        catch (ObjectDisposedException)
+        {
+            // The connection already ended.
+        }
     }
 
     private async Task SendLoopAsync(CancellationToken token)
@@ -193,14 +252,10 @@ internal sealed partial class WebSocketConnection : IDisposable
         {
             while (_send.Reader.TryRead(out var item))
             {
-                if (Volatile.Read(ref _closing) != 0 && item.IsEvent)
+                Interlocked.Add(ref _queuedBytes, -item.Data.Length);
+                if (item.IsEvent && Volatile.Read(ref _closing) != 0)
                 {
                     continue;
-                }
-
-                if (item.IsEvent)
-                {
-                    Interlocked.Add(ref _queuedEventBytes, -item.Data.Length);
                 }
 
                 if (_stream is not null)
@@ -224,7 +279,7 @@ internal sealed partial class WebSocketConnection : IDisposable
         }
     }
 
-    private readonly record struct Outgoing(ReadOnlyMemory<byte> Data, bool IsEvent, WebSocketCloseStatus CloseStatus = default, string? CloseReason = null);
+    private readonly record struct Outgoing(ReadOnlyMemory<byte> Data, bool IsEvent = false, WebSocketCloseStatus CloseStatus = default, string? CloseReason = null);
 
     private static partial class Log
     {
@@ -237,7 +292,7 @@ internal sealed partial class WebSocketConnection : IDisposable
         [LoggerMessage(EventId = 304, EventName = "WebSocketAborted", Level = LogLevel.Debug, Message = "WebSocket client {Address}: the connection ended abruptly")]
         public static partial void Aborted(ILogger logger, string address, Exception exception);
 
-        [LoggerMessage(EventId = 303, EventName = "WebSocketSlowClient", Level = LogLevel.Warning, Message = "WebSocket client {Address} let more than {Capacity} frames pile up; disconnecting it")]
-        public static partial void SlowClient(ILogger logger, string address, int capacity);
+        [LoggerMessage(EventId = 303, EventName = "WebSocketSlowClient", Level = LogLevel.Warning, Message = "WebSocket client {Address} let more than {Limit} pile up unread; disconnecting it")]
+        public static partial void SlowClient(ILogger logger, string address, string limit);
     }
 }

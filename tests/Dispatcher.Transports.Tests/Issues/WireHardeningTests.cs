@@ -349,7 +349,9 @@ public sealed class WireHardeningTests
         }
         while (cursor is not null && pages < 10);
 
-        Assert.Equal(["h0", "h1", "h2", "h3", "h4"], seen);
+        // Oldest finished first, each once.
+        Assert.Equal(server.Dispatcher.ListFinished().Select(r => r.Id), seen);
+        Assert.Equal(["h0", "h1", "h2", "h3", "h4"], seen.Order());
         Assert.Equal(3, pages);
 
         var (tooMany, error, _) = await server.PutAsync("/rpc/dispatcher", """{"action":"history","limit":100000}""");
@@ -485,7 +487,7 @@ public sealed class WireHardeningTests
     [InlineData("""{"action":"run","j":{"commands":"env","env":{"A=B":"x"}}}""", "env")]
     [InlineData("""{"action":"run","j":{"commands":"env","env":{"K\u0000Z":"x"}}}""", "env")]
     [InlineData("""{"action":"run","j":{"commands":"env","env":{"K":"a\u0000b"}}}""", "env")]
-    [InlineData("""{"action":"run","j\u0000k":"echo a"}""", "job id")]
+    [InlineData("""{"action":"run","j\u0000k":"echo a"}""", "member name")]
     [InlineData("""{"action":"kill","job_id":"a\u0000b"}""", "job_id")]
     public async Task Run_NulOrBadEnvKey_Gets400NamingTheMember(string body, string member)
     {
