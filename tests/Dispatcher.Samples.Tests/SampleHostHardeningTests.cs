@@ -68,7 +68,7 @@ public sealed class SampleHostHardeningTests
 
         using var ws = new ClientWebSocket();
         await ws.ConnectAsync(new Uri($"ws://127.0.0.1:{port}/"), CancellationToken.None);
-        await SendAsync(ws, $$"""{"namespace":"rpc","name":"auth","id":"a","args":{"username":"admin","password":"{{Password}}"}}""");
+        await SendAsync(ws, """{"namespace":"rpc","name":"auth","id":"a","args":{"username":"admin","password":"PASSWORD"}}""".Replace("PASSWORD", Password, StringComparison.Ordinal));
         await ReceiveAsync(ws, f => (string?)f["id"] == "a");
         await SendAsync(ws, """{"namespace":"events","name":"subscribe","id":"s","args":"dispatcher"}""");
         await ReceiveAsync(ws, f => (string?)f["id"] == "s");
