@@ -685,7 +685,7 @@ internal sealed class ProtocolHandler
     private static ProtocolReply Ok(string ns, string name, string? id, JsonNode? args) =>
         new(WireFormat.Envelope(ns, id is null ? name : "response", id, args), ProtocolReply.Ok);
 
-    /// <summary>Parses a request with the depth limit, and refuses strings that cannot be read (see <see cref="AllStringsValid"/>).</summary>
+    /// <summary>Parses a request with the depth limit, and refuses strings that cannot be read or passed on (see <see cref="FindBadString"/>).</summary>
     private bool TryParse(ReadOnlyMemory<byte> utf8, out JsonDocument document, out string problem)
     {
         try
@@ -699,19 +699,11 @@ internal sealed class ProtocolHandler
             return false;
         }
 
-        if (!AllStringsValid(document.RootElement))
+        if (FindBadString(document.RootElement) is { } bad)
         {
             document.Dispose();
             document = null!;
-            problem = BadString;
-            return false;
-        }
-
-        if (FindNul(document.RootElement, "the request") is { } nul)
-        {
-            document.Dispose();
-            document = null!;
-            problem = nul;
+            problem = bad.Describe();
             return false;
         }
 
@@ -738,76 +730,93 @@ internal sealed class ProtocolHandler
         return false;
     }
 
-    private const string BadString = "The request holds a string that is not valid UTF-16 (an unpaired surrogate escape such as \\ud800).";
-
     /// <summary>
-    /// System.Text.Json parses an unpaired surrogate escape (<c>"\ud800"</c>) but throws when it is read as a string. Checking every
-    /// string and member name once, right after parsing, keeps that bad input from reaching any reader below.
+    /// Checks every string and member name once, right after parsing, so that bad text reaches no reader below:
+    /// System.Text.Json parses an unpaired surrogate escape (<c>"\ud800"</c>) but throws when it is read as a string; and NUL
+    /// cannot pass to the operating system, which would cut a command, an environment entry or a path short at it, silently
+    /// (<c>echo a\u0000b</c> ran <c>echo a</c>). The path to a bad string is built only when one is found.
     /// </summary>
-    private static bool AllStringsValid(JsonElement element)
-    {
-        try
-        {
-            switch (element.ValueKind)
-            {
-                case JsonValueKind.String:
-                    _ = element.GetString();
-                    return true;
-                case JsonValueKind.Array:
-                    return element.EnumerateArray().All(AllStringsValid);
-                case JsonValueKind.Object:
-                    return element.EnumerateObject().All(p => p.Name is not null && AllStringsValid(p.Value));
-                default:
-                    return true;
-            }
-        }
-        catch (InvalidOperationException)
-        {
-            return false;
-        }
-    }
-
-    /// <summary>
-    /// NUL cannot pass to the operating system: a command, an environment entry or a path would be cut short at it, silently
-    /// (<c>echo a\u0000b</c> ran <c>echo a</c>). Refused anywhere in a request, naming where.
-    /// </summary>
-    private static string? FindNul(JsonElement element, string path)
+    private static BadString? FindBadString(JsonElement element)
     {
         switch (element.ValueKind)
         {
             case JsonValueKind.String:
-                return element.GetString()!.Contains('\0', StringComparison.Ordinal)
-                    ? $"{path} holds a NUL character (U+0000), which the operating system would cut the text at."
-                    : null;
+                string text;
+                try
+                {
+                    text = element.GetString()!;
+                }
+                catch (InvalidOperationException)
+                {
+                    return new BadString(Nul: false);
+                }
+
+                return text.Contains('\0', StringComparison.Ordinal) ? new BadString(Nul: true) : null;
             case JsonValueKind.Array:
                 var index = 0;
                 foreach (var item in element.EnumerateArray())
                 {
-                    if (FindNul(item, $"{path}[{index++}]") is { } problem)
+                    if (FindBadString(item) is { } bad)
                     {
-                        return problem;
+                        bad.Path.Add($"[{index}]");
+                        return bad;
                     }
+
+                    index++;
                 }
 
                 return null;
             case JsonValueKind.Object:
                 foreach (var member in element.EnumerateObject())
                 {
-                    var at = path == "the request" ? $"\"{Short(member.Name)}\"" : $"{path}.{Short(member.Name)}";
-                    if (member.Name.Contains('\0', StringComparison.Ordinal))
+                    string name;
+                    try
                     {
-                        return $"The member name {at} holds a NUL character (U+0000), which the operating system would cut the text at.";
+                        name = member.Name;
+                    }
+                    catch (InvalidOperationException)
+                    {
+                        return new BadString(Nul: false);
                     }
 
-                    if (FindNul(member.Value, at) is { } problem)
+                    if (name.Contains('\0', StringComparison.Ordinal))
                     {
-                        return problem;
+                        var bad = new BadString(Nul: true) { IsName = true };
+                        bad.Path.Add("." + Short(name));
+                        return bad;
+                    }
+
+                    if (FindBadString(member.Value) is { } inner)
+                    {
+                        inner.Path.Add("." + Short(name));
+                        return inner;
                     }
                 }
 
                 return null;
             default:
                 return null;
+        }
+    }
+
+    /// <summary>A string that cannot be taken: where (collected from the inside out) and why.</summary>
+    private sealed record BadString(bool Nul)
+    {
+        public List<string> Path { get; } = [];
+
+        public bool IsName { get; init; }
+
+        public string Describe()
+        {
+            if (!Nul)
+            {
+                return "The request holds a string that is not valid UTF-16 (an unpaired surrogate escape such as \\ud800).";
+            }
+
+            var path = string.Concat(Enumerable.Reverse(Path)).TrimStart('.');
+            return IsName
+                ? $"The member name \"{path}\" holds a NUL character (U+0000), which the operating system would cut the text at."
+                : $"\"{path}\" holds a NUL character (U+0000), which the operating system would cut the text at.";
         }
     }
 
