@@ -62,13 +62,17 @@ public class DispatcherProtocolOptions
     /// <value>The default value is 32.</value>
     public int MaxJsonDepth { get; set; } = 32;
 
-    /// <summary>Gets or sets how many finished jobs a <c>history</c> reply gives when the request sets no <c>limit</c>.</summary>
-    /// <value>The default value is 100.</value>
-    public int HistoryPageSize { get; set; } = 100;
+    /// <summary>
+    /// Gets or sets how many finished jobs a <c>history</c> reply gives when the request sets no <c>limit</c>. The default equals
+    /// the default <see cref="DispatcherOptions.RetainedJobCount"/>, so a client written before pages existed still gets every
+    /// retained job unless <see cref="MaxHistoryReplyBytes"/> cuts the page.
+    /// </summary>
+    /// <value>The default value is 1 000.</value>
+    public int HistoryPageSize { get; set; } = 1000;
 
     /// <summary>Gets or sets the largest <c>limit</c> a <c>history</c> request may ask for; a larger one gets 400.</summary>
-    /// <value>The default value is 1 000.</value>
-    public int MaxHistoryPageSize { get; set; } = 1000;
+    /// <value>The default value is 10 000.</value>
+    public int MaxHistoryPageSize { get; set; } = 10_000;
 
     /// <summary>
     /// Gets or sets how many bytes a <c>history</c> page may hold: jobs stop being added once the next would pass it (a page always
