@@ -188,12 +188,12 @@ public sealed class WireHardeningTests
     public async Task RepliesToAClientThatDoesNotRead_AreBoundedInBytes_AndTheWarningNamesTheByteLimit()
     {
         var logs = new CapturingLoggerProvider();
-        await using var server = await TestServer.StartAsync(webSocket: o => o.SendQueueBytes = 1024 * 1024, host: b => b.Logging.AddProvider(logs));
+        await using var server = await TestServer.StartAsync(webSocket: o => o.SendQueueBytes = 512 * 1024, host: b => b.Logging.AddProvider(logs));
         using var fake = new FakePkg();
 
-        // 1 running + 1 000 pending jobs in pkg_queue: each list reply is about 100 KB.
+        // 1 running + 500 pending jobs in pkg_queue: each list reply is about 50 KB, 400 of them 20 MB.
         await server.Dispatcher.EnqueueAsync(new JobRequest("blocker", ["pkg install x"]) { Queue = "pkg_queue", Environment = fake.Environment });
-        for (var i = 0; i < 1000; i++)
+        for (var i = 0; i < 500; i++)
         {
             await server.Dispatcher.EnqueueAsync(new JobRequest($"pending-{i:D4}-padding-padding", ["true"]) { Queue = "pkg_queue" });
         }
@@ -216,7 +216,7 @@ public sealed class WireHardeningTests
             }
         }
 
-        // Now read: the server must have given up on this client instead of queueing 40 MB of replies.
+        // Now read: the server must have given up on this client instead of queueing 20 MB of replies.
         using (var cts = new CancellationTokenSource(TestServer.Patience))
         {
             try
@@ -236,7 +236,7 @@ public sealed class WireHardeningTests
         Assert.True(closed);
         Assert.Equal(WebSocketCloseStatus.PolicyViolation, ws.Socket.CloseStatus);
         Assert.Contains("bytes", ws.Socket.CloseStatusDescription, StringComparison.Ordinal);
-        Assert.Contains(logs.Lines, l => l.Contains("WebSocketSlowClient", StringComparison.Ordinal) && l.Contains("1048576 bytes", StringComparison.Ordinal));
+        Assert.Contains(logs.Lines, l => l.Contains("WebSocketSlowClient", StringComparison.Ordinal) && l.Contains("524288 bytes", StringComparison.Ordinal));
         await server.Dispatcher.KillAsync(["blocker"]);
     }
 
