@@ -188,7 +188,13 @@ public sealed class WireHardeningTests
     public async Task RepliesToAClientThatDoesNotRead_AreBoundedInBytes_AndTheWarningNamesTheByteLimit()
     {
         var logs = new CapturingLoggerProvider();
-        await using var server = await TestServer.StartAsync(webSocket: o => o.SendQueueBytes = 512 * 1024, host: b => b.Logging.AddProvider(logs));
+        // A long close timeout: the client reads only after sending everything, and on a loaded machine that can take longer than
+        // the default 5 s the server gives a client to answer its close before dropping the connection.
+        await using var server = await TestServer.StartAsync(webSocket: o =>
+        {
+            o.SendQueueBytes = 512 * 1024;
+            o.CloseTimeout = TimeSpan.FromSeconds(60);
+        }, host: b => b.Logging.AddProvider(logs));
         using var fake = new FakePkg();
 
         // 1 running + 500 pending jobs in pkg_queue: each list reply is about 50 KB, 400 of them 20 MB.
