@@ -225,10 +225,12 @@ public sealed class WireHardeningTests
         // Now read: the server must have given up on this client instead of queueing 20 MB of replies.
         using (var cts = new CancellationTokenSource(TestServer.Patience))
         {
+            var replies = 0;
             try
             {
                 while (await ws.ReceiveTextAsync(cts.Token) is not null)
                 {
+                    replies++;
                 }
 
                 closed = true;
@@ -236,6 +238,10 @@ public sealed class WireHardeningTests
             catch (WebSocketException)
             {
                 closed = true;
+            }
+            catch (OperationCanceledException)
+            {
+                Assert.Fail($"read {replies} replies and no close within {TestServer.Patience.TotalSeconds} s; sender closed: {closed}; log: {string.Join(" | ", logs.Lines.Where(l => l.Contains("WebSocket", StringComparison.Ordinal)))}");
             }
         }
 
