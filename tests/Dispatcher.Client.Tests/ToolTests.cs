@@ -179,10 +179,10 @@ public sealed class ToolTests(InstalledTool tool) : IClassFixture<InstalledTool>
         string la = $"127.0.0.1:{a.Port}", lb = $"127.0.0.1:{b.Port}";
 
         var add = await Json(0, ["add", .. on, "--id", "fleet", "sleep 60"]);
-        Assert.Equal([la, lb], add["started"]!.AsArray().Select(s => (string?)s!["host"]).Order());
+        Assert.Equal(new[] { la, lb }.Order(StringComparer.Ordinal), add["started"]!.AsArray().Select(s => (string?)s!["host"]).Order(StringComparer.Ordinal));
 
         var status = await Json(0, ["status", .. on]);
-        Assert.Equal([(la, "fleet"), (lb, "fleet")], status["jobs"]!.AsArray().Select(j => ((string?)j!["host"], (string?)j["id"])).Order());
+        Assert.Equal(new (string?, string?)[] { (la, "fleet"), (lb, "fleet") }.Order(), status["jobs"]!.AsArray().Select(j => ((string?)j!["host"], (string?)j["id"])).Order());
 
         var kill = await Json(0, ["kill", .. on, $"{la}:fleet"]);
         Assert.Equal(la, (string?)kill["killed"]![0]!["host"]);
