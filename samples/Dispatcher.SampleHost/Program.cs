@@ -20,6 +20,7 @@ try
         .AddWebSocketTransport()
         .AddHttpTransport()
         .UseAuthenticator<ConfigurationAuthenticator>();
+    builder.Services.AddDispatcherDashboard();
 
     var app = builder.Build();
 
@@ -31,6 +32,7 @@ try
 
     app.MapDispatcherWebSocket("/");
     app.MapDispatcherHttp();
+    app.MapDispatcherDashboard("/dashboard");
 
     // After the framework's own start-up lines (registered before them, so called after them).
     app.Lifetime.ApplicationStarted.Register(() => ConsoleBanner.Write(app.Services.GetRequiredService<ILoggerFactory>(), app.Urls, generatedPassword));

@@ -1,0 +1,258 @@
+// End-to-end tests of the dispatcher dashboard: headless Chromium (Debian's /usr/bin/chromium) driven by playwright-core,
+// against a real sample host process (built by `dotnet build -c Release`) with a full-access and a read-only user.
+//
+//   npm ci && npm test                     (DASHBOARD_SCREENSHOTS=docs also writes the README's screenshots into docs/)
+//
+// The tests share one host and one browser and run in order; each waits for conditions with generous timeouts.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, existsSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '../../..');
+const configuration = process.env.CONFIGURATION ?? 'Release';
+const hostDll = process.env.DISPATCHER_SAMPLE_HOST
+  ?? join(root, 'samples/Dispatcher.SampleHost/bin', configuration, 'net10.0/Dispatcher.SampleHost.dll');
+const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const PATIENCE = 30_000;
+const ADMIN = { user: 'admin', password: 'e2e-admin-secret' };
+const VIEWER = { user: 'viewer', password: 'e2e-viewer-secret' };
+const screenshotDir = process.env.DASHBOARD_SCREENSHOTS === 'docs' ? join(root, 'docs') : mkdtempSync(join(tmpdir(), 'dashboard-shots-'));
+
+let port;
+let base;
+let host;
+let userDataDir;
+let context;
+let admin;   // the full-access user's page, logged in by the first test
+
+// ---- helpers ----
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.on('error', fail);
+    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => ok(p)); });
+  });
+}
+
+function startHost() {
+  const child = spawn('dotnet', [hostDll, '--urls', base], {
+    cwd: dirname(hostDll),
+    env: {
+      ...process.env,
+      ASPNETCORE_URLS: '',
+      Users__0__Name: ADMIN.user, Users__0__Password: ADMIN.password, Users__0__FullAccess: 'true',
+      Users__1__Name: VIEWER.user, Users__1__Password: VIEWER.password, Users__1__FullAccess: 'false',
+      // Output arrives in the page within a quarter of a second instead of a second.
+      Dispatcher__Protocol__EventUpdateInterval: '00:00:00.250',
+      Dispatcher__KillGracePeriod: '00:00:02',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (d) => { output += d; });
+  child.stderr.on('data', (d) => { output += d; });
+  return new Promise((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`The sample host did not start within ${PATIENCE} ms:\n${output}`)), PATIENCE);
+    child.on('exit', (code) => { clearTimeout(timer); fail(new Error(`The sample host exited (${code}) before listening:\n${output}`)); });
+    const check = () => {
+      if (output.includes('listening on')) { clearTimeout(timer); child.removeAllListeners('exit'); ok(child); } else setTimeout(check, 50);
+    };
+    check();
+  });
+}
+
+function stopHost(child) {
+  return new Promise((ok) => {
+    if (!child || child.exitCode !== null || child.signalCode !== null) { ok(); return; }
+    const hard = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    child.once('exit', () => { clearTimeout(hard); ok(); });
+    child.kill('SIGTERM');
+  });
+}
+
+/** Sends one rpc/dispatcher request over REST as the full-access user (not through the page under test). */
+async function rest(args) {
+  const r = await fetch(`${base}/rpc/dispatcher`, {
+    method: 'PUT',
+    headers: { 'Content-Type': 'application/json', Authorization: `Basic ${Buffer.from(`${ADMIN.user}:${ADMIN.password}`).toString('base64')}` },
+    body: JSON.stringify(args),
+  });
+  return { status: r.status, body: (await r.json()).args };
+}
+
+async function eventually(what, condition, timeout = PATIENCE) {
+  const end = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try { last = await condition(); if (last) return last; } catch (e) { last = e; }
+    if (Date.now() > end) assert.fail(`Timed out waiting for ${what} (last: ${last})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function openDashboard() {
+  const page = await context.newPage();
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.goto(`${base}/dashboard`);
+  return page;
+}
+
+async function logIn(page, who) {
+  await page.getByLabel('User name').fill(who.user);
+  await page.keyboard.press('Tab');   // keyboard only from here: Tab to the password, Enter submits
+  await page.keyboard.type(who.password);
+  await page.keyboard.press('Enter');
+  await page.getByText(`${who.user} · `).waitFor({ timeout: PATIENCE });
+}
+
+const historyRow = (page, id) => page.locator(`tr[data-job="${id}"]`);
+const card = (page, id) => page.locator(`li[data-job="${id}"]`);
+
+// ---- the suite ----
+before(async () => {
+  assert.ok(existsSync(hostDll), `Build the sample host first (dotnet build -c ${configuration}): ${hostDll} is missing.`);
+  assert.ok(existsSync(chromiumPath), `Install Chromium (apt-get install -y chromium): ${chromiumPath} is missing.`);
+  port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  host = await startHost();
+  userDataDir = mkdtempSync(join(tmpdir(), 'dashboard-chromium-'));
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: chromiumPath,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+    timezoneId: 'Asia/Tokyo',
+  });
+});
+
+after(async () => {
+  await context?.close();
+  await stopHost(host);
+  if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+});
+
+test('a person logs in and sees a running job\'s output arrive', async () => {
+  admin = await openDashboard();
+  assert.match(admin.url(), /\/dashboard\/$/);
+  await logIn(admin, ADMIN);
+  assert.equal(await admin.evaluate(() => sessionStorage.length > 0 && localStorage.length === 0), true, 'token in sessionStorage only');
+
+  const { body } = await rest({ action: 'run', ticker: ['sh -c "echo tick-1; sleep 1; echo tick-2; exec sleep 300"'] });
+  assert.deepEqual(body.started, ['ticker']);
+  const output = admin.getByRole('log', { name: 'Output of ticker' });
+  await eventually('the first line', async () => (await output.textContent()).includes('tick-1'));
+  const height = (await card(admin, 'ticker').boundingBox()).height;
+  await eventually('the second line, a second later', async () => (await output.textContent()).includes('tick-2'));
+  assert.equal((await card(admin, 'ticker').boundingBox()).height, height, 'the card keeps its size as output arrives');
+  await eventually('the elapsed time', async () => /running for/.test(await card(admin, 'ticker').textContent()));
+});
+
+test('a full-access user kills the running job and sees it finish as killed', async () => {
+  await admin.getByRole('button', { name: 'Kill ticker' }).click();
+  await eventually('the killed row', async () => (await historyRow(admin, 'ticker').textContent()).includes('killed'));
+  await card(admin, 'ticker').waitFor({ state: 'detached', timeout: PATIENCE });
+  const row = await historyRow(admin, 'ticker').textContent();
+  assert.match(row, /no_queue/);
+  assert.match(row, /143|137/, 'the exit code of the killed command');
+});
+
+test('a full-access user runs a job from the form and reads its whole log', async () => {
+  await admin.getByLabel('Job id').fill('from-form');
+  await admin.getByLabel('Commands, one per line').fill('echo hello from the form\nsh -c "echo second; exit 3"');
+  await admin.getByRole('button', { name: 'Run', exact: true }).click();
+  await eventually('the failed row', async () => (await historyRow(admin, 'from-form').textContent()).includes('failed'));
+  assert.match(await historyRow(admin, 'from-form').textContent(), /0, 3/);
+
+  await admin.getByLabel('Show outcome').selectOption('failed');
+  assert.equal(await admin.locator('#history-body tr').count(), 1, 'the outcome filter keeps only the failed job');
+  await admin.getByLabel('Show outcome').selectOption('');
+
+  await admin.getByRole('button', { name: 'Show log of from-form' }).click();
+  const log = admin.getByRole('dialog');
+  await eventually('the log', async () => /hello from the form[\s\S]*second/.test(await log.textContent()));
+  await admin.keyboard.press('Escape');
+  await log.waitFor({ state: 'hidden', timeout: PATIENCE });
+});
+
+test('a full-access user pauses and resumes a queue', async (t) => {
+  const probe = await rest({ action: 'queues' });
+  if (probe.status !== 200) {
+    t.skip(`the server does not offer the queues action yet (${probe.status}: ${probe.body?.message}); the page hides the pause and resume buttons`);
+    assert.equal(await admin.getByRole('button', { name: /^(Pause|Resume) / }).count(), 0);
+    return;
+  }
+  await admin.getByRole('button', { name: 'Pause pkg_queue' }).click();
+  await eventually('the paused state', async () => (await admin.locator('tr[data-queue="pkg_queue"]').textContent()).includes('Paused'));
+  await rest({ action: 'run', held: { commands: ['echo held'], queue: 'pkg_queue' } });
+  await eventually('the held job pending', async () => (await card(admin, 'held').textContent()).includes('pending'));
+  await admin.getByRole('button', { name: 'Resume pkg_queue' }).click();
+  await eventually('the held job finished', async () => (await historyRow(admin, 'held').count()) === 1);
+  assert.match(await admin.locator('tr[data-queue="pkg_queue"]').textContent(), /Active/);
+});
+
+test('a read-only user sees the jobs and no control they cannot use', async () => {
+  await rest({ action: 'run', watched: ['sleep 300'] });
+  const viewer = await openDashboard();
+  await logIn(viewer, VIEWER);
+  await card(viewer, 'watched').waitFor({ timeout: PATIENCE });
+  await historyRow(viewer, 'from-form').waitFor({ timeout: PATIENCE });
+  assert.equal(await viewer.getByRole('button', { name: 'Kill watched' }).count(), 0);
+  assert.equal(await viewer.getByRole('button', { name: /^Kill / }).count(), 0);
+  assert.equal(await viewer.getByRole('button', { name: /^(Pause|Resume) / }).count(), 0);
+  assert.equal(await viewer.getByRole('heading', { name: 'Run a job' }).isVisible(), false);
+  assert.match(await viewer.getByText('viewer · ').textContent(), /read only/);
+  // The full-access page shows the same job with its kill button.
+  await admin.getByRole('button', { name: 'Kill watched' }).waitFor({ timeout: PATIENCE });
+  await viewer.close();
+});
+
+test('the page fits a phone, has a dark theme, and shows times in the viewer\'s zone', async () => {
+  await rest({ action: 'run', 'nightly-backup': ['sh -c "for i in 1 2 3 4 5 6; do echo copying volume $i of 6; sleep 0.2; done; exec sleep 300"'],
+    'pkg-upgrade': { commands: ['sleep 300'], queue: 'pkg_queue' }, 'pkg-clean': { commands: ['echo cleaned'], queue: 'pkg_queue' } });
+  await eventually('the backup output', async () => (await admin.getByRole('log', { name: 'Output of nightly-backup' }).textContent()).includes('6 of 6'));
+  await card(admin, 'pkg-clean').waitFor({ timeout: PATIENCE });
+  mkdirSync(screenshotDir, { recursive: true });
+  await admin.screenshot({ path: join(screenshotDir, 'dashboard-desktop.png'), fullPage: true });
+
+  await admin.setViewportSize({ width: 390, height: 844 });
+  const overflow = await admin.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `no sideways scrolling at phone width (overflow ${overflow} px)`);
+  await admin.screenshot({ path: join(screenshotDir, 'dashboard-phone.png'), fullPage: true });
+
+  const light = await admin.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  await admin.emulateMedia({ colorScheme: 'dark' });
+  const dark = await admin.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  assert.notEqual(dark, light);
+  await admin.setViewportSize({ width: 1280, height: 900 });
+  await admin.screenshot({ path: join(screenshotDir, 'dashboard-dark.png') });
+  await admin.emulateMedia({ colorScheme: 'light' });
+
+  // The browser runs in Asia/Tokyo (UTC+9, no daylight saving): a finished time shows the Tokyo hour.
+  const time = historyRow(admin, 'from-form').locator('time').last();
+  const iso = await time.getAttribute('datetime');
+  const tokyoHour = (new Date(iso).getUTCHours() + 9) % 24;
+  assert.match(await time.textContent(), new RegExp(`\\b0?${tokyoHour}:`));
+
+  await rest({ action: 'kill', job_id: ['watched', 'nightly-backup', 'pkg-upgrade', 'pkg-clean'] });
+});
+
+test('the page says when the connection drops and comes back after a server restart', async () => {
+  await stopHost(host);
+  const toast = admin.locator('#toast');
+  await eventually('the lost-connection message', async () => /Connection to the server lost/.test(await toast.textContent()));
+  assert.match(await admin.locator('#connection').textContent(), /Disconnected/);
+  host = await startHost();
+  await eventually('the reconnected message', async () => /Connected to the server again/.test(await toast.textContent()), 45_000);
+  // Tokens live in the server's memory: after its restart the page asks to log in again, and then shows the new server's state.
+  await eventually('the login form', async () => /session has ended/.test(await admin.locator('#login-message').textContent()));
+  await logIn(admin, ADMIN);
+  await rest({ action: 'run', after_restart: ['echo back again'] });
+  await eventually('a job of the new server', async () => (await historyRow(admin, 'after_restart').textContent()).includes('succeeded'));
+});
