@@ -6,6 +6,7 @@
 #   3. the core and transport tests once more on net8.0 (-p:TestNet8=true adds it), self-contained (only the .NET 10
 #      runtime is installed);
 #   4. the packages: packed into a local feed, then used by id and version from eng/PackageConsumer (counted as one test).
+#   5. the dashboard in headless Chromium (each browser test counted), when Chromium and its npm packages are installed.
 # Needs only the .NET 10 SDK (and the sh, sleep, setsid, env and curl programs every Linux has).
 set -uo pipefail
 cd "$(dirname "$0")"
@@ -43,6 +44,23 @@ else
   extra_failed=$((extra_failed + 1)); echo "package verification failed:"; tail -n 30 "$results/packages.log"
 fi
 
+# The dashboard in headless Chromium (tests/Dispatcher.Dashboard.Tests/e2e, node's test runner): every browser test counts.
+# .ci/run installs Chromium and the suite's npm packages; without them the suite is skipped, or fails with DISPATCHER_BROWSER_TESTS=1.
+e2e=tests/Dispatcher.Dashboard.Tests/e2e; skipped=0
+if [ -x /usr/bin/chromium ] && [ -d "$e2e/node_modules/playwright-core" ]; then
+  (cd "$e2e" && npm test --silent) > "$results/e2e.log" 2>&1; e2e_status=$?
+  count() { grep -E "^# $1 [0-9]+$" "$results/e2e.log" | tail -1 | grep -o '[0-9]*'; }
+  e2e_passed=$(count pass); e2e_failed=$(count fail); e2e_skipped=$(count skipped)
+  grep -E '^not ok|# SKIP|^# (pass|fail|skipped) ' "$results/e2e.log" | sed 's/^/browser: /'
+  if [ "$e2e_status" -ne 0 ] && [ "${e2e_failed:-0}" -eq 0 ]; then e2e_failed=1; tail -n 40 "$results/e2e.log"; fi
+  [ "${e2e_failed:-0}" -eq 0 ] || grep -E -A12 '^not ok' "$results/e2e.log" | head -n 80
+  extra_passed=$((extra_passed + ${e2e_passed:-0})); extra_failed=$((extra_failed + ${e2e_failed:-0})); skipped=${e2e_skipped:-0}
+elif [ "${DISPATCHER_BROWSER_TESTS:-0}" = 1 ]; then
+  extra_failed=$((extra_failed + 1)); echo "browser tests cannot run: /usr/bin/chromium or $e2e/node_modules is missing"
+else
+  echo "browser tests skipped: install chromium and run 'npm ci' in $e2e (.ci/run does both)"
+fi
+
 passed=$extra_passed; failed=$extra_failed
 for f in "$results"/*.trx; do
   [ -e "$f" ] || continue
@@ -52,5 +70,5 @@ for f in "$results"/*.trx; do
 done
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 if [ "$passed" -eq 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
-echo "$passed passed, $failed failed"
+if [ "$skipped" -gt 0 ]; then echo "$passed passed, $failed failed, $skipped skipped"; else echo "$passed passed, $failed failed"; fi
 [ "$failed" -eq 0 ]

@@ -136,6 +136,7 @@ after(async () => {
   await context?.close();
   await stopHost(host);
   if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+  if (process.env.DASHBOARD_SCREENSHOTS !== 'docs') rmSync(screenshotDir, { recursive: true, force: true });
 });
 
 test('a person logs in and sees a running job\'s output arrive', async () => {
