@@ -206,8 +206,8 @@ async function startSession(user) {
 }
 
 async function logout() {
+  try { await call('events', 'unsubscribe', ['dispatcher']); } catch { /* the connection may be gone */ }
   try { await call('rpc', 'auth_clear', {}); } catch { /* the token is forgotten here either way */ }
-  try { await call('events', 'unsubscribe', ['dispatcher']); } catch { /* unauthenticated now */ }
   sessionStorage.removeItem(TOKEN_KEY);
   sessionStorage.removeItem(USER_KEY);
   clearInterval(keepaliveTimer);
@@ -390,6 +390,7 @@ function renderQueues() {
   const body = $('queues-body');
   const rows = queueRows();
   const control = state.access === 'full' && state.queuesSupported === true;
+  $('queues-table').classList.toggle('detailed', state.queuesSupported === true);
   body.replaceChildren(...rows.map((q) => {
     const stateText = q.paused ? 'Paused' : q.draining ? 'Draining' : 'Active';
     const actions = el('td', { 'data-label': '' });
@@ -400,10 +401,10 @@ function renderQueues() {
     }
     return el('tr', { 'data-queue': q.name },
       el('th', { scope: 'row', class: 'mono', text: q.name }),
-      el('td', { class: 'num', 'data-label': 'Limit', text: q.limit == null ? '—' : q.limit === 0 ? 'no limit' : String(q.limit) }),
+      el('td', { class: 'num detail', 'data-label': 'Limit', text: q.limit == null ? '—' : q.limit === 0 ? 'no limit' : String(q.limit) }),
       el('td', { class: 'num', 'data-label': 'Running', text: q.running == null ? '—' : String(q.running) }),
       el('td', { class: 'num', 'data-label': 'Pending', text: q.pending == null ? '—' : String(q.pending) }),
-      el('td', { 'data-label': 'State' }, el('span', { class: `badge ${q.paused ? 'paused' : 'active'}`, text: stateText })),
+      el('td', { class: 'detail', 'data-label': 'State' }, el('span', { class: `badge ${q.paused ? 'paused' : 'active'}`, text: stateText })),
       actions);
   }));
   if (!rows.length) body.append(el('tr', {}, el('td', { colSpan: 6, class: 'empty', text: 'No queue has had a job yet.' })));

@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
-import { createServer } from 'node:net';
+import { createServer, connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -87,6 +87,26 @@ async function rest(args) {
   return { status: r.status, body: (await r.json()).args };
 }
 
+/** A TCP proxy in front of the host whose connections the test can cut, as a network failure would. */
+function startProxy(target) {
+  const sockets = new Set();
+  let down = false;
+  const server = createServer((client) => {
+    if (down) { client.destroy(); return; }
+    const upstream = connect(target, '127.0.0.1');
+    sockets.add(client); sockets.add(upstream);
+    client.pipe(upstream); upstream.pipe(client);
+    const end = () => { client.destroy(); upstream.destroy(); sockets.delete(client); sockets.delete(upstream); };
+    for (const s of [client, upstream]) { s.on('error', end); s.on('close', end); }
+  });
+  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok({
+    url: `http://127.0.0.1:${server.address().port}`,
+    cut() { down = true; for (const s of sockets) s.destroy(); },
+    restore() { down = false; },
+    close() { this.cut(); return new Promise((r) => server.close(r)); },
+  })));
+}
+
 async function eventually(what, condition, timeout = PATIENCE) {
   const end = Date.now() + timeout;
   let last;
@@ -97,10 +117,10 @@ async function eventually(what, condition, timeout = PATIENCE) {
   }
 }
 
-async function openDashboard() {
+async function openDashboard(origin = base) {
   const page = await context.newPage();
   await page.setViewportSize({ width: 1280, height: 900 });
-  await page.goto(`${base}/dashboard`);
+  await page.goto(`${origin}/dashboard`);
   return page;
 }
 
@@ -156,7 +176,9 @@ test('a person logs in and sees a running job\'s output arrive', async () => {
 });
 
 test('a full-access user kills the running job and sees it finish as killed', async () => {
-  await admin.getByRole('button', { name: 'Kill ticker' }).click();
+  const kill = admin.getByRole('button', { name: 'Kill ticker' });
+  await kill.focus();
+  await admin.keyboard.press('Enter');
   await eventually('the killed row', async () => (await historyRow(admin, 'ticker').textContent()).includes('killed'));
   await card(admin, 'ticker').waitFor({ state: 'detached', timeout: PATIENCE });
   const row = await historyRow(admin, 'ticker').textContent();
@@ -165,6 +187,16 @@ test('a full-access user kills the running job and sees it finish as killed', as
 });
 
 test('a full-access user runs a job from the form and reads its whole log', async () => {
+  const message = admin.locator('#run-message');
+  await admin.getByLabel('Commands, one per line').fill('true');
+  await admin.getByRole('button', { name: 'Run', exact: true }).click();
+  assert.equal(await message.textContent(), 'Give the job an id.');
+  await admin.getByLabel('Job id').fill('misplaced');
+  await admin.getByLabel('Run in queue').fill('nope');
+  await admin.getByRole('button', { name: 'Run', exact: true }).click();
+  await eventually('the rejection', async () => /^Not started: Unknown queue 'nope'/.test(await message.textContent()));
+  await admin.getByLabel('Run in queue').fill('no_queue');
+
   await admin.getByLabel('Job id').fill('from-form');
   await admin.getByLabel('Commands, one per line').fill('echo hello from the form\nsh -c "echo second; exit 3"');
   await admin.getByRole('button', { name: 'Run', exact: true }).click();
@@ -211,6 +243,14 @@ test('a read-only user sees the jobs and no control they cannot use', async () =
   assert.match(await viewer.getByText('viewer · ').textContent(), /read only/);
   // The full-access page shows the same job with its kill button.
   await admin.getByRole('button', { name: 'Kill watched' }).waitFor({ timeout: PATIENCE });
+
+  // Logging out forgets the token: the form comes back, and a reload does not log in again.
+  await viewer.getByRole('button', { name: 'Log out' }).click();
+  await viewer.getByLabel('User name').waitFor({ timeout: PATIENCE });
+  assert.equal(await viewer.evaluate(() => sessionStorage.length), 0);
+  assert.equal(await card(viewer, 'watched').count(), 0, 'no job is shown after logging out');
+  await viewer.reload();
+  await viewer.getByRole('button', { name: 'Log in' }).waitFor({ timeout: PATIENCE });
   await viewer.close();
 });
 
@@ -242,6 +282,26 @@ test('the page fits a phone, has a dark theme, and shows times in the viewer\'s 
   assert.match(await time.textContent(), new RegExp(`\\b0?${tokyoHour}:`));
 
   await rest({ action: 'kill', job_id: ['watched', 'nightly-backup', 'pkg-upgrade', 'pkg-clean'] });
+});
+
+test('the page reconnects by itself after a network failure and catches up with what it missed', async () => {
+  const proxy = await startProxy(port);
+  const page = await openDashboard(proxy.url);
+  try {
+    await logIn(page, ADMIN);
+    await historyRow(page, 'from-form').waitFor({ timeout: PATIENCE });
+    proxy.cut();
+    await eventually('the lost-connection message', async () => /Connection to the server lost/.test(await page.locator('#toast').textContent()));
+    await rest({ action: 'run', 'while-away': ['echo ran while the page was cut off'] });
+    proxy.restore();
+    await eventually('the reconnected message', async () => /Connected to the server again/.test(await page.locator('#toast').textContent()));
+    // The token is still good: no login, and the job that finished meanwhile is there.
+    await eventually('the missed job', async () => (await historyRow(page, 'while-away').textContent()).includes('succeeded'));
+    assert.equal(await page.getByLabel('User name').isVisible(), false);
+  } finally {
+    await page.close();
+    await proxy.close();
+  }
 });
 
 test('the page says when the connection drops and comes back after a server restart', async () => {
