@@ -7,7 +7,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { createServer, connect } from 'node:net';
@@ -21,6 +22,7 @@ const hostDll = process.env.DISPATCHER_SAMPLE_HOST
   ?? join(root, 'samples/Dispatcher.SampleHost/bin', configuration, 'net10.0/Dispatcher.SampleHost.dll');
 const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const PATIENCE = 30_000;
+const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 const ADMIN = { user: 'admin', password: 'e2e-admin-secret' };
 const VIEWER = { user: 'viewer', password: 'e2e-viewer-secret' };
 const screenshotDir = process.env.DASHBOARD_SCREENSHOTS === 'docs' ? join(root, 'docs') : mkdtempSync(join(tmpdir(), 'dashboard-shots-'));
@@ -130,6 +132,13 @@ async function logIn(page, who) {
   await page.keyboard.type(who.password);
   await page.keyboard.press('Enter');
   await page.getByText(`${who.user} · `).waitFor({ timeout: PATIENCE });
+}
+
+/** Runs axe-core (WCAG 2 A and AA rules, colour contrast included) in the page; returns the violations, one line each. */
+async function accessibilityViolations(page) {
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(() => window.axe.run(document, { runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] }));
+  return result.violations.map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
 }
 
 const historyRow = (page, id) => page.locator(`tr[data-job="${id}"]`);
@@ -252,6 +261,21 @@ test('a read-only user sees the jobs and no control they cannot use', async () =
   await viewer.reload();
   await viewer.getByRole('button', { name: 'Log in' }).waitFor({ timeout: PATIENCE });
   await viewer.close();
+});
+
+test('the page passes axe\'s accessibility rules at the login form and with jobs, in light and dark themes', async () => {
+  const fresh = await openDashboard();
+  await fresh.getByLabel('User name').waitFor({ timeout: PATIENCE });
+  assert.deepEqual(await accessibilityViolations(fresh), [], 'login form');
+  await fresh.close();
+  await card(admin, 'watched').waitFor({ timeout: PATIENCE });
+  assert.deepEqual(await accessibilityViolations(admin), [], 'light theme');
+  await admin.emulateMedia({ colorScheme: 'dark' });
+  try {
+    assert.deepEqual(await accessibilityViolations(admin), [], 'dark theme');
+  } finally {
+    await admin.emulateMedia({ colorScheme: 'light' });
+  }
 });
 
 test('the page fits a phone, has a dark theme, and shows times in the viewer\'s zone', async () => {
