@@ -476,7 +476,9 @@ function updateCard(c, job) {
       const code = job.codes.get(cmd);
       return el('li', { class: cmd === job.current ? 'current' : '', text: code != null ? `${cmd}  → exit ${code}` : cmd });
     }));
-    c.actions.replaceChildren();
+    const log = el('button', { type: 'button', class: 'secondary', text: 'Log', 'aria-label': `Show log of ${job.id}` });
+    log.addEventListener('click', () => showLog(job.id));
+    c.actions.replaceChildren(log);
     if (full) {
       const kill = el('button', { type: 'button', class: 'danger', text: 'Kill', 'aria-label': `Kill ${job.id}` });
       kill.addEventListener('click', () => killJob(job.id, kill));
@@ -526,7 +528,8 @@ function renderHistory() {
     .sort((a, b) => (b.finishedAt ?? 0) - (a.finishedAt ?? 0) || b.seen - a.seen);
   const shown = rows.slice(0, HISTORY_ROWS);
   const key = `${outcome}|${queue}|${state.access}|${shown.map((j) => `${j.id}:${j.seen}:${j.queue}:${j.outcome}`).join(',')}`;
-  $('history-count').textContent = all.length ? `(${rows.length === all.length ? all.length : `${rows.length} of ${all.length}`})` : '';
+  const counted = rows.length === all.length ? `${all.length}` : `${rows.length} of ${all.length}`;
+  $('history-count').textContent = all.length ? `(${counted}${rows.length > shown.length ? `, newest ${shown.length} shown` : ''})` : '';
   $('history-empty').hidden = rows.length > 0;
   if (key === historyKey) return;
   historyKey = key;

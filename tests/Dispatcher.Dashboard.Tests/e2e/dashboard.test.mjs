@@ -182,6 +182,11 @@ test('a person logs in and sees a running job\'s output arrive', async () => {
   await eventually('the second line, a second later', async () => (await output.textContent()).includes('tick-2'));
   assert.equal((await card(admin, 'ticker').boundingBox()).height, height, 'the card keeps its size as output arrives');
   await eventually('the elapsed time', async () => /running for/.test(await card(admin, 'ticker').textContent()));
+
+  await admin.getByRole('button', { name: 'Show log of ticker' }).click();
+  await eventually('the running job\'s log', async () => /tick-1\s+tick-2/.test(await admin.getByRole('dialog').textContent()));
+  await admin.getByRole('button', { name: 'Close' }).click();
+  await admin.getByRole('dialog').waitFor({ state: 'hidden', timeout: PATIENCE });
 });
 
 test('a full-access user kills the running job and sees it finish as killed', async () => {
