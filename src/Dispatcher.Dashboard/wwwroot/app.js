@@ -137,7 +137,8 @@ async function onOpen(ws) {
       await startSession(sessionStorage.getItem(USER_KEY));
       return;
     } catch (e) {
-      if (ws !== socket) return;
+      // Lost again before the session was back: keep the token for the next attempt.
+      if (ws !== socket || e.code === '0') return;
       sessionStorage.removeItem(TOKEN_KEY);
       showLogin(e.code === '401' ? 'Your session has ended (the server restarted or the token expired). Log in again.' : e.message);
       return;
@@ -220,11 +221,12 @@ async function logout() {
 async function reload() {
   listAsked = state.order;
   const [list, history] = await Promise.all([dispatcher({ action: 'list' }), dispatcher({ action: 'history' }).catch(() => null)]);
-  applyList(list, true);
   if (history && Array.isArray(history.history)) {
     state.finished.clear();
     for (const d of history.history) addFinished(d);
   }
+  // After the history: an id that finished once and runs again is shown running.
+  applyList(list, true);
   await refreshQueues();
   render();
 }
@@ -235,7 +237,10 @@ function applyList(reply, authoritative) {
   for (const [queue, jobs] of Object.entries(reply?.jobs ?? {})) {
     for (const [id, info] of Object.entries(jobs)) {
       seen.add(id);
-      if (state.finished.has(id) && !authoritative) continue;
+      if (state.finished.has(id)) {
+        if (!authoritative) continue;
+        state.finished.delete(id);
+      }
       let job = state.jobs.get(id);
       if (!job) { job = newJob(id); state.jobs.set(id, job); }
       job.queue = queue;

@@ -228,6 +228,20 @@ test('a full-access user runs a job from the form and reads its whole log', asyn
   await log.waitFor({ state: 'hidden', timeout: PATIENCE });
 });
 
+test('a reload keeps the tab logged in and shows a job id that runs again as running', async () => {
+  await rest({ action: 'run', again: ['echo first run'] });
+  await eventually('the first run finished', async () => (await historyRow(admin, 'again').textContent()).includes('succeeded'));
+  await rest({ action: 'run', again: ['sleep 300'] });
+  await card(admin, 'again').waitFor({ timeout: PATIENCE });
+
+  await admin.reload();
+  await admin.getByText(`${ADMIN.user} · `).waitFor({ timeout: PATIENCE });
+  await admin.getByRole('button', { name: 'Kill again' }).waitFor({ timeout: PATIENCE });
+  assert.match(await card(admin, 'again').textContent(), /running/);
+  await rest({ action: 'kill', job_id: 'again' });
+  await card(admin, 'again').waitFor({ state: 'detached', timeout: PATIENCE });
+});
+
 test('a full-access user pauses and resumes a queue', async (t) => {
   const probe = await rest({ action: 'queues' });
   if (probe.status !== 200) {
