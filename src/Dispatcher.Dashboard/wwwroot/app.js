@@ -6,6 +6,7 @@ const USER_KEY = 'dispatcher-dashboard.user';
 const KEEPALIVE_MS = 60_000;           // a request a minute renews the token (5 min after last use) and the idle timeout (10 min)
 const SHOWN_OUTPUT_CHARS = 200_000;    // per running job in the page; the whole log is one click away
 const HISTORY_ROWS = 500;              // newest finished jobs shown
+const PENDING_CARDS = 100;             // pending jobs shown as cards (a queue of thousands stays cheap to draw)
 const LOG_PAGE = 65536;
 const LOG_MAX_PAGES = 256;
 
@@ -434,15 +435,21 @@ function renderActive() {
   const jobs = [...state.jobs.values()].sort((a, b) =>
     (a.state === b.state ? 0 : a.state === 'running' ? -1 : 1)
     || (a.state === 'pending' ? (a.position ?? Infinity) - (b.position ?? Infinity) : 0) || a.seen - b.seen);
-  for (const [id, card] of cards) if (!state.jobs.has(id)) { card.li.remove(); cards.delete(id); }
+  const all = jobs.length;
+  const running = jobs.filter((j) => j.state === 'running').length;
+  jobs.length = Math.min(all, running + PENDING_CARDS);
+  const shown = new Set(jobs.map((j) => j.id));
+  for (const [id, card] of cards) if (!shown.has(id)) { card.li.remove(); cards.delete(id); }
   jobs.forEach((job, i) => {
     let card = cards.get(job.id);
     if (!card) { card = createCard(job); cards.set(job.id, card); }
     updateCard(card, job);
     if (list.children[i] !== card.li) list.insertBefore(card.li, list.children[i] ?? null);
   });
-  $('active-empty').hidden = jobs.length > 0;
-  $('active-count').textContent = jobs.length ? `(${jobs.length})` : '';
+  $('active-empty').hidden = all > 0;
+  $('active-count').textContent = all ? `(${running} running, ${all - running} pending)` : '';
+  $('active-more').hidden = all === jobs.length;
+  $('active-more').textContent = `${all - jobs.length} more pending jobs are not shown; they appear as the queue moves.`;
   dirtyOutput.clear();
 }
 

@@ -327,6 +327,19 @@ test('the page fits a phone, has a dark theme, and shows times in the viewer\'s 
   await rest({ action: 'kill', job_id: ['watched', 'nightly-backup', 'pkg-upgrade', 'pkg-clean'] });
 });
 
+test('a long queue is counted whole and drawn in part', async () => {
+  const jobs = { action: 'run', blocker: { commands: ['sleep 300'], queue: 'iocage_queue' } };
+  for (let i = 0; i < 150; i++) jobs[`queued-${String(i).padStart(3, '0')}`] = { commands: ['true'], queue: 'iocage_queue' };
+  assert.equal((await rest(jobs)).body.started.length, 151);
+  await eventually('the counts', async () => (await admin.locator('#active-count').textContent()).includes('150 pending'));
+  await eventually('the note', async () => /^50 more pending jobs are not shown/.test(await admin.locator('#active-more').textContent()));
+  assert.equal(await admin.locator('li[data-job^="queued-"]').count(), 100);
+  assert.match(await card(admin, 'queued-000').textContent(), /position 1/);
+  await rest({ action: 'kill', job_id: Object.keys(jobs).filter((k) => k !== 'action') });
+  await eventually('the queue emptied', async () => (await admin.locator('li[data-job^="queued-"]').count()) === 0);
+  assert.equal(await admin.locator('#active-more').isVisible(), false);
+});
+
 test('the page reconnects by itself after a network failure and catches up with what it missed', async () => {
   const proxy = await startProxy(port);
   const page = await openDashboard(proxy.url);
