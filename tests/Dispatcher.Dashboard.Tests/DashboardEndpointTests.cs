@@ -42,6 +42,7 @@ public sealed class DashboardEndpointTests
         Assert.Contains("<title>Dispatcher</title>", html, StringComparison.Ordinal);
         var policy = string.Join(' ', response.Headers.GetValues("Content-Security-Policy"));
         Assert.Contains("default-src 'none'", policy, StringComparison.Ordinal);
+        Assert.Contains("connect-src 'self';", policy, StringComparison.Ordinal);
         Assert.Contains("script-src 'self'", policy, StringComparison.Ordinal);
         Assert.Equal("nosniff", string.Join(' ', response.Headers.GetValues("X-Content-Type-Options")));
         Assert.NotNull(response.Headers.ETag);

@@ -62,7 +62,10 @@ internal sealed class DashboardAssets
         }
 
         _assets = assets.ToFrozenDictionary(StringComparer.Ordinal);
-        var other = Uri.TryCreate(o.WebSocketUrl, UriKind.Absolute, out var uri) ? " " + uri.GetLeftPart(UriPartial.Authority) : string.Empty;
+        // Only a ws:// or wss:// URL names another host ("/" parses as an absolute file:/// URI on Unix).
+        var other = o.WebSocketUrl.StartsWith('/') || !Uri.TryCreate(o.WebSocketUrl, UriKind.Absolute, out var uri)
+            ? string.Empty
+            : " " + uri.GetLeftPart(UriPartial.Authority);
         _contentSecurityPolicy = ContentSecurityPolicy + other + ContentSecurityPolicyEnd;
     }
 
