@@ -2,6 +2,7 @@ using Dispatcher;
 using Dispatcher.Internal;
 using Dispatcher.Protocol;
 using Dispatcher.Running;
+using Dispatcher.Storage;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 
@@ -29,6 +30,9 @@ public static class DispatcherServiceCollectionExtensions
             services.TryAddSingleton(JobRunners.CreateDefault);
             services.TryAddSingleton<DefaultDispatcher>();
             services.TryAddSingleton<IDispatcher>(sp => sp.GetRequiredService<DefaultDispatcher>());
+
+            // The dispatcher's store (for health checks: IJobStore.Health); null when jobs are kept in memory only.
+            services.TryAddSingleton<IJobStore>(sp => sp.GetRequiredService<DefaultDispatcher>().Store!);
             services.AddHostedService<DispatcherHostedService>();
 
             // The protocol layer shared by the transports.
@@ -156,6 +160,23 @@ public static class DispatcherBuilderExtensions
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.RemoveAll<IJobRunner>();
         builder.Services.AddSingleton<IJobRunner, TRunner>();
+        return builder;
+    }
+
+    /// <summary>
+    /// Replaces the job store (the file journal under <see cref="DispatcherOptions.DataDirectory"/>) by <typeparamref name="TStore"/>,
+    /// for example a database. The dispatcher replays it when the host starts and waits for each job's record before starting the job.
+    /// </summary>
+    /// <typeparam name="TStore">The store type, resolved as a singleton; the container owns and disposes it.</typeparam>
+    /// <param name="builder">The builder.</param>
+    /// <returns>The builder.</returns>
+    public static IDispatcherBuilder UseJobStore<TStore>(this IDispatcherBuilder builder)
+        where TStore : class, IJobStore
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.Services.TryAddSingleton<TStore>();
+        builder.Services.RemoveAll<JobStoreRegistration>();
+        builder.Services.AddSingleton(sp => new JobStoreRegistration(sp.GetRequiredService<TStore>()));
         return builder;
     }
 }

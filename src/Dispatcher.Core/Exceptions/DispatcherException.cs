@@ -39,6 +39,9 @@ public enum JobRejectionReason
 
     /// <summary>The dispatcher is stopping and accepts no new jobs.</summary>
     ShuttingDown,
+
+    /// <summary>The job could not be recorded in the job store (the storage is full or read-only, or the store stopped); it did not run.</summary>
+    StorageFailed,
 }
 
 /// <summary>Thrown when a job is not accepted; nothing was changed.</summary>

@@ -9,6 +9,12 @@ using Microsoft.Extensions.Options;
 
 namespace Dispatcher.Internal;
 
+/// <summary>A job store plugged in with <c>UseJobStore&lt;T&gt;()</c>; the container owns (and disposes) it.</summary>
+internal sealed class JobStoreRegistration(IJobStore store)
+{
+    public IJobStore Store { get; } = store;
+}
+
 /// <summary>
 /// The dispatcher. One lock guards the queues, the active jobs and the retained results; nothing polls: a job starts inside the
 /// call that made room for it (an enqueue, or the end of another job).
@@ -33,12 +39,15 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
     private readonly Dictionary<string, JobResult> _finished = new(StringComparer.Ordinal);
     private readonly Queue<JobResult> _finishedOrder = new();
     private readonly IJobStore? _store;
+    private readonly bool _ownsStore;
+    private Task? _startTask;
+    private Task _lastWrite = Task.CompletedTask;
     private long _journalRecords;
     private bool _stopping;
     private Task? _stopTask;
 
     public DefaultDispatcher(IOptions<DispatcherOptions> options, IJobRunner runner, TimeProvider timeProvider,
-        ILogger<DefaultDispatcher>? logger = null, IMeterFactory? meterFactory = null, IJobStore? store = null)
+        ILogger<DefaultDispatcher>? logger = null, IMeterFactory? meterFactory = null, JobStoreRegistration? customStore = null)
     {
         _options = options.Value;
         _runner = runner;
@@ -53,15 +62,35 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
 
         _queueOrder = [.. _queues.Values];
         Queues = [.. _queues.Keys];
-        _store = store ?? (_options.DataDirectory is { } directory ? new FileJobStore(directory, _options.FlushToDisk, _logger, _metrics) : null);
-        if (_store is null)
+        // No I/O here: the journal is read when the host starts (StartAsync), or at the first enqueue without a host.
+        var store = customStore?.Store;
+        _ownsStore = store is null;
+        _store = store ?? (_options.DataDirectory is { } directory
+            ? new FileJobStore(directory, _options.FlushToDisk, _logger, _metrics, _options.MaxOutputCharacters)
+            : null);
+    }
+
+    /// <summary>Gets the job store: the one plugged in with <c>UseJobStore</c>, the file journal, or <see langword="null"/> in memory.</summary>
+    internal IJobStore? Store => _store;
+
+    /// <summary>
+    /// Replays the job store (once): retained results come back, processes that a crash left behind are ended, pending jobs start.
+    /// The hosted service calls it when the host starts; an enqueue before that waits for it.
+    /// </summary>
+    public Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_gate)
         {
-            DispatcherLog.InMemory(_logger);
+            _startTask ??= _store is null ? LogInMemory() : Task.Run(() => RecoverAsync(_store, cancellationToken), CancellationToken.None);
         }
-        else
-        {
-            Recover(_store);
-        }
+
+        return _startTask.WaitAsync(cancellationToken);
+    }
+
+    private Task LogInMemory()
+    {
+        DispatcherLog.InMemory(_logger);
+        return Task.CompletedTask;
     }
 
     public IReadOnlyCollection<string> Queues { get; }
@@ -71,14 +100,26 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
         var argv = Validate(request);
+        if (_startTask is not { IsCompletedSuccessfully: true })
+        {
+            await StartAsync(CancellationToken.None).WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+
         List<Job> toStart;
         JobInfo info;
         Task? durable = null;
+        Job job;
         lock (_gate)
         {
             if (_stopping)
             {
                 throw Reject(request.Id, JobRejectionReason.ShuttingDown, "The dispatcher is stopping and accepts no new jobs.");
+            }
+
+            if (_store?.Health is { Status: JobStoreStatus.Failed } failed)
+            {
+                // Fail at once rather than queue behind a writer that will never write.
+                throw Reject(request.Id, JobRejectionReason.StorageFailed, $"Job '{request.Id}' was not accepted: {failed.Description}");
             }
 
             if (!_queues.TryGetValue(request.Queue, out var queue))
@@ -92,16 +133,19 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
                 throw Reject(request.Id, JobRejectionReason.DuplicateId, $"A job with id '{request.Id}' is already pending or running.");
             }
 
-            var job = new Job(request, argv, request.Timeout ?? _options.DefaultJobTimeout, _time.GetUtcNow(), _options.MaxOutputCharacters)
+            job = new Job(request, argv, request.Timeout ?? _options.DefaultJobTimeout, _time.GetUtcNow(), _options.MaxOutputCharacters)
             {
                 QueueState = queue,
+                Durable = _store is null,
             };
             job.PendingNode = queue.Pending.AddLast(job);
             _active.Add(job.Id, job);
             if (_store is not null)
             {
-                // Appended under the lock, so the journal holds jobs in queue order.
+                // Appended under the lock, so the journal holds jobs in queue order. The job waits in its queue until the
+                // record is durable: a job that ran and then vanished in a crash would be worse than one refused.
                 durable = _store.AppendAsync(new JobEnqueuedRecord(job.Request, job.EnqueuedAt));
+                _lastWrite = durable;
                 _journalRecords++;
             }
 
@@ -120,10 +164,54 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         if (durable is not null)
         {
             // The caller hears "accepted" only once the job would survive a crash (group commit: one flush for many enqueues).
-            await durable.ConfigureAwait(false);
+            await MadeDurableAsync(job, durable).ConfigureAwait(false);
         }
 
         return info;
+    }
+
+    /// <summary>Waits for a job's record; then lets it start, or takes it back out of its queue and rejects it.</summary>
+    private async Task MadeDurableAsync(Job job, Task durable)
+    {
+        Exception? failure = null;
+        try
+        {
+            await durable.ConfigureAwait(false);
+        }
+#pragma warning disable CA1031 // any store failure rejects the job; the store's own exception is the inner one
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            failure = ex;
+        }
+
+        List<Job> toStart;
+        lock (_gate)
+        {
+            var queue = job.QueueState;
+            if (failure is not null && job.State == JobState.Pending)
+            {
+                queue.Pending.Remove(job.PendingNode!);
+                job.PendingNode = null;
+                job.State = JobState.Finished;
+                _active.Remove(job.Id);
+                _metrics.LeftQueueUnstarted(queue.Name);
+                job.Completion.TrySetException(new JobRejectedException(job.Id, JobRejectionReason.StorageFailed, "The job was not recorded."));
+                _ = job.Completion.Task.Exception;
+            }
+
+            job.Durable = true;
+            toStart = _stopping ? [] : StartRunnable(queue);
+        }
+
+        Launch(toStart);
+        if (failure is not null)
+        {
+            DispatcherLog.JobNotDurable(_logger, job.Id, failure);
+            _metrics.Rejected();
+            throw new JobRejectedException(job.Id, JobRejectionReason.StorageFailed,
+                $"Job '{job.Id}' was not accepted and did not run: {failure.Message}");
+        }
     }
 
     public IReadOnlyList<JobInfo> List()
@@ -345,9 +433,20 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         }
 
         await Task.WhenAll(remaining).ConfigureAwait(false);
-        if (_store is not null)
+        if (_store is not null && _ownsStore)
         {
             await _store.DisposeAsync().ConfigureAwait(false);
+        }
+        else if (_store is not null)
+        {
+            // Not ours to dispose (the container does): wait for the last record, which the store applies after all others.
+            Task last;
+            lock (_gate)
+            {
+                last = _lastWrite;
+            }
+
+            await Task.WhenAny(last).ConfigureAwait(false);
         }
 
         _events.CompleteAll();
@@ -413,7 +512,7 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
     private List<Job> StartRunnable(QueueState queue)
     {
         var started = new List<Job>();
-        while (queue.Pending.First is { } node && (queue.Limit == 0 || queue.Running.Count < queue.Limit))
+        while (queue.Pending.First is { Value.Durable: true } node && (queue.Limit == 0 || queue.Running.Count < queue.Limit))
         {
             var job = node.Value;
             queue.Pending.RemoveFirst();
@@ -668,8 +767,12 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
             return;
         }
 
-        Observe(_store.AppendAsync(record));
-        if (++_journalRecords > 1000 + (4L * (_active.Count + _finishedOrder.Count)))
+        var write = _store.AppendAsync(record);
+        _lastWrite = write;
+        Observe(write);
+
+        // By records, and by bytes: a few jobs with large output grow the journal faster than their count says.
+        if (++_journalRecords > 1000 + (4L * (_active.Count + _finishedOrder.Count)) || _store is FileJobStore { WantsCompaction: true })
         {
             Compact();
         }
@@ -693,11 +796,14 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
             if (job.StartedAt is { } started)
             {
                 records.Add(new JobStartedRecord(job.Id, started));
+                records.AddRange(job.Processes);
             }
         }
 
         _journalRecords = records.Count;
-        Observe(_store!.RewriteAsync(records));
+        var rewrite = _store!.RewriteAsync(records);
+        _lastWrite = rewrite;
+        Observe(rewrite);
     }
 
     /// <summary>Fire and forget, but observed: a store failure is logged by the store, and must not surface as unobserved.</summary>
@@ -705,40 +811,54 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
 
     /// <summary>
-    /// Replays the journal: retained results come back, jobs that were running are finished as interrupted (or queued again when
-    /// they asked to be), pending jobs go back into their queues in their original order and start.
+    /// Replays the journal as a stream: retained results come back, jobs that were running are finished as interrupted (or queued
+    /// again when they asked to be) after what their processes left running is ended, pending jobs go back into their queues in
+    /// their original order and start.
     /// </summary>
-    private void Recover(IJobStore store)
+    private async Task RecoverAsync(IJobStore store, CancellationToken cancellationToken)
     {
-        var records = store.Load();
-        var active = new Dictionary<string, (JobEnqueuedRecord Enqueued, DateTimeOffset? StartedAt, long Order)>(StringComparer.Ordinal);
+        var active = new Dictionary<string, Recovering>(StringComparer.Ordinal);
         long order = 0;
+        long records = 0;
         var finished = 0;
-        foreach (var record in records)
+        await foreach (var record in store.LoadAsync(cancellationToken).ConfigureAwait(false))
         {
+            records++;
             switch (record)
             {
                 case JobEnqueuedRecord e:
-                    active[e.JobId] = (e, null, order++);
+                    active[e.JobId] = new Recovering(e, order++);
                     break;
                 case JobStartedRecord s when active.TryGetValue(s.JobId, out var entry):
-                    active[s.JobId] = entry with { StartedAt = s.StartedAt };
+                    entry.StartedAt = s.StartedAt;
+                    break;
+                case JobProcessStartedRecord p when active.TryGetValue(p.JobId, out var entry):
+                    entry.Processes.Add(p);
                     break;
                 case JobFinishedRecord f:
                     active.Remove(f.JobId);
-                    Retain(f.Result);
+                    lock (_gate)
+                    {
+                        Retain(f.Result);
+                    }
+
                     finished++;
                     break;
             }
         }
+
+        // Before anything starts: a command of a job the crash interrupted may still be running, and its queue's limit
+        // counts it (two pkg_queue jobs at once otherwise). Its processes are found by session and start time, never by pid alone.
+        await EndLeftoversAsync(active.Values.Where(e => e.StartedAt is not null).ToList(), cancellationToken).ConfigureAwait(false);
 
         var interrupted = 0;
         var restored = 0;
         List<Job> toStart = [];
         lock (_gate)
         {
-            foreach (var (enqueued, startedAt, _) in active.Values.OrderBy(e => e.Order))
+            foreach (var entry in active.Values.OrderBy(e => e.Order))
             {
+                var (enqueued, startedAt) = (entry.Enqueued, entry.StartedAt);
                 var request = enqueued.Request;
                 string[][]? argv = null;
                 try
@@ -749,7 +869,8 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
                 {
                 }
 
-                if ((startedAt is not null && !request.RerunIfInterrupted) || argv is null || !_queues.TryGetValue(request.Queue, out var queue))
+                if ((startedAt is not null && !request.RerunIfInterrupted) || argv is null || !_queues.TryGetValue(request.Queue, out var queue)
+                    || _active.ContainsKey(request.Id))
                 {
                     var result = new JobResult(request.Id, request.Queue, request.Commands, JobOutcome.Interrupted, [], enqueued.EnqueuedAt, startedAt, _time.GetUtcNow());
                     Retain(result);
@@ -763,6 +884,7 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
                 var job = new Job(request, argv, request.Timeout ?? _options.DefaultJobTimeout, enqueued.EnqueuedAt, _options.MaxOutputCharacters)
                 {
                     QueueState = queue,
+                    Durable = true,
                 };
                 job.PendingNode = queue.Pending.AddLast(job);
                 _active.Add(job.Id, job);
@@ -777,8 +899,57 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
             }
         }
 
-        DispatcherLog.Recovered(_logger, restored, interrupted, finished, records.Count);
+        DispatcherLog.Recovered(_logger, restored, interrupted, finished, records);
         Launch(toStart);
+    }
+
+    /// <summary>SIGTERM to every process an interrupted job left running, then SIGKILL to what is still there after the grace period.</summary>
+    private async Task EndLeftoversAsync(List<Recovering> started, CancellationToken cancellationToken)
+    {
+        if (!ProcessTree.IsSupported || started.Count == 0)
+        {
+            return;
+        }
+
+        var all = new List<JobProcessStartedRecord>();
+        foreach (var entry in started)
+        {
+            var left = ProcessTree.Leftovers(entry.Processes);
+            if (left.Count > 0)
+            {
+                DispatcherLog.LeftoverProcesses(_logger, entry.Enqueued.JobId, left.Count, string.Join(' ', left), _options.KillGracePeriod);
+                all.AddRange(entry.Processes);
+            }
+        }
+
+        if (all.Count == 0)
+        {
+            return;
+        }
+
+        ProcessTree.SignalLeftovers(all, ProcessTree.SigTerm);
+        var deadline = _time.GetUtcNow() + _options.KillGracePeriod;
+        while (ProcessTree.Leftovers(all).Count > 0 && _time.GetUtcNow() < deadline)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(50), _time, cancellationToken).ConfigureAwait(false);
+        }
+
+        for (var round = 0; round < 10 && ProcessTree.Leftovers(all).Count > 0; round++)
+        {
+            ProcessTree.SignalLeftovers(all, ProcessTree.SigKill);
+            await Task.Delay(TimeSpan.FromMilliseconds(20), _time, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private sealed class Recovering(JobEnqueuedRecord enqueued, long order)
+    {
+        public JobEnqueuedRecord Enqueued { get; } = enqueued;
+
+        public long Order { get; } = order;
+
+        public DateTimeOffset? StartedAt { get; set; }
+
+        public List<JobProcessStartedRecord> Processes { get; } = [];
     }
 
     private void Prune()
@@ -827,6 +998,12 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
 
         public required QueueState QueueState { get; init; }
 
+        /// <summary>Gets or sets whether the job's enqueued record is durable; a job starts only once it is.</summary>
+        public bool Durable { get; set; }
+
+        /// <summary>Gets the processes its commands started (journaled, so a restart after a crash can end them).</summary>
+        public List<JobProcessStartedRecord> Processes { get; } = [];
+
         public LinkedListNode<Job>? PendingNode { get; set; }
 
         public JobState State { get; set; }
@@ -850,8 +1027,26 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         public List<(int ExitCode, DateTimeOffset Started, DateTimeOffset Finished)> Exits { get; } = [];
     }
 
-    private sealed class OutputSink(DefaultDispatcher dispatcher, Job job, int index) : IJobOutput
+    private sealed class OutputSink(DefaultDispatcher dispatcher, Job job, int index) : IJobOutput, IJobProcessListener
     {
+        public void ProcessStarted(int processId)
+        {
+            if (dispatcher._store is null || ProcessTree.Identify(processId) is not { } identity)
+            {
+                return;
+            }
+
+            var record = new JobProcessStartedRecord(job.Id, index, processId, identity.StartTime, identity.BootId);
+            lock (dispatcher._gate)
+            {
+                if (job.State == JobState.Running)
+                {
+                    job.Processes.Add(record);
+                    dispatcher.Journal(record);
+                }
+            }
+        }
+
         public void Write(ReadOnlySpan<char> text)
         {
             if (text.IsEmpty)

@@ -108,6 +108,11 @@ internal sealed class CliWrapJobRunner : IJobRunner
         }
 
         var pid = task.ProcessId;
+        if (_setsid is not null)
+        {
+            (output as IJobProcessListener)?.ProcessStarted(pid);
+        }
+
         using var onGraceful = _setsid is null ? default : gracefulCancellationToken.Register(() => ProcessTree.Terminate(pid));
         using var onForceful = _setsid is null ? default : forcefulCancellationToken.Register(() => ProcessTree.Kill(pid));
         try

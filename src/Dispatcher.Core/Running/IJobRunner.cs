@@ -28,6 +28,17 @@ public interface IJobOutput
     void Write(ReadOnlySpan<char> text);
 }
 
+/// <summary>
+/// Implemented by the dispatcher's <see cref="IJobOutput"/>: a runner that starts a local process reports its pid, which the
+/// dispatcher journals with the process's start time, to end what a crash of the host leaves running.
+/// </summary>
+internal interface IJobProcessListener
+{
+    /// <summary>Called once the command's process exists (it leads a session of its own id), before its output is read.</summary>
+    /// <param name="processId">The pid.</param>
+    void ProcessStarted(int processId);
+}
+
 /// <summary>One command of a job, ready to run.</summary>
 public sealed class JobCommand
 {

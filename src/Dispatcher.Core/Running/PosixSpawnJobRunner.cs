@@ -73,6 +73,7 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
             }
         }
 
+        (output as IJobProcessListener)?.ProcessStarted(pid);
         var watch = ChildEventLoop.Add(pid, outputEnd, output);
         using var onGraceful = gracefulCancellationToken.Register(static p => ProcessTree.Terminate((int)p!), pid);
         using var onForceful = forcefulCancellationToken.Register(static w =>

@@ -85,7 +85,96 @@ internal static class ProcessTree
         return result;
     }
 
-    internal readonly record struct ProcStat(int Pid, int ParentPid, int Session, char State);
+    internal readonly record struct ProcStat(int Pid, int ParentPid, int Session, char State, ulong StartTime);
+
+    private static readonly Lazy<string?> s_bootId = new(() =>
+    {
+        try
+        {
+            return File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim();
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    });
+
+    /// <summary>What identifies a process beyond its pid: its start time (clock ticks since boot) and the boot it belongs to.</summary>
+    public static (ulong StartTime, string BootId)? Identify(int pid)
+    {
+        if (!IsSupported || s_bootId.Value is not { } boot)
+        {
+            return null;
+        }
+
+        try
+        {
+            return TryParseStat(File.ReadAllText($"/proc/{pid}/stat"), out var stat) ? (stat.StartTime, boot) : null;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// The live processes that journaled commands left: each command's leader (same pid and start time), every process of its
+    /// session started no earlier than it, and their descendants. A pid now held by another process (a different start time) is
+    /// never included, nor is anything after a reboot.
+    /// </summary>
+    public static List<int> Leftovers(IEnumerable<Storage.JobProcessStartedRecord> processes)
+    {
+        var found = new List<int>();
+        if (!IsSupported || s_bootId.Value is not { } boot)
+        {
+            return found;
+        }
+
+        var table = ReadProcessTable();
+        var byPid = table.ToDictionary(p => p.Pid);
+        var seen = new HashSet<int>();
+        foreach (var p in processes)
+        {
+            if (p.BootId != boot || (byPid.TryGetValue(p.ProcessId, out var leader) && leader.StartTime != p.ProcessStartTime))
+            {
+                continue;
+            }
+
+            var frontier = new Queue<int>();
+            foreach (var s in table)
+            {
+                if ((s.Pid == p.ProcessId || s.Session == p.ProcessId) && s.StartTime >= p.ProcessStartTime && seen.Add(s.Pid))
+                {
+                    found.Add(s.Pid);
+                    frontier.Enqueue(s.Pid);
+                }
+            }
+
+            while (frontier.Count > 0)
+            {
+                var parent = frontier.Dequeue();
+                foreach (var s in table)
+                {
+                    if (s.ParentPid == parent && s.StartTime >= p.ProcessStartTime && seen.Add(s.Pid))
+                    {
+                        found.Add(s.Pid);
+                        frontier.Enqueue(s.Pid);
+                    }
+                }
+            }
+        }
+
+        return found;
+    }
+
+    /// <summary>Sends <paramref name="signal"/> to every leftover of <paramref name="processes"/> (see <see cref="Leftovers"/>).</summary>
+    public static void SignalLeftovers(IEnumerable<Storage.JobProcessStartedRecord> processes, int signal)
+    {
+        foreach (var pid in Leftovers(processes))
+        {
+            _ = NativeMethods.kill(pid, signal);
+        }
+    }
 
     internal static List<ProcStat> ReadProcessTable()
     {
@@ -121,6 +210,7 @@ internal static class ProcessTree
     internal static bool TryParseStat(string text, out ProcStat stat)
     {
         stat = default;
+        ulong startTime = 0;
         var close = text.LastIndexOf(')');
         var space = text.IndexOf(' ', StringComparison.Ordinal);
         if (close < 0 || space < 0 || !int.TryParse(text.AsSpan(0, space), NumberStyles.None, CultureInfo.InvariantCulture, out var pid))
@@ -136,7 +226,10 @@ internal static class ProcessTree
             return false;
         }
 
-        stat = new ProcStat(pid, ppid, session, fields[0].Length > 0 ? fields[0][0] : '?');
+        // Field 22, the start time in clock ticks since boot (0 when the line is cut short).
+        _ = fields.Length > 19 && ulong.TryParse(fields[19], NumberStyles.None, CultureInfo.InvariantCulture, out startTime);
+
+        stat = new ProcStat(pid, ppid, session, fields[0].Length > 0 ? fields[0][0] : '?', startTime);
         return true;
     }
 

@@ -2,7 +2,10 @@ using System.Buffers;
 using System.Diagnostics;
 using System.Globalization;
 using System.IO.Hashing;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Text;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Threading.Channels;
@@ -14,94 +17,147 @@ namespace Dispatcher.Storage;
 /// <summary>
 /// The default store: an append-only journal file, one record per line, each line <c>CRC32 JSON\n</c>. Appends are group-committed:
 /// a writer takes every record queued so far, writes them with one write and one flush (fsync when asked), then completes all
-/// their tasks. On load, the first line that is torn (no newline) or fails its checksum ends the intact part: the rest is
-/// moved aside to <c>jobs.journal.damaged-*</c> and logged with its byte offset. Rewrites go to a temporary file that is
-/// flushed and renamed over the journal, so a crash leaves the old or the new journal, never a mix.
+/// their tasks. Loading streams the file (any size, one record in memory at a time): a line that fails its checksum, is torn,
+/// longer than a record can be, or holds impossible content is skipped, every good record after it is kept, and the bad bytes
+/// are copied to <c>jobs.journal.damaged-*</c> and logged with their byte offset. A <c>\r\n</c> line end is read as <c>\n</c>.
+/// Rewrites stream the records to a temporary file that is flushed and renamed over the journal, so a crash leaves the old or
+/// the new journal, never a mix. The directory is created owner-only (0700) and every file owner-only (0600): they hold
+/// commands, environment values and output.
 /// </summary>
 internal sealed partial class FileJobStore : IJobStore
 {
     public const string FileName = "jobs.journal";
 
+    private const int ReadChunk = 1 << 20;
+
+    // A damaged stretch is copied aside only up to this size: a hole of gigabytes (a sparse file, a zeroed disk block run) is
+    // not worth a second copy; its offset and full length are logged.
+    private const long MaxAsideBytesPerStretch = 64L << 20;
+
+    private const UnixFileMode OwnerOnlyFile = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+    private const UnixFileMode OwnerOnlyDirectory = OwnerOnlyFile | UnixFileMode.UserExecute;
+
+    private readonly string _directory;
     private readonly string _path;
     private readonly bool _flushToDisk;
+    private readonly long _maxRecordBytes;
     private readonly ILogger _logger;
     private readonly Channel<Work> _work = Channel.CreateUnbounded<Work>(new UnboundedChannelOptions { SingleReader = true });
-    private readonly Task _writer;
-    private FileStream? _file;
-
     private readonly DispatcherMetrics? _metrics;
+    private readonly object _startGate = new();
+    private Task? _writer;
+    private FileStream? _file;
+    private volatile JobStoreHealth _health = JobStoreHealth.Healthy;
+    private Exception? _fault;
+    private long _committedLength;
+    private long _bytesSinceRewrite;
+    private long _bytesAtRewrite;
+    private int _rewriteQueued;
+    private int _disposed;
 
-    public FileJobStore(string directory, bool flushToDisk, ILogger logger, DispatcherMetrics? metrics = null)
+    /// <summary>Creates the store; no I/O happens until <see cref="LoadAsync"/> or the first write.</summary>
+    /// <param name="directory">The data directory.</param>
+    /// <param name="flushToDisk">Whether every commit is fsynced.</param>
+    /// <param name="logger">The logger.</param>
+    /// <param name="metrics">The dispatcher's metrics, or <see langword="null"/>.</param>
+    /// <param name="maxOutputCharacters">The dispatcher's output limit per job, which bounds a record's size.</param>
+    public FileJobStore(string directory, bool flushToDisk, ILogger logger, DispatcherMetrics? metrics = null, int maxOutputCharacters = 1024 * 1024)
     {
         _metrics = metrics;
-        Directory.CreateDirectory(directory);
+        _directory = directory;
         _path = Path.Combine(directory, FileName);
         _flushToDisk = flushToDisk;
         _logger = logger;
-        _writer = Task.Run(WriteLoopAsync);
+
+        // Output is at most 4 bytes a character in the journal (3 in UTF-8, 4 in base64); commands, environment and framing
+        // get generous room on top.
+        _maxRecordBytes = Math.Min(int.MaxValue - 1L, (8L * maxOutputCharacters) + (64L << 20));
     }
 
-    public IReadOnlyList<JobStoreRecord> Load()
+    /// <inheritdoc />
+    public JobStoreHealth Health => _health;
+
+    /// <summary>Gets or sets how many bytes may be appended after a rewrite (beyond what the rewrite wrote) before the store asks for compaction.</summary>
+    internal long CompactionBytes { get; set; } = 64L << 20;
+
+    /// <summary>Gets whether enough bytes were appended since the last rewrite that the journal should be compacted; false while one is queued.</summary>
+    internal bool WantsCompaction =>
+        Volatile.Read(ref _rewriteQueued) == 0 && Interlocked.Read(ref _bytesSinceRewrite) > CompactionBytes + Interlocked.Read(ref _bytesAtRewrite);
+
+    /// <summary>A fault injected by tests into the writer (the real one was a 2 GiB buffer overflow in compaction).</summary>
+    internal Action? OnCommit { get; set; }
+
+    public async IAsyncEnumerable<JobStoreRecord> LoadAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        var records = new List<JobStoreRecord>();
+        EnsureDirectory();
         if (!File.Exists(_path))
         {
-            return records;
+            yield break;
         }
 
-        var bytes = File.ReadAllBytes(_path);
-        var offset = 0;
-        var line = 0;
-        string? damage = null;
-        while (offset < bytes.Length)
+        TightenPermissions(_path);
+        var reader = new JournalReader(this);
+        await using (reader.ConfigureAwait(false))
         {
-            line++;
-            var end = Array.IndexOf(bytes, (byte)'\n', offset);
-            if (end < 0)
+            while (await reader.NextAsync(cancellationToken).ConfigureAwait(false) is { } record)
             {
-                damage = "torn record (no end of line)";
-                break;
+                yield return record;
             }
-
-            if (!TryDecode(bytes.AsSpan(offset, end - offset), out var record, out var problem))
-            {
-                damage = problem;
-                break;
-            }
-
-            records.Add(record);
-            offset = end + 1;
         }
-
-        if (damage is not null)
-        {
-            var aside = _path + ".damaged-" + DateTime.UtcNow.ToString("yyyyMMddHHmmssfff", CultureInfo.InvariantCulture);
-            File.WriteAllBytes(aside, bytes.AsSpan(offset).ToArray());
-            using (var file = new FileStream(_path, FileMode.Open, FileAccess.Write))
-            {
-                file.SetLength(offset);
-                file.Flush(flushToDisk: true);
-            }
-
-            Log.Damaged(_logger, _path, offset, line, damage, bytes.Length - offset, records.Count, aside);
-        }
-
-        return records;
     }
 
     // Both only queue: the records are encoded on the writer's thread, never under the caller's locks (a finished job's record
     // holds up to MaxOutputCharacters of output).
     public Task AppendAsync(JobStoreRecord record) => Queue(new Work(record, null));
 
-    public Task RewriteAsync(IReadOnlyList<JobStoreRecord> records) => Queue(new Work(null, records));
+    public Task RewriteAsync(IReadOnlyList<JobStoreRecord> records)
+    {
+        Interlocked.Exchange(ref _rewriteQueued, 1);
+        return Queue(new Work(null, records));
+    }
 
-    private Task Queue(Work work) =>
-        _work.Writer.TryWrite(work) ? work.Done.Task : Task.FromException(new ObjectDisposedException(nameof(FileJobStore)));
+    private Task Queue(Work work)
+    {
+        if (Volatile.Read(ref _fault) is { } fault)
+        {
+            return Task.FromException(Stopped(fault));
+        }
+
+        if (!_work.Writer.TryWrite(work))
+        {
+            return Task.FromException(new ObjectDisposedException(nameof(FileJobStore)));
+        }
+
+        if (_writer is null)
+        {
+            lock (_startGate)
+            {
+                _writer ??= Task.Run(WriteLoopAsync);
+            }
+        }
+
+        return work.Done.Task;
+    }
 
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         _work.Writer.TryComplete();
-        await _writer.ConfigureAwait(false);
+        Task? writer;
+        lock (_startGate)
+        {
+            writer = _writer;
+        }
+
+        if (writer is not null)
+        {
+            await writer.ConfigureAwait(false);
+        }
+
         if (_file is not null)
         {
             await _file.DisposeAsync().ConfigureAwait(false);
@@ -114,35 +170,60 @@ internal sealed partial class FileJobStore : IJobStore
         var buffer = new ArrayBufferWriter<byte>(64 * 1024);
         while (await _work.Reader.WaitToReadAsync().ConfigureAwait(false))
         {
-            while (_work.Reader.TryRead(out var work))
+            try
             {
-                if (work.Rewrite is { } records)
+                while (_work.Reader.TryRead(out var work))
                 {
-                    // Appends queued before the rewrite go out first; then the journal is replaced.
-                    Commit(batch, buffer);
-                    if (records.All(r => TryEncode(r, buffer, work)))
+                    if (work.Rewrite is { } records)
                     {
-                        Complete([work], () => Replace(buffer.WrittenSpan));
+                        // Appends queued before the rewrite go out first; then the journal is replaced.
+                        Commit(batch, buffer);
+                        Complete([work], () => Replace(records, buffer));
+                        Interlocked.Exchange(ref _rewriteQueued, 0);
+                        buffer.ResetWrittenCount();
                     }
+                    else if (TryEncode(work.Record!, buffer, work))
+                    {
+                        batch.Add(work);
+                    }
+                }
 
-                    buffer.ResetWrittenCount();
-                }
-                else if (TryEncode(work.Record!, buffer, work))
-                {
-                    batch.Add(work);
-                }
+                Commit(batch, buffer);
             }
+#pragma warning disable CA1031 // Whatever went wrong, no caller may wait forever: the store stops and says so.
+            catch (Exception ex)
+#pragma warning restore CA1031
+            {
+                Log.WriterFailed(_logger, _path, ex);
+                Volatile.Write(ref _fault, ex);
+                _health = new JobStoreHealth(JobStoreStatus.Failed, $"The job journal {_path} stopped after an unexpected error: {ex.Message}");
+                var stopped = Stopped(ex);
+                foreach (var w in batch)
+                {
+                    w.Done.TrySetException(stopped);
+                }
 
-            Commit(batch, buffer);
+                batch.Clear();
+                _work.Writer.TryComplete();
+                while (_work.Reader.TryRead(out var left))
+                {
+                    left.Done.TrySetException(stopped);
+                }
+
+                return;
+            }
         }
     }
+
+    private static InvalidOperationException Stopped(Exception fault) =>
+        new($"The job store stopped after an unexpected error and accepts no records until the host restarts: {fault.Message}", fault);
 
     /// <summary>Encodes a record into the batch; a record that cannot be encoded fails its own task, not the writer.</summary>
     private bool TryEncode(JobStoreRecord record, ArrayBufferWriter<byte> buffer, Work work)
     {
         try
         {
-            buffer.Write(Encode(record));
+            Encode(record, buffer);
             return true;
         }
         catch (Exception ex) when (ex is ArgumentException or NotSupportedException or InvalidOperationException)
@@ -157,20 +238,64 @@ internal sealed partial class FileJobStore : IJobStore
     {
         if (batch.Count == 0)
         {
+            buffer.ResetWrittenCount();
             return;
         }
 
         var records = batch.Count;
         Complete(batch, () =>
         {
+            OnCommit?.Invoke();
             var started = Stopwatch.GetTimestamp();
-            var file = _file ??= new FileStream(_path, FileMode.Append, FileAccess.Write, FileShare.Read, 1, FileOptions.None);
-            file.Write(buffer.WrittenSpan);
-            file.Flush(_flushToDisk);
+            if (_file is null)
+            {
+                _file = Open(_path, FileMode.Append);
+                _committedLength = _file.Length;
+            }
+
+            var file = _file;
+            try
+            {
+                file.Write(buffer.WrittenSpan);
+                file.Flush(_flushToDisk);
+            }
+            catch (IOException)
+            {
+                // A partial write (disk full) may have left a torn line: cut it off, so the next record starts on a line of its own.
+                _file = null;
+                TryTruncate(file);
+                throw;
+            }
+
+            _committedLength += buffer.WrittenCount;
+            Interlocked.Add(ref _bytesSinceRewrite, buffer.WrittenCount);
             _metrics?.JournalCommitted(records, Stopwatch.GetElapsedTime(started));
         });
         batch.Clear();
         buffer.ResetWrittenCount();
+    }
+
+    /// <summary>Cuts what a failed write left after the last whole record (a torn line), so the next record starts on a line of its own.</summary>
+    private void TryTruncate(FileStream file)
+    {
+        try
+        {
+            file.SetLength(_committedLength);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // Left as it is: loading skips a torn line and keeps the records after it.
+        }
+        finally
+        {
+            try
+            {
+                file.Dispose();
+            }
+            catch (IOException)
+            {
+            }
+        }
     }
 
     private void Complete(List<Work> works, Action io)
@@ -178,6 +303,7 @@ internal sealed partial class FileJobStore : IJobStore
         try
         {
             io();
+            _health = JobStoreHealth.Healthy;
             foreach (var w in works)
             {
                 w.Done.TrySetResult();
@@ -185,45 +311,174 @@ internal sealed partial class FileJobStore : IJobStore
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            Log.WriteFailed(_logger, _path, ex);
+            var described = Describe(ex);
+            Log.WriteFailed(_logger, _path, described);
+            _health = new JobStoreHealth(JobStoreStatus.Degraded, described.Message);
             foreach (var w in works)
             {
-                w.Done.TrySetException(ex);
+                w.Done.TrySetException(described);
             }
         }
     }
 
-    private void Replace(ReadOnlySpan<byte> content)
+    /// <summary>An exception whose message says what is wrong with the storage (full, read-only), in words an operator acts on.</summary>
+    private IOException Describe(Exception ex)
+    {
+        var what = ex switch
+        {
+            IOException io when io.HResult is 28 or 122 || ex.Message.Contains("No space left", StringComparison.OrdinalIgnoreCase) =>
+                "the storage is full",
+            IOException io when io.HResult == 30 || ex.Message.Contains("Read-only file system", StringComparison.OrdinalIgnoreCase) =>
+                "the storage is read-only",
+            UnauthorizedAccessException => "the storage is read-only or not writable by this process",
+            _ => "the write failed",
+        };
+        return new IOException($"The job journal {_path} could not be written: {what} ({ex.Message}).", ex) { HResult = ex.HResult };
+    }
+
+    private void Replace(IReadOnlyList<JobStoreRecord> records, ArrayBufferWriter<byte> buffer)
     {
         _file?.Dispose();
         _file = null;
         var temp = _path + ".tmp";
-        using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+        long written = 0;
+        try
         {
-            file.Write(content);
-            file.Flush(_flushToDisk);
+            using (var file = Open(temp, FileMode.Create))
+            {
+                // One record at a time: the journal may be larger than any one buffer can be.
+                foreach (var record in records)
+                {
+                    buffer.ResetWrittenCount();
+                    try
+                    {
+                        Encode(record, buffer);
+                    }
+                    catch (Exception ex) when (ex is ArgumentException or NotSupportedException or InvalidOperationException)
+                    {
+                        Log.WriteFailed(_logger, _path, ex);
+                        continue;
+                    }
+
+                    file.Write(buffer.WrittenSpan);
+                    written += buffer.WrittenCount;
+                }
+
+                file.Flush(_flushToDisk);
+            }
+
+            File.Move(temp, _path, overwrite: true);
+        }
+        catch (IOException)
+        {
+            TryDelete(temp);
+            throw;
         }
 
-        File.Move(temp, _path, overwrite: true);
+        Interlocked.Exchange(ref _bytesSinceRewrite, 0);
+        Interlocked.Exchange(ref _bytesAtRewrite, written);
+    }
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
+
+    private FileStream Open(string path, FileMode mode)
+    {
+        EnsureDirectory();
+        var options = new FileStreamOptions { Mode = mode, Access = FileAccess.Write, Share = mode == FileMode.Append ? FileShare.Read : FileShare.None, BufferSize = mode == FileMode.Append ? 1 : 64 * 1024 };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = OwnerOnlyFile;
+        }
+
+        return new FileStream(path, options);
+    }
+
+    private void EnsureDirectory()
+    {
+        if (Directory.Exists(_directory))
+        {
+            return;
+        }
+
+        if (OperatingSystem.IsWindows())
+        {
+            Directory.CreateDirectory(_directory);
+        }
+        else
+        {
+            Directory.CreateDirectory(_directory, OwnerOnlyDirectory);
+        }
+    }
+
+    /// <summary>A journal written by an older version (0644) is made owner-only: it holds environment values and output.</summary>
+    private void TightenPermissions(string path)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            return;
+        }
+
+        try
+        {
+            if ((File.GetUnixFileMode(path) & ~OwnerOnlyFile) != 0)
+            {
+                File.SetUnixFileMode(path, File.GetUnixFileMode(path) & OwnerOnlyFile);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            Log.WriteFailed(_logger, path, ex);
+        }
     }
 
     internal static byte[] Encode(JobStoreRecord record)
     {
-        var json = JsonSerializer.SerializeToUtf8Bytes(StoredRecord.From(record), StoreJsonContext.Default.StoredRecord);
+        var buffer = new ArrayBufferWriter<byte>();
+        Encode(record, buffer);
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>Appends <c>CRC32 JSON\n</c> to <paramref name="buffer"/>.</summary>
+    internal static void Encode(JobStoreRecord record, ArrayBufferWriter<byte> buffer)
+    {
+        var start = buffer.WrittenCount;
+        buffer.Write("00000000 "u8);
+        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            JsonSerializer.Serialize(writer, StoredRecord.From(record), StoreJsonContext.Default.StoredRecord);
+        }
+
+        var json = buffer.WrittenSpan[(start + 9)..];
         var crc = Crc32.HashToUInt32(json);
-        var line = new byte[9 + json.Length + 1];
-        Encoding.ASCII.GetBytes(crc.ToString("x8", CultureInfo.InvariantCulture), line);
-        line[8] = (byte)' ';
-        json.CopyTo(line, 9);
-        line[^1] = (byte)'\n';
-        return line;
+        buffer.Write("\n"u8);
+
+        // The header is written over its placeholder: the span is the buffer's own memory.
+        var header = MemoryMarshal.AsMemory(buffer.WrittenMemory).Span.Slice(start, 8);
+        _ = crc.TryFormat(header, out _, "x8", CultureInfo.InvariantCulture);
     }
 
     internal static bool TryDecode(ReadOnlySpan<byte> line, out JobStoreRecord record, out string problem)
     {
         record = null!;
+        if (line.Length > 0 && line[^1] == (byte)'\r')
+        {
+            line = line[..^1];
+        }
+
         if (line.Length < 10 || line[8] != (byte)' '
-            || !uint.TryParse(Encoding.ASCII.GetString(line[..8]), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var crc))
+            || !uint.TryParse(line[..8], NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var crc))
         {
             problem = "malformed record header";
             return false;
@@ -246,7 +501,7 @@ internal sealed partial class FileJobStore : IJobStore
                 return true;
             }
 
-            problem = "record of unknown kind";
+            problem = "impossible record content (unknown kind, a missing id, field or command, or more results than commands)";
             return false;
         }
         catch (JsonException ex)
@@ -254,7 +509,247 @@ internal sealed partial class FileJobStore : IJobStore
             problem = "unreadable record: " + ex.Message;
             return false;
         }
+        catch (Exception ex) when (ex is ArgumentException or OverflowException or FormatException or InvalidOperationException)
+        {
+            problem = "impossible record content: " + ex.Message;
+            return false;
+        }
     }
+
+    /// <summary>Streams the journal line by line; damaged stretches are skipped, copied aside and logged.</summary>
+    private sealed class JournalReader(FileJobStore store) : IAsyncDisposable
+    {
+        private readonly FileStream _file = new(store._path, new FileStreamOptions
+        {
+            Mode = FileMode.Open,
+            Access = FileAccess.Read,
+            Share = FileShare.ReadWrite,
+            BufferSize = 0,
+            Options = FileOptions.Asynchronous | FileOptions.SequentialScan,
+        });
+
+        private readonly byte[] _chunk = new byte[ReadChunk];
+        private readonly ArrayBufferWriter<byte> _line = new(64 * 1024);
+        private int _chunkStart;
+        private int _chunkEnd;
+        private long _chunkOffset;
+        private long _lineNumber;
+        private long _good;
+        private long _damagedRecords;
+        private FileStream? _aside;
+        private string? _asidePath;
+        private Stretch? _stretch;
+
+        public async ValueTask<JobStoreRecord?> NextAsync(CancellationToken cancellationToken)
+        {
+            while (true)
+            {
+                var (complete, lineOffset, tooLong) = await ReadLineAsync(cancellationToken).ConfigureAwait(false);
+                if (!complete && _line.WrittenCount == 0 && !tooLong)
+                {
+                    EndStretch();
+                    store.Log_Loaded(_good, _damagedRecords, _asidePath);
+                    return null;
+                }
+
+                _lineNumber++;
+                if (tooLong)
+                {
+                    Damage(lineOffset, $"record longer than {store._maxRecordBytes} bytes", ReadOnlySpan<byte>.Empty, alreadyAside: true);
+                    continue;
+                }
+
+                if (!complete)
+                {
+                    Damage(lineOffset, "torn record (no end of line)", _line.WrittenSpan, alreadyAside: false);
+                    _line.ResetWrittenCount();
+                    continue;
+                }
+
+                if (TryDecode(_line.WrittenSpan, out var record, out var problem))
+                {
+                    _line.ResetWrittenCount();
+                    EndStretch();
+                    _good++;
+                    return record;
+                }
+
+                var bytes = _line.WrittenSpan;
+                Damage(lineOffset, problem, bytes, alreadyAside: false, newline: true);
+                _line.ResetWrittenCount();
+            }
+        }
+
+        /// <summary>
+        /// Reads up to the next <c>\n</c> into <see cref="_line"/>. A line longer than a record can be is not kept: its first
+        /// bytes go aside, the rest is skipped.
+        /// </summary>
+        private async ValueTask<(bool Complete, long Offset, bool TooLong)> ReadLineAsync(CancellationToken cancellationToken)
+        {
+            var offset = _chunkOffset + _chunkStart;
+            var tooLong = false;
+            long skipped = 0;
+            while (true)
+            {
+                if (_chunkStart == _chunkEnd)
+                {
+                    _chunkOffset += _chunkEnd;
+                    _chunkStart = 0;
+                    _chunkEnd = await _file.ReadAsync(_chunk, cancellationToken).ConfigureAwait(false);
+                    if (_chunkEnd == 0)
+                    {
+                        if (tooLong)
+                        {
+                            store.Log_TooLong(offset, skipped);
+                        }
+
+                        return (false, offset, tooLong);
+                    }
+                }
+
+                var span = _chunk.AsSpan(_chunkStart, _chunkEnd - _chunkStart);
+                var end = span.IndexOf((byte)'\n');
+                var part = end < 0 ? span : span[..(end + 1)];
+                _chunkStart += part.Length;
+                if (!tooLong && _line.WrittenCount + part.Length > store._maxRecordBytes)
+                {
+                    tooLong = true;
+                    StartStretch(offset, _lineNumber + 1, "record too long");
+                    WriteAside(_line.WrittenSpan);
+                    skipped = _line.WrittenCount;
+                    _line.ResetWrittenCount();
+                }
+
+                if (tooLong)
+                {
+                    WriteAside(part);
+                    skipped += part.Length;
+                }
+                else
+                {
+                    _line.Write(end < 0 ? part : part[..^1]);
+                }
+
+                if (end >= 0)
+                {
+                    if (tooLong)
+                    {
+                        store.Log_TooLong(offset, skipped);
+                    }
+
+                    return (true, offset, tooLong);
+                }
+            }
+        }
+
+        private void Damage(long offset, string problem, ReadOnlySpan<byte> bytes, bool alreadyAside, bool newline = false)
+        {
+            _damagedRecords++;
+            StartStretch(offset, _lineNumber, problem);
+            if (!alreadyAside)
+            {
+                WriteAside(bytes);
+                if (newline)
+                {
+                    WriteAside("\n"u8);
+                }
+            }
+
+            _stretch!.Records++;
+        }
+
+        private void StartStretch(long offset, long line, string problem)
+        {
+            _stretch ??= new Stretch(offset, line, problem);
+        }
+
+        private void EndStretch()
+        {
+            if (_stretch is not { } s)
+            {
+                return;
+            }
+
+            _stretch = null;
+            Log.Damaged(store._logger, store._path, s.Offset, s.Line, s.Problem, s.Records, s.Bytes, _asidePath ?? "(nowhere)");
+        }
+
+        private void WriteAside(ReadOnlySpan<byte> bytes)
+        {
+            if (_stretch is not { } s || bytes.IsEmpty)
+            {
+                return;
+            }
+
+            s.Bytes += bytes.Length;
+            var room = MaxAsideBytesPerStretch - s.Copied;
+            if (room <= 0)
+            {
+                return;
+            }
+
+            try
+            {
+                if (_aside is null)
+                {
+                    _asidePath = store._path + ".damaged-" + DateTime.UtcNow.ToString("yyyyMMddHHmmssfff", CultureInfo.InvariantCulture);
+                    _aside = store.Open(_asidePath, FileMode.Append);
+                }
+
+                var part = bytes.Length > room ? bytes[..(int)room] : bytes;
+                _aside.Write(part);
+                s.Copied += part.Length;
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // The damage is still skipped and logged; only its copy is missing.
+                Log.WriteFailed(store._logger, _asidePath ?? store._path, ex);
+                s.Copied = MaxAsideBytesPerStretch;
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _file.DisposeAsync().ConfigureAwait(false);
+            if (_aside is not null)
+            {
+                try
+                {
+                    _aside.Flush(store._flushToDisk);
+                }
+                catch (IOException)
+                {
+                }
+
+                await _aside.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+
+        private sealed class Stretch(long offset, long line, string problem)
+        {
+            public long Offset { get; } = offset;
+
+            public long Line { get; } = line;
+
+            public string Problem { get; } = problem;
+
+            public long Records { get; set; }
+
+            public long Bytes { get; set; }
+
+            public long Copied { get; set; }
+        }
+    }
+
+    private void Log_Loaded(long good, long damaged, string? aside)
+    {
+        if (damaged > 0)
+        {
+            Log.DamageSummary(_logger, _path, good, damaged, aside ?? "(nowhere)");
+        }
+    }
+
+    private void Log_TooLong(long offset, long bytes) => Log.TooLong(_logger, _path, offset, bytes, _maxRecordBytes);
 
     private sealed record Work(JobStoreRecord? Record, IReadOnlyList<JobStoreRecord>? Rewrite)
     {
@@ -264,11 +759,23 @@ internal sealed partial class FileJobStore : IJobStore
     private static partial class Log
     {
         [LoggerMessage(EventId = 401, EventName = "JournalDamaged", Level = LogLevel.Error,
-            Message = "Job journal {Path} is damaged at byte {Offset} (record {Line}): {Problem}. Recovered {Records} intact record(s); the damaged {Bytes} byte(s) were moved to {Aside}")]
-        public static partial void Damaged(ILogger logger, string path, int offset, int line, string problem, int bytes, int records, string aside);
+            Message = "Job journal {Path} is damaged at byte {Offset} (line {Line}): {Problem}. {Records} record(s), {Bytes} byte(s) skipped and copied to {Aside}; the good records after them are kept")]
+        public static partial void Damaged(ILogger logger, string path, long offset, long line, string problem, long records, long bytes, string aside);
 
         [LoggerMessage(EventId = 402, EventName = "JournalWriteFailed", Level = LogLevel.Error, Message = "Writing the job journal {Path} failed")]
         public static partial void WriteFailed(ILogger logger, string path, Exception exception);
+
+        [LoggerMessage(EventId = 403, EventName = "JournalWriterFailed", Level = LogLevel.Critical,
+            Message = "The job journal writer for {Path} stopped after an unexpected error; every new job is rejected until the host restarts")]
+        public static partial void WriterFailed(ILogger logger, string path, Exception exception);
+
+        [LoggerMessage(EventId = 404, EventName = "JournalRecovered", Level = LogLevel.Warning,
+            Message = "Job journal {Path}: {Good} good record(s) recovered, {Damaged} damaged record(s) skipped (copied to {Aside})")]
+        public static partial void DamageSummary(ILogger logger, string path, long good, long damaged, string aside);
+
+        [LoggerMessage(EventId = 405, EventName = "JournalRecordTooLong", Level = LogLevel.Error,
+            Message = "Job journal {Path}: the line at byte {Offset} is {Bytes} byte(s) long, more than a record can be ({Max}); it was skipped without being read into memory")]
+        public static partial void TooLong(ILogger logger, string path, long offset, long bytes, long max);
     }
 }
 
@@ -286,40 +793,107 @@ internal sealed record StoredRecord(
     JobOutcome? Outcome = null,
     DateTimeOffset? EnqueuedAt = null,
     DateTimeOffset? StartedAt = null,
-    IReadOnlyList<StoredCommand>? Results = null)
+    IReadOnlyList<StoredCommand>? Results = null,
+    int? Index = null,
+    int? Pid = null,
+    ulong? PidStart = null,
+    string? Boot = null)
 {
     public static StoredRecord From(JobStoreRecord record) => record switch
     {
         JobEnqueuedRecord e => new("enqueued", e.Request.Id, e.EnqueuedAt, e.Request.Queue, e.Request.Commands, e.Request.WorkingDirectory,
             e.Request.Environment, e.Request.Timeout?.TotalSeconds, e.Request.RerunIfInterrupted),
         JobStartedRecord s => new("started", s.Id, s.StartedAt),
+        JobProcessStartedRecord p => new("process", p.Id, Index: p.CommandIndex, Pid: p.ProcessId, PidStart: p.ProcessStartTime, Boot: p.BootId),
         JobFinishedRecord f => new("finished", f.Result.Id, f.Result.FinishedAt, f.Result.Queue, f.Result.Commands,
             Outcome: f.Result.Outcome, EnqueuedAt: f.Result.EnqueuedAt, StartedAt: f.Result.StartedAt,
-            Results: [.. f.Result.CommandResults.Select(c => new StoredCommand(c.Output, c.DroppedOutputCharacters, c.ExitCode, c.StartedAt, c.FinishedAt))]),
+            Results: [.. f.Result.CommandResults.Select(c => StoredCommand.From(c))]),
         _ => throw new ArgumentException($"Unknown record type {record.GetType().Name}.", nameof(record)),
     };
 
-    public JobStoreRecord? ToRecord() => Kind switch
+    /// <summary>The record, or <see langword="null"/> when the content is impossible (a checksum only proves the bytes are the ones written).</summary>
+    public JobStoreRecord? ToRecord()
     {
-        "enqueued" when Commands is not null && Queue is not null && At is { } at => new JobEnqueuedRecord(
-            new JobRequest(Id, Commands)
-            {
-                Queue = Queue,
-                WorkingDirectory = WorkingDirectory,
-                Environment = Environment,
-                Timeout = TimeoutSeconds is { } t ? TimeSpan.FromSeconds(t) : null,
-                RerunIfInterrupted = RerunIfInterrupted,
-            }, at),
-        "started" when At is { } at => new JobStartedRecord(Id, at),
-        "finished" when Commands is not null && Queue is not null && At is { } at && Outcome is { } outcome && EnqueuedAt is { } enqueued => new JobFinishedRecord(
-            new JobResult(Id, Queue, Commands, outcome,
-                [.. (Results ?? []).Select((c, i) => new CommandResult(i, Commands[i], c.Output, c.Dropped, c.ExitCode, c.StartedAt, c.FinishedAt))],
-                enqueued, StartedAt, at)),
-        _ => null,
-    };
+        if (string.IsNullOrEmpty(Id) || (Commands is not null && (Commands.Count == 0 || Commands.Any(c => c is null))))
+        {
+            return null;
+        }
+
+        return Kind switch
+        {
+            "enqueued" when Commands is not null && !string.IsNullOrEmpty(Queue) && At is { } at
+                && TimeoutSeconds is null or (> 0 and <= 1e9) && (Environment is null || !Environment.Any(kv => kv.Key is null || kv.Value is null)) =>
+                new JobEnqueuedRecord(
+                    new JobRequest(Id, Commands)
+                    {
+                        Queue = Queue,
+                        WorkingDirectory = WorkingDirectory,
+                        Environment = Environment,
+                        Timeout = TimeoutSeconds is { } t ? TimeSpan.FromSeconds(t) : null,
+                        RerunIfInterrupted = RerunIfInterrupted,
+                    }, at),
+            "started" when At is { } at => new JobStartedRecord(Id, at),
+            "process" when Index is >= 0 && Pid is > 0 && PidStart is { } start && !string.IsNullOrEmpty(Boot) =>
+                new JobProcessStartedRecord(Id, Index.Value, Pid.Value, start, Boot),
+            "finished" when Commands is not null && !string.IsNullOrEmpty(Queue) && At is { } at && Outcome is { } outcome
+                && Enum.IsDefined(outcome) && EnqueuedAt is { } enqueued && (Results is null || (Results.Count <= Commands.Count && Results.All(r => r is not null && r.Dropped >= 0))) =>
+                new JobFinishedRecord(new JobResult(Id, Queue, Commands, outcome,
+                    [.. (Results ?? []).Select((c, i) => new CommandResult(i, Commands[i], c.Text, c.Dropped, c.ExitCode, c.StartedAt, c.FinishedAt))],
+                    enqueued, StartedAt, at)),
+            _ => null,
+        };
+    }
 }
 
-internal sealed record StoredCommand(string Output, long Dropped, int ExitCode, DateTimeOffset StartedAt, DateTimeOffset FinishedAt);
+/// <summary>
+/// A command's result in the journal. Output that JSON would escape heavily (NUL and other control characters take 6 bytes each,
+/// characters outside the BMP 12) is kept as base64 of its UTF-8 instead, so a record is never more than 4 bytes a character.
+/// </summary>
+internal sealed record StoredCommand(string? Output, long Dropped, int ExitCode, DateTimeOffset StartedAt, DateTimeOffset FinishedAt, byte[]? Utf8 = null)
+{
+    [JsonIgnore]
+    public string Text => Output ?? (Utf8 is { } bytes ? Encoding.UTF8.GetString(bytes) : string.Empty);
+
+    public static StoredCommand From(CommandResult c) => EscapesHeavily(c.Output)
+        ? new(null, c.DroppedOutputCharacters, c.ExitCode, c.StartedAt, c.FinishedAt, Encoding.UTF8.GetBytes(c.Output))
+        : new(c.Output, c.DroppedOutputCharacters, c.ExitCode, c.StartedAt, c.FinishedAt);
+
+    /// <summary>Whether the JSON string (with relaxed escaping) would be longer than base64 of the UTF-8.</summary>
+    internal static bool EscapesHeavily(string text)
+    {
+        long json = 0;
+        long utf8 = 0;
+        foreach (var c in text)
+        {
+            switch (c)
+            {
+                case '\n' or '\r' or '\t' or '\b' or '\f' or '"' or '\\':
+                    json += 2;
+                    utf8 += 1;
+                    break;
+                case < ' ' or '\u007f':
+                    json += 6;
+                    utf8 += 1;
+                    break;
+                case < '\u0080':
+                    json += 1;
+                    utf8 += 1;
+                    break;
+                case < '\u0800':
+                    json += 2;
+                    utf8 += 2;
+                    break;
+                default:
+                    // Surrogates are escaped (\\uXXXX each); other characters are written as they are.
+                    json += char.IsSurrogate(c) ? 6 : 3;
+                    utf8 += char.IsSurrogate(c) ? 2 : 3;
+                    break;
+            }
+        }
+
+        return json > (utf8 + 2) / 3 * 4;
+    }
+}
 
 [JsonSourceGenerationOptions(DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull, UseStringEnumConverter = true)]
 [JsonSerializable(typeof(StoredRecord))]

@@ -39,7 +39,13 @@ internal static partial class DispatcherLog
     public static partial void InMemory(ILogger logger);
 
     [LoggerMessage(EventId = 12, EventName = "Recovered", Level = LogLevel.Information, Message = "Dispatcher recovered {Pending} pending job(s), {Interrupted} interrupted job(s) and {Finished} finished result(s) from {Records} journal record(s)")]
-    public static partial void Recovered(ILogger logger, int pending, int interrupted, int finished, int records);
+    public static partial void Recovered(ILogger logger, int pending, int interrupted, int finished, long records);
+
+    [LoggerMessage(EventId = 14, EventName = "LeftoverProcesses", Level = LogLevel.Warning, Message = "Job {JobId} was interrupted by a crash of the host and left {Count} process(es) running ({Pids}); ending them (SIGTERM, then SIGKILL after {GracePeriod}) before its queue starts")]
+    public static partial void LeftoverProcesses(ILogger logger, string jobId, int count, string pids, TimeSpan gracePeriod);
+
+    [LoggerMessage(EventId = 15, EventName = "JobNotDurable", Level = LogLevel.Error, Message = "Job {JobId} was not started: its record could not be written to the job store")]
+    public static partial void JobNotDurable(ILogger logger, string jobId, Exception exception);
 
     [LoggerMessage(EventId = 13, EventName = "JobInterruptedByRestart", Level = LogLevel.Warning, Message = "Job {JobId} in {Queue} was running when the host stopped; it is recorded as interrupted")]
     public static partial void JobInterruptedByRestart(ILogger logger, string jobId, string queue);
