@@ -15,6 +15,9 @@ internal sealed class TestDispatcher : IAsyncDisposable
         var options = new DispatcherOptions { KillGracePeriod = TimeSpan.FromSeconds(2) };
         configure?.Invoke(options);
         Dispatcher = new DefaultDispatcher(Options.Create(options), runner ?? JobRunners.CreateDefault(), TimeProvider.System);
+
+        // What the hosted service does when the host starts: replay the job store.
+        Dispatcher.StartAsync().WaitAsync(Patience).GetAwaiter().GetResult();
     }
 
     public DefaultDispatcher Dispatcher { get; }

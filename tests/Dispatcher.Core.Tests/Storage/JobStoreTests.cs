@@ -88,7 +88,7 @@ public sealed class JobStoreTests
     }
 
     [Fact]
-    public async Task CorruptRecord_EndsTheIntactPart()
+    public async Task CorruptRecord_IsSkippedWithoutResurrectingTheJob()
     {
         var data = Directory.CreateTempSubdirectory("store-").FullName;
         var first = new TestDispatcher(WithStore(data)) { KeepDirectory = true };
