@@ -17,6 +17,8 @@ internal sealed class SampleProcess : IAsyncDisposable
 
     private SampleProcess(Process process) => _process = process;
 
+    public int Id => _process.Id;
+
     public string Output
     {
         get

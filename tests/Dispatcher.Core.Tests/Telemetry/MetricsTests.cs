@@ -57,8 +57,8 @@ public sealed class MetricsTests
             Assert.Equal(2, all.Count(m => m.Instrument == "dispatcher.job.duration"));
             Assert.All(all.Where(m => m.Instrument == "dispatcher.jobs.started"), m => Assert.Equal("no_queue", m.Tags["dispatcher.queue.name"]));
 
-            // Every journal record went through a commit: enqueued, started and finished, for both jobs.
-            Assert.Equal(6, Sum("dispatcher.journal.commit.records"));
+            // Every journal record went through a commit: enqueued, started, the command's process and finished, for both jobs.
+            Assert.Equal(8, Sum("dispatcher.journal.commit.records"));
             Assert.Equal(all.Count(m => m.Instrument == "dispatcher.journal.commit.records"), all.Count(m => m.Instrument == "dispatcher.journal.commit.duration"));
         }
         finally
