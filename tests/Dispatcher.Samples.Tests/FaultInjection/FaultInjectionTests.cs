@@ -62,17 +62,18 @@ public sealed class FaultInjectionTests(ITestOutputHelper log)
 
             await using (var again = await FaultHost.StartAsync(data))
             {
-                Assert.Contains("recovered 51 pending job(s)", again.Process.Output, StringComparison.Ordinal);
-                // sh, flock, the sh it runs (now sleep 3111) and sleep 3112.
-                Assert.Contains("left 4 process(es) running", again.Process.Output, StringComparison.Ordinal);
+                // The blocker runs again (it asked to), alone in its queue: it got the lock.
+                await FaultEnvironment.WaitUntilAsync(() => File.ReadAllLines(runs).Length == 2, "the blocker ran again");
+                Assert.Equal(["run", "run"], File.ReadAllLines(runs));
                 foreach (var pid in leftBehind)
                 {
                     Assert.False(Directory.Exists($"/proc/{pid}") && !File.ReadAllText($"/proc/{pid}/stat").Contains(") Z", StringComparison.Ordinal), $"process {pid} of the interrupted job is still alive");
                 }
 
-                // The blocker runs again (it asked to), alone in its queue: it got the lock.
-                await FaultEnvironment.WaitUntilAsync(() => File.ReadAllLines(runs).Length == 2, "the blocker ran again");
-                Assert.Equal(["run", "run"], File.ReadAllLines(runs));
+                Assert.Contains("recovered 51 pending job(s)", again.Process.Output, StringComparison.Ordinal);
+
+                // sh, flock, the sh it runs (now sleep 3111) and sleep 3112.
+                Assert.Contains("left 4 process(es) running", again.Process.Output, StringComparison.Ordinal);
                 Assert.Single(FaultEnvironment.Find("sleep 3111"));
                 var active = await again.ActiveAsync();
                 Assert.Equal(51, active.Count);
