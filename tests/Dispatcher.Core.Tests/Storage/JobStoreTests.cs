@@ -71,7 +71,7 @@ public sealed class JobStoreTests
         // Cut the journal in the middle of its last record ("blocker" finished, interrupted, is the last one written).
         var journal = Path.Combine(data, FileJobStore.FileName);
         var lines = File.ReadAllLines(journal);
-        Assert.Contains("\"c\"", lines[^2], StringComparison.Ordinal);
+        Assert.Contains("\"finished\",\"Id\":\"blocker\"", lines[^1], StringComparison.Ordinal);
         var length = new FileInfo(journal).Length;
         using (var file = new FileStream(journal, FileMode.Open))
         {
