@@ -43,6 +43,8 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
     private Task? _startTask;
     private Task _lastWrite = Task.CompletedTask;
     private long _journalRecords;
+    private int _repairNeeded;
+    private int _repairInFlight;
     private bool _stopping;
     private Task? _stopTask;
 
@@ -762,17 +764,19 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
     /// <summary>Appends a record without waiting for it (its failure is logged by the store). Called under the lock, to keep the order.</summary>
     private void Journal(JobStoreRecord record)
     {
-        if (_store is null || _stopTask is { IsCompleted: true })
+        if (_store is null || _stopTask is { IsCompleted: true } || _store.Health.Status == JobStoreStatus.Failed)
         {
             return;
         }
 
         var write = _store.AppendAsync(record);
         _lastWrite = write;
-        Observe(write);
+        ObserveAndRepair(write);
 
-        // By records, and by bytes: a few jobs with large output grow the journal faster than their count says.
-        if (++_journalRecords > 1000 + (4L * (_active.Count + _finishedOrder.Count)) || _store is FileJobStore { WantsCompaction: true })
+        // By records, and by bytes: a few jobs with large output grow the journal faster than their count says. And after a
+        // failed write (a full disk): the rewrite puts back what was lost (a finished job's result) once the storage takes it.
+        if (++_journalRecords > 1000 + (4L * (_active.Count + _finishedOrder.Count)) || _store is FileJobStore { WantsCompaction: true }
+            || (Volatile.Read(ref _repairNeeded) == 1 && Volatile.Read(ref _repairInFlight) == 0))
         {
             Compact();
         }
@@ -801,14 +805,24 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         }
 
         _journalRecords = records.Count;
+        Volatile.Write(ref _repairNeeded, 0);
+        Volatile.Write(ref _repairInFlight, 1);
         var rewrite = _store!.RewriteAsync(records);
         _lastWrite = rewrite;
-        Observe(rewrite);
+        ObserveAndRepair(rewrite);
+        _ = rewrite.ContinueWith(static (_, self) => Volatile.Write(ref ((DefaultDispatcher)self!)._repairInFlight, 0), this,
+            CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
-    /// <summary>Fire and forget, but observed: a store failure is logged by the store, and must not surface as unobserved.</summary>
-    private static void Observe(Task task) => _ = task.ContinueWith(static t => _ = t.Exception, CancellationToken.None,
-        TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    /// <summary>
+    /// Fire and forget, but observed: a store failure is logged by the store, and must not surface as unobserved. A failed
+    /// record is not retried by itself; the next journal write rewrites the journal from the dispatcher's state instead.
+    /// </summary>
+    private void ObserveAndRepair(Task task) => _ = task.ContinueWith(static (t, self) =>
+    {
+        _ = t.Exception;
+        Volatile.Write(ref ((DefaultDispatcher)self!)._repairNeeded, 1);
+    }, this, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
 
     /// <summary>
     /// Replays the journal as a stream: retained results come back, jobs that were running are finished as interrupted (or queued

@@ -113,8 +113,14 @@ public sealed class FaultInjectionTests(ITestOutputHelper log)
             string filler;
             await using (var host = await FaultHost.StartAsync(data))
             {
-                Assert.Equal(["a"], (await host.RunAsync(new JsonObject { ["a"] = Job($"touch {markers}/a", "no_queue") })).Started);
+                // "a" is acknowledged, then finishes while the disk is full: its result (6000 characters of output, more than the
+                // journal's last page can hold) cannot be written at that moment.
+                var go = Path.Combine(markers, "go");
+                Assert.Equal(["a"], (await host.RunAsync(new JsonObject { ["a"] = Job($"sh -c \"while [ ! -e {go} ]; do sleep 0.05; done; yes x | head -c 6000\"", "no_queue") })).Started);
                 filler = FaultEnvironment.Fill(mount);
+                File.WriteAllText(go, string.Empty);
+                await FaultEnvironment.WaitUntilAsync(() => host.Process.Output.Contains("JournalWriteFailed", StringComparison.Ordinal)
+                    || host.Process.Output.Contains("Writing the job journal", StringComparison.Ordinal), "the result of a could not be written");
 
                 var jobs = new JsonObject();
                 for (var i = 0; i < 10; i++)
@@ -136,19 +142,21 @@ public sealed class FaultInjectionTests(ITestOutputHelper log)
                 Assert.Empty(Directory.GetFiles(markers, "full*"));
                 var history = await host.HistoryAsync();
                 Assert.DoesNotContain(history.Keys, k => k.StartsWith("full", StringComparison.Ordinal));
+                Assert.Equal("succeeded", history["a"]);
                 await host.CrashAsync();
             }
 
             await using (var again = await FaultHost.StartAsync(data))
             {
                 var history = await again.HistoryAsync();
+                // The result of "a" was written back once the disk had room (the journal is rewritten after a failed write).
                 Assert.Equal("succeeded", history["a"]);
                 Assert.Equal("succeeded", history["b"]);
                 Assert.DoesNotContain(history.Keys, k => k.StartsWith("full", StringComparison.Ordinal));
                 await again.StopAsync();
             }
 
-            Report.Add("disk full (4 MiB tmpfs filled)", "10 jobs rejected with \"the storage is full\", 0 of them ran; 2 of 2 acknowledged jobs kept across a kill -9");
+            Report.Add("disk full (4 MiB tmpfs filled)", "10 jobs rejected with \"the storage is full\", 0 of them ran; 2 of 2 acknowledged jobs kept across a kill -9, with the result that finished while the disk was full");
         }
         finally
         {
