@@ -113,6 +113,28 @@ public sealed class JournalFaultTests
     }
 
     [Fact]
+    public async Task TheDefaultStore_IsResolvable_ForHealthChecks_AndAbsentInMemory()
+    {
+        var data = Directory.CreateTempSubdirectory("store-").FullName;
+        var withJournal = new ServiceCollection().AddLogging();
+        withJournal.AddDispatcher(o => o.DataDirectory = data);
+        await using (var provider = withJournal.BuildServiceProvider())
+        {
+            var store = provider.GetRequiredService<IJobStore>();
+            Assert.IsType<FileJobStore>(store);
+            Assert.Same(store, provider.GetRequiredService<DefaultDispatcher>().Store);
+            Assert.Equal(JobStoreStatus.Healthy, store.Health.Status);
+        }
+
+        var inMemory = new ServiceCollection().AddLogging();
+        inMemory.AddDispatcher();
+        await using (var provider = inMemory.BuildServiceProvider())
+        {
+            Assert.Null(provider.GetService<IJobStore>());
+        }
+    }
+
+    [Fact]
     public void Constructors_DoNoIo()
     {
         var data = Path.Combine(Path.GetTempPath(), "never-created-" + Guid.NewGuid().ToString("N"));
