@@ -187,10 +187,23 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
             failure = ex;
         }
 
+        var queue = job.QueueState;
+        if (failure is null)
+        {
+            // The common case takes no lock: only when the queue stopped at this very job (it was at the head, not yet durable,
+            // with room to run) must it be started here. Both sides write, fence, then read (see StartRunnable), so either
+            // this thread sees the queue waiting on the job, or the queue sees the job durable: no start is missed.
+            job.Durable = true;
+            Interlocked.MemoryBarrier();
+            if (!ReferenceEquals(Volatile.Read(ref queue.WaitingFor), job))
+            {
+                return;
+            }
+        }
+
         List<Job> toStart;
         lock (_gate)
         {
-            var queue = job.QueueState;
             if (failure is not null && job.State == JobState.Pending)
             {
                 queue.Pending.Remove(job.PendingNode!);
@@ -514,9 +527,21 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
     private List<Job> StartRunnable(QueueState queue)
     {
         var started = new List<Job>();
-        while (queue.Pending.First is { Value.Durable: true } node && (queue.Limit == 0 || queue.Running.Count < queue.Limit))
+        while (queue.Pending.First is { } node && (queue.Limit == 0 || queue.Running.Count < queue.Limit))
         {
             var job = node.Value;
+            if (!job.Durable)
+            {
+                // Say what the queue waits for before looking again (the other half of MadeDurableAsync's check).
+                Volatile.Write(ref queue.WaitingFor, job);
+                Interlocked.MemoryBarrier();
+                if (!job.Durable)
+                {
+                    break;
+                }
+            }
+
+            queue.WaitingFor = null;
             queue.Pending.RemoveFirst();
             job.PendingNode = null;
             job.State = JobState.Running;
@@ -988,6 +1013,11 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         public LinkedList<Job> Pending { get; } = new();
 
         public List<Job> Running { get; } = [];
+
+        /// <summary>The pending job at the head that the queue stopped at because its record was not durable yet, or null.</summary>
+#pragma warning disable SA1401, CA1051 // a field, for Volatile and the fences around it
+        public Job? WaitingFor;
+#pragma warning restore SA1401, CA1051
     }
 
     private sealed class Job(JobRequest request, IReadOnlyList<string>[] argv, TimeSpan? timeout, DateTimeOffset enqueuedAt, int outputLimit)
@@ -1013,7 +1043,13 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         public required QueueState QueueState { get; init; }
 
         /// <summary>Gets or sets whether the job's enqueued record is durable; a job starts only once it is.</summary>
-        public bool Durable { get; set; }
+        public bool Durable
+        {
+            get => Volatile.Read(ref _durable);
+            set => Volatile.Write(ref _durable, value);
+        }
+
+        private bool _durable;
 
         /// <summary>Gets the processes its commands started (journaled, so a restart after a crash can end them).</summary>
         public List<JobProcessStartedRecord> Processes { get; } = [];
