@@ -35,6 +35,9 @@ internal sealed partial class FileJobStore : IJobStore
     private const long MaxAsideBytesPerStretch = 64L << 20;
 
     private const UnixFileMode OwnerOnlyFile = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+
+    [ThreadStatic]
+    private static Utf8JsonWriter? t_writer;
     private const UnixFileMode OwnerOnlyDirectory = OwnerOnlyFile | UnixFileMode.UserExecute;
 
     private readonly string _directory;
@@ -455,9 +458,27 @@ internal sealed partial class FileJobStore : IJobStore
     {
         var start = buffer.WrittenCount;
         buffer.Write("00000000 "u8);
-        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+
+        // One writer per thread (in practice the store's writer thread), reset onto each buffer: no allocation per record.
+        var writer = t_writer;
+        if (writer is null)
+        {
+            t_writer = writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+        }
+        else
+        {
+            writer.Reset(buffer);
+        }
+
+        try
         {
             JsonSerializer.Serialize(writer, StoredRecord.From(record), StoreJsonContext.Default.StoredRecord);
+            writer.Flush();
+        }
+        finally
+        {
+            // Not disposed (it is reused); detached from the buffer so the buffer is not kept alive by this thread.
+            writer.Reset(Stream.Null);
         }
 
         var json = buffer.WrittenSpan[(start + 9)..];
