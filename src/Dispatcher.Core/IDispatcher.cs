@@ -68,4 +68,66 @@ public interface IDispatcher
     /// </summary>
     /// <returns>The subscription; dispose it to unsubscribe.</returns>
     DispatcherSubscription Subscribe();
+
+    /// <summary>Lists the queues with their limits, states and job counts, in the order of <see cref="Queues"/>.</summary>
+    /// <returns>A snapshot.</returns>
+    IReadOnlyList<QueueInfo> GetQueues();
+
+    /// <summary>Adds a queue at run time. With a job store it survives restarts (it need not be configured again).</summary>
+    /// <param name="name">The queue name.</param>
+    /// <param name="limit">How many of its jobs may run at once; 0 for no limit.</param>
+    /// <param name="cancellationToken">Cancels the wait for the change to be durable.</param>
+    /// <returns>The new queue.</returns>
+    /// <exception cref="ArgumentException">The name is empty or a queue with that name exists.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="limit"/> is negative.</exception>
+    ValueTask<QueueInfo> AddQueueAsync(string name, int limit, CancellationToken cancellationToken = default);
+
+    /// <summary>Changes a queue's concurrency limit (durable). A higher limit starts waiting jobs at once; a lower one stops none.</summary>
+    /// <param name="name">The queue name.</param>
+    /// <param name="limit">How many of its jobs may run at once; 0 for no limit.</param>
+    /// <param name="cancellationToken">Cancels the wait for the change to be durable.</param>
+    /// <returns>The queue after the change.</returns>
+    /// <exception cref="QueueNotFoundException">No queue has that name.</exception>
+    ValueTask<QueueInfo> SetQueueLimitAsync(string name, int limit, CancellationToken cancellationToken = default);
+
+    /// <summary>Pauses a queue (durable): its running jobs go on, its pending jobs wait (and new ones are accepted) until it is resumed.</summary>
+    /// <param name="name">The queue name.</param>
+    /// <param name="cancellationToken">Cancels the wait for the change to be durable.</param>
+    /// <returns>The queue after the change.</returns>
+    /// <exception cref="QueueNotFoundException">No queue has that name.</exception>
+    ValueTask<QueueInfo> PauseQueueAsync(string name, CancellationToken cancellationToken = default);
+
+    /// <summary>Ends a queue's pause or drain (durable) and starts what it has room for.</summary>
+    /// <param name="name">The queue name.</param>
+    /// <param name="cancellationToken">Cancels the wait for the change to be durable.</param>
+    /// <returns>The queue after the change.</returns>
+    /// <exception cref="QueueNotFoundException">No queue has that name.</exception>
+    ValueTask<QueueInfo> ResumeQueueAsync(string name, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Drains a queue (durable): it refuses new jobs (<see cref="JobRejectionReason.QueueDraining"/>) and runs the jobs it holds
+    /// until none is left; then <see cref="QueueInfo.Drained"/> is true. <see cref="ResumeQueueAsync"/> ends the drain.
+    /// </summary>
+    /// <param name="name">The queue name.</param>
+    /// <param name="cancellationToken">Cancels the wait for the change to be durable.</param>
+    /// <returns>The queue after the change.</returns>
+    /// <exception cref="QueueNotFoundException">No queue has that name.</exception>
+    ValueTask<QueueInfo> DrainQueueAsync(string name, CancellationToken cancellationToken = default);
+
+    /// <summary>Adds (or replaces) a recurring job; with a job store it survives restarts.</summary>
+    /// <param name="recurrence">The recurrence.</param>
+    /// <param name="cancellationToken">Cancels the wait for the change to be durable.</param>
+    /// <returns>The recurrence with its next occurrence.</returns>
+    /// <exception cref="JobRejectedException">The cron expression, the time zone or the job is invalid.</exception>
+    ValueTask<RecurrenceInfo> AddRecurrenceAsync(Recurrence recurrence, CancellationToken cancellationToken = default);
+
+    /// <summary>Removes a recurring job; jobs it already enqueued are not touched.</summary>
+    /// <param name="id">The recurrence id.</param>
+    /// <param name="cancellationToken">Cancels the wait for the change to be durable.</param>
+    /// <returns>Whether a recurrence with that id existed.</returns>
+    ValueTask<bool> RemoveRecurrenceAsync(string id, CancellationToken cancellationToken = default);
+
+    /// <summary>Lists the recurring jobs, by id.</summary>
+    /// <returns>A snapshot.</returns>
+    IReadOnlyList<RecurrenceInfo> ListRecurrences();
 }

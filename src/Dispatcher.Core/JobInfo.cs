@@ -42,4 +42,16 @@ public sealed class JobInfo
 
     /// <summary>Gets the index of the command that is running, or <see langword="null"/> while the job is pending.</summary>
     public int? CurrentCommand { get; }
+
+    /// <summary>Gets the job's priority (<see cref="JobRequest.Priority"/>).</summary>
+    public int Priority { get; internal init; }
+
+    /// <summary>Gets the attempt number: 1 for the first run, 2 for the first retry, and so on.</summary>
+    public int Attempt { get; internal init; } = 1;
+
+    /// <summary>Gets the earliest time a pending job may start (a delayed start or a retry's delay), or <see langword="null"/>.</summary>
+    public DateTimeOffset? NotBefore { get; internal init; }
+
+    /// <summary>Gets the job's labels, or <see langword="null"/>.</summary>
+    public IReadOnlyDictionary<string, string>? Labels { get; internal init; }
 }

@@ -45,4 +45,52 @@ public sealed record JobRequest
     /// such a job is recorded as finished with outcome <see cref="JobOutcome.Interrupted"/>. Needs a job store (<see cref="DispatcherOptions.DataDirectory"/>).
     /// </summary>
     public bool RerunIfInterrupted { get; init; }
+
+    /// <summary>Gets the job's priority in its queue: a higher one starts first; equal ones start in the order they were enqueued.</summary>
+    /// <value>The default value is 0. Negative values are allowed.</value>
+    public int Priority { get; init; }
+
+    /// <summary>
+    /// Gets the ids of jobs this job waits for: it starts only when every one of them has succeeded. When one of them fails, is
+    /// killed, times out, is interrupted or is skipped, this job finishes with outcome <see cref="JobOutcome.Skipped"/> and never
+    /// runs. Each id must be pending, running, or a retained finished job when this job is enqueued.
+    /// </summary>
+    public IReadOnlyList<string>? After { get; init; }
+
+    /// <summary>Gets how long after it is enqueued the job may start at the earliest, or <see langword="null"/> for at once.</summary>
+    /// <remarks>At most one of <see cref="Delay"/> and <see cref="StartAt"/> may be set. Both survive restarts as an absolute time.</remarks>
+    public TimeSpan? Delay { get; init; }
+
+    /// <summary>Gets the earliest time the job may start, or <see langword="null"/> for at once.</summary>
+    public DateTimeOffset? StartAt { get; init; }
+
+    /// <summary>Gets how a failed job is run again, or <see langword="null"/> for never.</summary>
+    public RetryPolicy? Retry { get; init; }
+
+    /// <summary>Gets labels (string pairs) to find the job by; they are kept with its result.</summary>
+    public IReadOnlyDictionary<string, string>? Labels { get; init; }
+}
+
+/// <summary>
+/// How a job that failed runs again: up to <see cref="Count"/> more times, each after a delay that grows by <see cref="Backoff"/>.
+/// Only failures are retried (a command that exited non-zero or could not start, or a timeout); a job that is killed or interrupted
+/// is not. The job keeps its id, queue and place among equal priorities, and each attempt's result is kept
+/// (<see cref="JobResult.PreviousAttempts"/>).
+/// </summary>
+/// <param name="Count">How many times the job may run again after its first attempt.</param>
+/// <param name="Delay">How long after a failed attempt the next one may start.</param>
+/// <param name="Backoff">The factor the delay grows by after each retry: 1 keeps it constant, 2 doubles it.</param>
+public sealed record RetryPolicy(int Count, TimeSpan Delay, double Backoff = 1)
+{
+    /// <summary>The longest delay between two attempts, whatever the backoff.</summary>
+    public static readonly TimeSpan MaxDelay = TimeSpan.FromDays(1);
+
+    /// <summary>Gets the delay before attempt <paramref name="attempt"/> (2 for the first retry).</summary>
+    /// <param name="attempt">The attempt number, at least 2.</param>
+    /// <returns><see cref="Delay"/> times <see cref="Backoff"/> to the power of <c>attempt - 2</c>, at most <see cref="MaxDelay"/>.</returns>
+    public TimeSpan DelayBefore(int attempt)
+    {
+        var seconds = Delay.TotalSeconds * Math.Pow(Backoff, Math.Max(0, attempt - 2));
+        return double.IsFinite(seconds) && seconds < MaxDelay.TotalSeconds ? TimeSpan.FromSeconds(seconds) : MaxDelay;
+    }
 }

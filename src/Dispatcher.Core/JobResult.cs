@@ -56,6 +56,15 @@ public sealed class JobResult
 
     /// <summary>Gets the exit code of the last command that ran, or <see langword="null"/> if none ran.</summary>
     public int? ExitCode => CommandResults.Count > 0 ? CommandResults[^1].ExitCode : null;
+
+    /// <summary>Gets the attempt this result is of: 1 for the first run, more when the job was retried (<see cref="JobRequest.Retry"/>).</summary>
+    public int Attempt { get; init; } = 1;
+
+    /// <summary>Gets the results of the earlier attempts, oldest first; empty when the job ran once.</summary>
+    public IReadOnlyList<JobResult> PreviousAttempts { get; init; } = [];
+
+    /// <summary>Gets the job's labels (<see cref="JobRequest.Labels"/>), or <see langword="null"/>.</summary>
+    public IReadOnlyDictionary<string, string>? Labels { get; init; }
 }
 
 /// <summary>The result of one command of a job.</summary>

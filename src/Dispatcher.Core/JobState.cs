@@ -30,4 +30,7 @@ public enum JobOutcome
 
     /// <summary>The job was running when the host stopped or died, and did not complete.</summary>
     Interrupted,
+
+    /// <summary>A job it depended on (<see cref="JobRequest.After"/>) did not succeed, so it never ran.</summary>
+    Skipped,
 }

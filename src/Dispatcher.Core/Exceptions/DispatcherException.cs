@@ -42,6 +42,28 @@ public enum JobRejectionReason
 
     /// <summary>The job could not be recorded in the job store (the storage is full or read-only, or the store stopped); it did not run.</summary>
     StorageFailed,
+
+    /// <summary>The queue is draining (<see cref="IDispatcher.DrainQueueAsync"/>) and accepts no new jobs.</summary>
+    QueueDraining,
+
+    /// <summary>A job named in <see cref="JobRequest.After"/> is not pending, running or retained (or is the job itself).</summary>
+    UnknownDependency,
+}
+
+/// <summary>Thrown when a queue operation names a queue that does not exist.</summary>
+public sealed class QueueNotFoundException : DispatcherException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="queue">The queue name.</param>
+    /// <param name="message">What was wrong.</param>
+    public QueueNotFoundException(string queue, string message)
+        : base(message)
+    {
+        Queue = queue;
+    }
+
+    /// <summary>Gets the queue name that was not found.</summary>
+    public string Queue { get; }
 }
 
 /// <summary>Thrown when a job is not accepted; nothing was changed.</summary>

@@ -1,6 +1,7 @@
 using System.Diagnostics.Metrics;
 using Dispatcher.Events;
 using Dispatcher.Running;
+using Dispatcher.Scheduling;
 using Dispatcher.Storage;
 using Dispatcher.Telemetry;
 using Microsoft.Extensions.Logging;
@@ -9,17 +10,13 @@ using Microsoft.Extensions.Options;
 
 namespace Dispatcher.Internal;
 
-/// <summary>A job store plugged in with <c>UseJobStore&lt;T&gt;()</c>; the container owns (and disposes) it.</summary>
-internal sealed class JobStoreRegistration(IJobStore store)
-{
-    public IJobStore Store { get; } = store;
-}
-
 /// <summary>
-/// The dispatcher. One lock guards the queues, the active jobs and the retained results; nothing polls: a job starts inside the
-/// call that made room for it (an enqueue, or the end of another job).
+/// The dispatcher: execution, stop enforcement, retention, journal and recovery around the scheduling state machine
+/// (<see cref="JobScheduler{TJob}"/>), which decides what starts when. One lock guards the scheduler and the retained results;
+/// nothing polls: a job starts inside the call that made room for it (an enqueue, the end of another job, a queue change), or when
+/// the one timer for the earliest delayed job fires.
 /// </summary>
-internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
+internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
 {
     private const int MaxInlineLaunchDepth = 4;
 
@@ -33,23 +30,19 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
     private readonly ILogger _logger;
     private readonly DispatcherMetrics _metrics;
     private readonly EventHub _events;
-    private readonly Dictionary<string, QueueState> _queues = new(StringComparer.Ordinal);
-    private readonly QueueState[] _queueOrder;
-    private readonly Dictionary<string, Job> _active = new(StringComparer.Ordinal);
+    private readonly JobScheduler<Job> _scheduler;
+    private readonly ITimer _wakeTimer;
+    private readonly HashSet<string> _changedQueues = new(StringComparer.Ordinal);
     private readonly Dictionary<string, JobResult> _finished = new(StringComparer.Ordinal);
     private readonly Queue<JobResult> _finishedOrder = new();
     private readonly IJobStore? _store;
-    private readonly bool _ownsStore;
-    private Task? _startTask;
-    private Task _lastWrite = Task.CompletedTask;
+    private DateTimeOffset? _armedFor;
     private long _journalRecords;
-    private int _repairNeeded;
-    private int _repairInFlight;
     private bool _stopping;
     private Task? _stopTask;
 
     public DefaultDispatcher(IOptions<DispatcherOptions> options, IJobRunner runner, TimeProvider timeProvider,
-        ILogger<DefaultDispatcher>? logger = null, IMeterFactory? meterFactory = null, JobStoreRegistration? customStore = null)
+        ILogger<DefaultDispatcher>? logger = null, IMeterFactory? meterFactory = null, IJobStore? store = null)
     {
         _options = options.Value;
         _runner = runner;
@@ -57,194 +50,136 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         _logger = (ILogger?)logger ?? NullLogger.Instance;
         _metrics = new DispatcherMetrics(meterFactory);
         _events = new EventHub(_options.EventBufferCapacity);
+        _scheduler = new JobScheduler<Job>(timeProvider);
         foreach (var (name, q) in _options.Queues)
         {
-            _queues.Add(name, new QueueState(name, q.MaxConcurrency));
+            _scheduler.AddQueue(name, q.MaxConcurrency);
         }
 
-        _queueOrder = [.. _queues.Values];
-        Queues = [.. _queues.Keys];
-        // No I/O here: the journal is read when the host starts (StartAsync), or at the first enqueue without a host.
-        var store = customStore?.Store;
-        _ownsStore = store is null;
-        _store = store ?? (_options.DataDirectory is { } directory
-            ? new FileJobStore(directory, _options.FlushToDisk, _logger, _metrics, _options.MaxOutputCharacters)
-            : null);
-    }
-
-    /// <summary>Gets the job store: the one plugged in with <c>UseJobStore</c>, the file journal, or <see langword="null"/> in memory.</summary>
-    internal IJobStore? Store => _store;
-
-    /// <summary>
-    /// Replays the job store (once): retained results come back, processes that a crash left behind are ended, pending jobs start.
-    /// The hosted service calls it when the host starts; an enqueue before that waits for it.
-    /// </summary>
-    public Task StartAsync(CancellationToken cancellationToken = default)
-    {
-        lock (_gate)
+        _wakeTimer = timeProvider.CreateTimer(static state => ((DefaultDispatcher)state!).OnWake(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        _store = store ?? (_options.DataDirectory is { } directory ? new FileJobStore(directory, _options.FlushToDisk, _logger, _metrics) : null);
+        if (_store is null)
         {
-            _startTask ??= _store is null ? LogInMemory() : Task.Run(() => RecoverAsync(_store, cancellationToken), CancellationToken.None);
+            DispatcherLog.InMemory(_logger);
         }
-
-        return _startTask.WaitAsync(cancellationToken);
+        else
+        {
+            Recover(_store);
+        }
     }
 
-    private Task LogInMemory()
+    public IReadOnlyCollection<string> Queues
     {
-        DispatcherLog.InMemory(_logger);
-        return Task.CompletedTask;
+        get
+        {
+            lock (_gate)
+            {
+                return [.. _scheduler.QueueNames];
+            }
+        }
     }
-
-    public IReadOnlyCollection<string> Queues { get; }
 
     public async ValueTask<JobInfo> EnqueueAsync(JobRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
         var argv = Validate(request);
-        if (_startTask is not { IsCompletedSuccessfully: true })
-        {
-            await StartAsync(CancellationToken.None).WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
-
-        List<Job> toStart;
+        var toStart = new List<Job>();
         JobInfo info;
-        Task? durable = null;
-        Job job;
+        Task? durable;
         lock (_gate)
         {
-            if (_stopping)
-            {
-                throw Reject(request.Id, JobRejectionReason.ShuttingDown, "The dispatcher is stopping and accepts no new jobs.");
-            }
-
-            if (_store?.Health is { Status: JobStoreStatus.Failed } failed)
-            {
-                // Fail at once rather than queue behind a writer that will never write.
-                throw Reject(request.Id, JobRejectionReason.StorageFailed, $"Job '{request.Id}' was not accepted: {failed.Description}");
-            }
-
-            if (!_queues.TryGetValue(request.Queue, out var queue))
-            {
-                throw Reject(request.Id, JobRejectionReason.UnknownQueue,
-                    $"Unknown queue '{request.Queue}'; the queues are {string.Join(", ", Queues.Select(q => $"'{q}'"))}.");
-            }
-
-            if (_active.ContainsKey(request.Id))
-            {
-                throw Reject(request.Id, JobRejectionReason.DuplicateId, $"A job with id '{request.Id}' is already pending or running.");
-            }
-
-            job = new Job(request, argv, request.Timeout ?? _options.DefaultJobTimeout, _time.GetUtcNow(), _options.MaxOutputCharacters)
-            {
-                QueueState = queue,
-                Durable = _store is null,
-            };
-            job.PendingNode = queue.Pending.AddLast(job);
-            _active.Add(job.Id, job);
-            if (_store is not null)
-            {
-                // Appended under the lock, so the journal holds jobs in queue order. The job waits in its queue until the
-                // record is durable: a job that ran and then vanished in a crash would be worse than one refused.
-                durable = _store.AppendAsync(new JobEnqueuedRecord(job.Request, job.EnqueuedAt));
-                _lastWrite = durable;
-                _journalRecords++;
-            }
-
-            _metrics.Enqueued(queue.Name);
-            DispatcherLog.JobEnqueued(_logger, job.Id, queue.Name, job.Commands.Count);
-            if (_events.HasSubscribers)
-            {
-                _events.Publish(new JobPendingEvent(Snapshot(job, PositionOfNewest(queue, job)), job.EnqueuedAt));
-            }
-
-            toStart = StartRunnable(queue);
-            info = Snapshot(job, PositionOfNewest(queue, job));
+            info = EnqueueCore(request, argv, toStart, out durable);
         }
 
         Launch(toStart);
         if (durable is not null)
         {
             // The caller hears "accepted" only once the job would survive a crash (group commit: one flush for many enqueues).
-            await MadeDurableAsync(job, durable).ConfigureAwait(false);
+            await durable.ConfigureAwait(false);
         }
 
         return info;
     }
 
-    /// <summary>Waits for a job's record; then lets it start, or takes it back out of its queue and rejects it.</summary>
-    private async Task MadeDurableAsync(Job job, Task durable)
+    /// <summary>Accepts a validated job: the scheduler takes it (or it is skipped at once), the journal gets its record. Under the lock.</summary>
+    private JobInfo EnqueueCore(JobRequest request, IReadOnlyList<string>[] argv, List<Job> toStart, out Task? durable)
     {
-        Exception? failure = null;
-        try
+        durable = null;
+        if (_stopping)
         {
-            await durable.ConfigureAwait(false);
-        }
-#pragma warning disable CA1031 // any store failure rejects the job; the store's own exception is the inner one
-        catch (Exception ex)
-#pragma warning restore CA1031
-        {
-            failure = ex;
+            throw Reject(request.Id, JobRejectionReason.ShuttingDown, "The dispatcher is stopping and accepts no new jobs.");
         }
 
-        var queue = job.QueueState;
-        if (failure is null)
+        if (!_scheduler.HasQueue(request.Queue))
         {
-            // The common case takes no lock: only when the queue stopped at this very job (it was at the head, not yet durable,
-            // with room to run) must it be started here. Both sides write, fence, then read (see StartRunnable), so either
-            // this thread sees the queue waiting on the job, or the queue sees the job durable: no start is missed.
-            job.Durable = true;
-            Interlocked.MemoryBarrier();
-            if (!ReferenceEquals(Volatile.Read(ref queue.WaitingFor), job))
+            throw Reject(request.Id, JobRejectionReason.UnknownQueue,
+                $"Unknown queue '{request.Queue}'; the queues are {string.Join(", ", _scheduler.QueueNames.Select(q => $"'{q}'"))}.");
+        }
+
+        var now = _time.GetUtcNow();
+        var (waitFor, failedDependency) = ResolveDependencies(request);
+        var job = new Job(request, argv, request.Timeout ?? _options.DefaultJobTimeout, now, _options.MaxOutputCharacters)
+        {
+            NotBefore = request.StartAt ?? (request.Delay is { } delay ? now + delay : null),
+        };
+
+        SchedulerWork<Job>? work = null;
+        if (failedDependency is null)
+        {
+            var status = _scheduler.TrySubmit(job, waitFor, out work);
+            if (status != SubmitStatus.Accepted)
             {
-                return;
+                throw status switch
+                {
+                    SubmitStatus.Draining => Reject(request.Id, JobRejectionReason.QueueDraining,
+                        $"Queue '{request.Queue}' is draining and accepts no new jobs; resume it first."),
+                    SubmitStatus.DuplicateId => Reject(request.Id, JobRejectionReason.DuplicateId, $"A job with id '{request.Id}' is already pending or running."),
+                    _ => Reject(request.Id, JobRejectionReason.InvalidRequest, $"Job '{request.Id}' could not be scheduled ({status})."),
+                };
             }
         }
 
-        List<Job> toStart;
-        lock (_gate)
+        if (_store is not null)
         {
-            if (failure is not null && job.State == JobState.Pending)
-            {
-                queue.Pending.Remove(job.PendingNode!);
-                job.PendingNode = null;
-                job.State = JobState.Finished;
-                _active.Remove(job.Id);
-                _metrics.LeftQueueUnstarted(queue.Name);
-                job.Completion.TrySetException(new JobRejectedException(job.Id, JobRejectionReason.StorageFailed, "The job was not recorded."));
-                _ = job.Completion.Task.Exception;
-            }
-
-            job.Durable = true;
-            toStart = _stopping ? [] : StartRunnable(queue);
+            // Appended under the lock, so the journal holds jobs in submission order.
+            durable = _store.AppendAsync(new JobEnqueuedRecord(job.Request, job.EnqueuedAt));
+            _journalRecords++;
         }
 
-        Launch(toStart);
-        if (failure is not null)
+        _metrics.Enqueued(job.Queue);
+        DispatcherLog.JobEnqueued(_logger, job.Id, job.Queue, job.Commands.Count);
+        if (failedDependency is not null)
         {
-            DispatcherLog.JobNotDurable(_logger, job.Id, failure);
-            _metrics.Rejected();
-            throw new JobRejectedException(job.Id, JobRejectionReason.StorageFailed,
-                $"Job '{job.Id}' was not accepted and did not run: {failure.Message}");
+            // A job it depends on has already failed: it finishes as skipped, and never runs.
+            var skipped = Snapshot(job, null);
+            DispatcherLog.JobSkipped(_logger, job.Id, failedDependency);
+            _metrics.LeftQueueUnstarted(job.Queue);
+            Finish(job, JobOutcome.Skipped, []);
+            return skipped;
         }
+
+        if (_events.HasSubscribers)
+        {
+            // Announced as pending first, even when the scheduler starts it at once (the event order clients rely on).
+            _events.Publish(new JobPendingEvent(Snapshot(job, Position(job)), job.EnqueuedAt));
+        }
+
+        Apply(work!, toStart);
+        return Snapshot(job, Position(job));
     }
 
     public IReadOnlyList<JobInfo> List()
     {
         lock (_gate)
         {
-            var list = new List<JobInfo>(_active.Count);
-            foreach (var queue in _queueOrder)
+            var list = new List<JobInfo>(_scheduler.Count);
+            foreach (var name in _scheduler.QueueNames)
             {
                 var position = 0;
-                foreach (var job in queue.Running)
+                foreach (var job in _scheduler.JobsOf(name))
                 {
-                    list.Add(Snapshot(job, queue.Limit == 0 ? null : position++));
-                }
-
-                foreach (var job in queue.Pending)
-                {
-                    list.Add(Snapshot(job, queue.Limit == 0 ? null : position++));
+                    list.Add(Snapshot(job, job.QueueState.Limit == 0 ? null : position++));
                 }
             }
 
@@ -296,12 +231,13 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         cancellationToken.ThrowIfCancellationRequested();
         var killed = new List<string>();
         var toStop = new List<Job>();
+        var toStart = new List<Job>();
         var unique = new HashSet<string>(StringComparer.Ordinal);
         lock (_gate)
         {
             foreach (var id in jobIds)
             {
-                if (id is null || !unique.Add(id) || !_active.TryGetValue(id, out var job))
+                if (id is null || !unique.Add(id) || !_scheduler.TryGetJob(id, out var job))
                 {
                     continue;
                 }
@@ -309,17 +245,21 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
                 killed.Add(id);
                 _metrics.Killed(job.Queue);
                 DispatcherLog.JobKilled(_logger, id, job.State);
-                if (job.State == JobState.Pending)
+                if (job.ScheduleState == ScheduleState.Running)
                 {
-                    FinishPending(job, JobOutcome.Killed);
+                    if (MarkStopping(job, JobOutcome.Killed))
+                    {
+                        toStop.Add(job);
+                    }
                 }
-                else if (MarkStopping(job, JobOutcome.Killed))
+                else
                 {
-                    toStop.Add(job);
+                    FinishPending(job, JobOutcome.Killed, toStart);
                 }
             }
         }
 
+        Launch(toStart);
         foreach (var job in toStop)
         {
             _ = EnforceStopAsync(job);
@@ -352,7 +292,7 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         ArgumentNullException.ThrowIfNull(jobId);
         lock (_gate)
         {
-            if (_active.TryGetValue(jobId, out var job))
+            if (_scheduler.TryGetJob(jobId, out var job))
             {
                 return job.Completion.Task.WaitAsync(cancellationToken);
             }
@@ -386,6 +326,7 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await StopAsync().ConfigureAwait(false);
+        await _wakeTimer.DisposeAsync().ConfigureAwait(false);
         _metrics.Dispose();
     }
 
@@ -401,7 +342,7 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
             Job[] running;
             lock (_gate)
             {
-                running = [.. _active.Values];
+                running = [.. _scheduler.Jobs];
             }
 
             foreach (var job in running)
@@ -419,21 +360,32 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         lock (_gate)
         {
             _stopping = true;
-            running = [.. _active.Values.Where(j => j.State == JobState.Running)];
-            var pending = _active.Values.Where(j => j.State == JobState.Pending).OrderBy(j => j.Sequence).ToArray();
+            _scheduler.Halt();
+            _wakeTimer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            running = [.. _scheduler.Jobs.Where(j => j.ScheduleState == ScheduleState.Running)];
+            var pending = _scheduler.Jobs.Where(j => j.ScheduleState != ScheduleState.Running).OrderBy(j => j.Sequence).ToArray();
             DispatcherLog.Stopping(_logger, running.Length, pending.Length, _store is not null);
-            foreach (var job in pending)
+            if (_store is null)
             {
-                if (_store is null)
+                // Nowhere to keep them: they end here, and say so. Removed newest first, so no removal skips a dependent
+                // (a job always comes after the jobs it depends on) and each one ends as interrupted.
+                foreach (var job in Enumerable.Reverse(pending))
                 {
-                    // Nowhere to keep them: they end here, and say so.
-                    FinishPending(job, JobOutcome.Interrupted);
+                    _ = _scheduler.Remove(job);
+                    _metrics.LeftQueueUnstarted(job.Queue);
                 }
-                else
+
+                foreach (var job in pending)
+                {
+                    Finish(job, JobOutcome.Interrupted, []);
+                }
+            }
+            else
+            {
+                foreach (var job in pending)
                 {
                     // They stay pending in the store and run after the restart; only in-process waiters are released.
-                    job.Completion.TrySetException(new DispatcherException(
-                        $"The dispatcher stopped before job '{job.Id}' started; it stays pending in the job store and runs after the restart."));
+                    ReleaseKeptJob(job);
                 }
             }
 
@@ -444,28 +396,20 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         Task[] remaining;
         lock (_gate)
         {
-            remaining = [.. _active.Values.Where(j => j.State == JobState.Running).Select(j => (Task)j.Completion.Task)];
+            remaining = [.. _scheduler.Jobs.Where(j => j.ScheduleState == ScheduleState.Running).Select(j => (Task)j.Completion.Task)];
         }
 
         await Task.WhenAll(remaining).ConfigureAwait(false);
-        if (_store is not null && _ownsStore)
+        if (_store is not null)
         {
             await _store.DisposeAsync().ConfigureAwait(false);
-        }
-        else if (_store is not null)
-        {
-            // Not ours to dispose (the container does): wait for the last record, which the store applies after all others.
-            Task last;
-            lock (_gate)
-            {
-                last = _lastWrite;
-            }
-
-            await Task.WhenAny(last).ConfigureAwait(false);
         }
 
         _events.CompleteAll();
     }
+
+    private static void ReleaseKeptJob(Job job) => job.Completion.TrySetException(new DispatcherException(
+        $"The dispatcher stopped before job '{job.Id}' finished; it stays pending in the job store and runs after the restart."));
 
     private static IReadOnlyList<string>[] Validate(JobRequest request)
     {
@@ -490,6 +434,27 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
             throw new JobRejectedException(id, JobRejectionReason.InvalidRequest, $"Job '{id}' has a timeout of {timeout}; it must be positive.");
         }
 
+        if (request.Delay is { } delay && delay < TimeSpan.Zero)
+        {
+            throw new JobRejectedException(id, JobRejectionReason.InvalidRequest, $"Job '{id}' has a delay of {delay}; it must not be negative.");
+        }
+
+        if (request.Delay is not null && request.StartAt is not null)
+        {
+            throw new JobRejectedException(id, JobRejectionReason.InvalidRequest, $"Job '{id}' sets both a delay and a start time; give one.");
+        }
+
+        if (request.Retry is { } retry && (retry.Count < 0 || retry.Delay < TimeSpan.Zero || retry.Backoff < 1 || double.IsNaN(retry.Backoff)))
+        {
+            throw new JobRejectedException(id, JobRejectionReason.InvalidRequest,
+                $"Job '{id}' has an invalid retry policy: the count and delay must not be negative and the backoff must be at least 1.");
+        }
+
+        if (request.After is { } after && after.Any(string.IsNullOrEmpty))
+        {
+            throw new JobRejectedException(id, JobRejectionReason.InvalidRequest, $"Job '{id}' depends on an empty job id.");
+        }
+
         var argv = new IReadOnlyList<string>[request.Commands.Count];
         for (var i = 0; i < argv.Length; i++)
         {
@@ -504,6 +469,47 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         return argv;
     }
 
+    /// <summary>
+    /// Sorts a request's dependencies: those still pending or running are waited for; a finished one that succeeded is met; a
+    /// finished one that did not succeed means the job is skipped (its id is returned). An id that is neither is refused. Under the lock.
+    /// </summary>
+    private (List<string>? WaitFor, string? Failed) ResolveDependencies(JobRequest request)
+    {
+        if (request.After is not { Count: > 0 } after)
+        {
+            return (null, null);
+        }
+
+        List<string>? waitFor = null;
+        string? failed = null;
+        foreach (var id in after)
+        {
+            if (id == request.Id)
+            {
+                throw Reject(request.Id, JobRejectionReason.UnknownDependency, $"Job '{request.Id}' cannot depend on itself.");
+            }
+
+            if (_scheduler.Contains(id))
+            {
+                (waitFor ??= []).Add(id);
+            }
+            else if (_finished.TryGetValue(id, out var result))
+            {
+                if (result.Outcome != JobOutcome.Succeeded)
+                {
+                    failed ??= id;
+                }
+            }
+            else
+            {
+                throw Reject(request.Id, JobRejectionReason.UnknownDependency,
+                    $"Job '{request.Id}' depends on '{id}', which is not pending, running or among the retained finished jobs.");
+            }
+        }
+
+        return (waitFor, failed);
+    }
+
     private JobRejectedException Reject(string id, JobRejectionReason reason, string message)
     {
         _metrics.Rejected();
@@ -511,54 +517,101 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         return new JobRejectedException(id, reason, message);
     }
 
-    /// <summary>
-    /// The position of a job that was just enqueued (called under the same lock as the enqueue): running, it is where it
-    /// stands among the running jobs; still pending, it is the last one, since nothing else was enqueued meanwhile.
-    /// </summary>
-    private static int? PositionOfNewest(QueueState queue, Job job) => queue.Limit == 0
-        ? null
-        : job.State == JobState.Running ? queue.Running.IndexOf(job) : queue.Running.Count + queue.Pending.Count - 1;
+    private static int? Position(Job job) => job.QueueState.Limit == 0 ? null : JobScheduler<Job>.PositionOf(job) is var p and >= 0 ? p : null;
 
     private static JobInfo Snapshot(Job job, int? position) =>
         new(job.Id, job.Queue, job.Commands, job.State, position, job.EnqueuedAt, job.StartedAt,
-            job.CurrentCommand >= 0 ? job.CurrentCommand : null);
-
-    /// <summary>Moves jobs from pending to running while the queue has room. Called under the lock.</summary>
-    private List<Job> StartRunnable(QueueState queue)
-    {
-        var started = new List<Job>();
-        while (queue.Pending.First is { } node && (queue.Limit == 0 || queue.Running.Count < queue.Limit))
+            job.CurrentCommand >= 0 ? job.CurrentCommand : null)
         {
-            var job = node.Value;
-            if (!job.Durable)
-            {
-                // Say what the queue waits for before looking again (the other half of MadeDurableAsync's check).
-                Volatile.Write(ref queue.WaitingFor, job);
-                Interlocked.MemoryBarrier();
-                if (!job.Durable)
-                {
-                    break;
-                }
-            }
+            Priority = job.Priority,
+            Attempt = job.Attempt,
+            NotBefore = job.State == JobState.Pending ? job.NotBefore : null,
+            Labels = job.Request.Labels,
+        };
 
-            queue.WaitingFor = null;
-            queue.Pending.RemoveFirst();
-            job.PendingNode = null;
-            job.State = JobState.Running;
-            job.StartedAt = _time.GetUtcNow();
-            queue.Running.Add(job);
-            Journal(new JobStartedRecord(job.Id, job.StartedAt.Value));
-            _metrics.Started(queue.Name);
-            DispatcherLog.JobStarted(_logger, job.Id, queue.Name);
-            if (_events.HasSubscribers)
-            {
-                _events.Publish(new JobStartedEvent(Snapshot(job, queue.Limit == 0 ? null : queue.Running.Count - 1), job.StartedAt.Value));
-            }
-
-            started.Add(job);
+    /// <summary>Carries out what the scheduler decided: jobs to start (collected for launch), jobs to skip, queues that drained. Under the lock.</summary>
+    private void Apply(SchedulerWork<Job> work, List<Job> toStart)
+    {
+        foreach (var job in work.Start)
+        {
+            MarkStarted(job);
+            toStart.Add(job);
         }
 
-        return started;
+        foreach (var job in work.Skip)
+        {
+            _metrics.LeftQueueUnstarted(job.Queue);
+            if (_stopping && _store is not null)
+            {
+                // The job it depended on was interrupted by the stop: the journal decides after the restart.
+                ReleaseKeptJob(job);
+                continue;
+            }
+
+            DispatcherLog.JobSkipped(_logger, job.Id, "(a dependency)");
+            Finish(job, JobOutcome.Skipped, []);
+        }
+
+        foreach (var queue in work.Drained)
+        {
+            DispatcherLog.QueueDrained(_logger, queue);
+        }
+
+        ArmTimer();
+    }
+
+    private void MarkStarted(Job job)
+    {
+        job.State = JobState.Running;
+        job.StartedAt = _time.GetUtcNow();
+        job.NotBefore = null;
+        Journal(new JobStartedRecord(job.Id, job.StartedAt.Value));
+        _metrics.Started(job.Queue);
+        DispatcherLog.JobStarted(_logger, job.Id, job.Queue);
+        if (_events.HasSubscribers)
+        {
+            _events.Publish(new JobStartedEvent(Snapshot(job, Position(job)), job.StartedAt.Value));
+        }
+    }
+
+    /// <summary>Points the one timer at the earliest delayed job. Under the lock.</summary>
+    private void ArmTimer()
+    {
+        var due = _stopping ? null : NextWakeUp();
+        if (due == _armedFor)
+        {
+            return;
+        }
+
+        _armedFor = due;
+        if (due is { } at)
+        {
+            var wait = at - _time.GetUtcNow();
+            _wakeTimer.Change(wait < TimeSpan.Zero ? TimeSpan.Zero : wait, Timeout.InfiniteTimeSpan);
+        }
+        else
+        {
+            _wakeTimer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    private void OnWake()
+    {
+        var toStart = new List<Job>();
+        lock (_gate)
+        {
+            _armedFor = null;
+            if (_stopping)
+            {
+                return;
+            }
+
+            Apply(_scheduler.Tick(), toStart);
+            FireRecurrences(toStart);
+            ArmTimer();
+        }
+
+        Launch(toStart);
     }
 
     private void Launch(List<Job> jobs)
@@ -699,16 +752,18 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
     /// <summary>SIGTERM to the job's tree now; SIGKILL if it has not finished after the grace period.</summary>
     private async Task EnforceStopAsync(Job job)
     {
-        await CancelSafelyAsync(job.Graceful).ConfigureAwait(false);
+        // This attempt's sources: a retry gives the job new ones, which this stop must not touch.
+        var (attempt, graceful, forceful) = (job.AttemptDone, job.Graceful, job.Forceful);
+        await CancelSafelyAsync(graceful).ConfigureAwait(false);
         try
         {
-            await job.Completion.Task.WaitAsync(_options.KillGracePeriod, _time).ConfigureAwait(false);
+            await attempt.WaitAsync(_options.KillGracePeriod, _time).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {
             DispatcherLog.JobForceKilled(_logger, job.Id, _options.KillGracePeriod);
-            await CancelSafelyAsync(job.Forceful).ConfigureAwait(false);
-            await job.Completion.Task.ConfigureAwait(false);
+            await CancelSafelyAsync(forceful).ConfigureAwait(false);
+            await attempt.ConfigureAwait(false);
         }
     }
 
@@ -724,13 +779,13 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         }
     }
 
-    private void FinishPending(Job job, JobOutcome outcome)
+    /// <summary>Ends a job that has not started (killed): it leaves the scheduler, and the jobs that depend on it are skipped. Under the lock.</summary>
+    private void FinishPending(Job job, JobOutcome outcome, List<Job> toStart)
     {
-        var queue = job.QueueState;
-        queue.Pending.Remove(job.PendingNode!);
-        job.PendingNode = null;
-        _metrics.LeftQueueUnstarted(queue.Name);
+        var work = _scheduler.Remove(job);
+        _metrics.LeftQueueUnstarted(job.Queue);
         Finish(job, outcome, []);
+        Apply(work, toStart);
     }
 
     private void FinishRunning(Job job, bool failed)
@@ -744,25 +799,64 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
             results[i] = new CommandResult(i, job.Commands[i], text, dropped, code, started, finished);
         }
 
-        List<Job> toStart;
+        var toStart = new List<Job>();
+        TaskCompletionSource attemptDone;
         lock (_gate)
         {
+            attemptDone = job.AttemptCompletion;
             var outcome = job.StopReason ?? (failed ? JobOutcome.Failed : JobOutcome.Succeeded);
-            job.QueueState.Running.Remove(job);
-            Finish(job, outcome, results);
-            toStart = _stopping ? [] : StartRunnable(job.QueueState);
+            SchedulerWork<Job> work;
+            if (!_stopping && IsRetried(job, outcome) is { } retryAt)
+            {
+                var attempt = AttemptResult(job, outcome, results, _time.GetUtcNow());
+                Journal(new JobRetryScheduledRecord(attempt, retryAt));
+                DispatcherLog.JobRetryScheduled(_logger, job.Id, job.Attempt, outcome, retryAt);
+                job.PrepareRetry(attempt, _options.MaxOutputCharacters);
+                job.NotBefore = retryAt;
+                work = _scheduler.Retry(job, retryAt);
+                if (_events.HasSubscribers)
+                {
+                    _events.Publish(new JobPendingEvent(Snapshot(job, Position(job)), _time.GetUtcNow()));
+                }
+            }
+            else
+            {
+                work = _scheduler.Complete(job, outcome == JobOutcome.Succeeded);
+                Finish(job, outcome, results);
+            }
+
+            Apply(work, toStart);
         }
 
+        attemptDone.TrySetResult();
         LaunchFromFinish(toStart);
     }
+
+    /// <summary>When a failed attempt runs again (retries left, a failure the policy covers), or null. Under the lock.</summary>
+    private DateTimeOffset? IsRetried(Job job, JobOutcome outcome)
+    {
+        if (job.Request.Retry is not { } retry || job.Attempt > retry.Count || outcome is not (JobOutcome.Failed or JobOutcome.TimedOut))
+        {
+            return null;
+        }
+
+        return _time.GetUtcNow() + retry.DelayBefore(job.Attempt + 1);
+    }
+
+    private static JobResult AttemptResult(Job job, JobOutcome outcome, CommandResult[] results, DateTimeOffset now) =>
+        new(job.Id, job.Queue, job.Commands, outcome, results, job.EnqueuedAt, job.StartedAt, now)
+        {
+            Attempt = job.Attempt,
+            PreviousAttempts = job.PreviousAttempts,
+            Labels = job.Request.Labels,
+        };
 
     /// <summary>Ends a job: retains its result, publishes the one finished event, completes its waiters. Called under the lock.</summary>
     private void Finish(Job job, JobOutcome outcome, CommandResult[] results)
     {
         var now = _time.GetUtcNow();
         job.State = JobState.Finished;
-        _active.Remove(job.Id);
-        var result = new JobResult(job.Id, job.Queue, job.Commands, outcome, results, job.EnqueuedAt, job.StartedAt, now);
+        var result = AttemptResult(job, outcome, results, now);
         Retain(result);
         if (!(outcome == JobOutcome.Interrupted && job.Request.RerunIfInterrupted))
         {
@@ -789,28 +883,31 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
     /// <summary>Appends a record without waiting for it (its failure is logged by the store). Called under the lock, to keep the order.</summary>
     private void Journal(JobStoreRecord record)
     {
-        if (_store is null || _stopTask is { IsCompleted: true } || _store.Health.Status == JobStoreStatus.Failed)
+        if (_store is null || _stopTask is { IsCompleted: true })
         {
             return;
         }
 
-        var write = _store.AppendAsync(record);
-        _lastWrite = write;
-        ObserveAndRepair(write);
-
-        // By records, and by bytes: a few jobs with large output grow the journal faster than their count says. And after a
-        // failed write (a full disk): the rewrite puts back what was lost (a finished job's result) once the storage takes it.
-        if (++_journalRecords > 1000 + (4L * (_active.Count + _finishedOrder.Count)) || _store is FileJobStore { WantsCompaction: true }
-            || (Volatile.Read(ref _repairNeeded) == 1 && Volatile.Read(ref _repairInFlight) == 0))
+        Observe(_store.AppendAsync(record));
+        if (++_journalRecords > 1000 + (4L * (_scheduler.Count + _finishedOrder.Count)))
         {
             Compact();
         }
     }
 
-    /// <summary>Replaces the journal by the records of the jobs that still matter. Called under the lock.</summary>
+    /// <summary>Replaces the journal by the records that still matter. Called under the lock.</summary>
     private void Compact()
     {
         var records = new List<JobStoreRecord>();
+        foreach (var queue in _scheduler.GetQueues())
+        {
+            if (_changedQueues.Contains(queue.Name))
+            {
+                records.Add(new QueueStateRecord(queue.Name, queue.Limit, queue.Paused, queue.Draining));
+            }
+        }
+
+        AddRecurrenceRecords(records);
         foreach (var result in _finishedOrder)
         {
             if (ReferenceEquals(_finished.GetValueOrDefault(result.Id), result))
@@ -819,86 +916,90 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
             }
         }
 
-        foreach (var job in _active.Values.OrderBy(j => j.Sequence))
+        foreach (var job in _scheduler.Jobs.OrderBy(j => j.Sequence))
         {
             records.Add(new JobEnqueuedRecord(job.Request, job.EnqueuedAt));
+            if (job.PreviousAttempts.Count > 0)
+            {
+                records.Add(new JobRetryScheduledRecord(job.PreviousAttempts[^1], job.NotBefore ?? job.PreviousAttempts[^1].FinishedAt));
+            }
+
             if (job.StartedAt is { } started)
             {
                 records.Add(new JobStartedRecord(job.Id, started));
-                records.AddRange(job.Processes);
             }
         }
 
         _journalRecords = records.Count;
-        Volatile.Write(ref _repairNeeded, 0);
-        Volatile.Write(ref _repairInFlight, 1);
-        var rewrite = _store!.RewriteAsync(records);
-        _lastWrite = rewrite;
-        ObserveAndRepair(rewrite);
-        _ = rewrite.ContinueWith(static (_, self) => Volatile.Write(ref ((DefaultDispatcher)self!)._repairInFlight, 0), this,
-            CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        Observe(_store!.RewriteAsync(records));
     }
 
-    /// <summary>
-    /// Fire and forget, but observed: a store failure is logged by the store, and must not surface as unobserved. A failed
-    /// record is not retried by itself; the next journal write rewrites the journal from the dispatcher's state instead.
-    /// </summary>
-    private void ObserveAndRepair(Task task) => _ = task.ContinueWith(static (t, self) =>
-    {
-        _ = t.Exception;
-        Volatile.Write(ref ((DefaultDispatcher)self!)._repairNeeded, 1);
-    }, this, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    /// <summary>Fire and forget, but observed: a store failure is logged by the store, and must not surface as unobserved.</summary>
+    private static void Observe(Task task) => _ = task.ContinueWith(static t => _ = t.Exception, CancellationToken.None,
+        TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
 
     /// <summary>
-    /// Replays the journal as a stream: retained results come back, jobs that were running are finished as interrupted (or queued
-    /// again when they asked to be) after what their processes left running is ended, pending jobs go back into their queues in
-    /// their original order and start.
+    /// Replays the journal: queue states come back, retained results come back, jobs that were running are finished as
+    /// interrupted (or queued again when they asked to be), pending jobs go back into their queues in their original order,
+    /// with their dependencies, start times and attempts, and start.
     /// </summary>
-    private async Task RecoverAsync(IJobStore store, CancellationToken cancellationToken)
+    private void Recover(IJobStore store)
     {
-        var active = new Dictionary<string, Recovering>(StringComparer.Ordinal);
+        var records = store.Load();
+        var active = new Dictionary<string, RecoveredJob>(StringComparer.Ordinal);
+        var outcomes = new Dictionary<string, JobOutcome>(StringComparer.Ordinal);
+        var queueStates = new Dictionary<string, QueueStateRecord>(StringComparer.Ordinal);
+        var recurrences = new Dictionary<string, RecurrenceRecord>(StringComparer.Ordinal);
         long order = 0;
-        long records = 0;
         var finished = 0;
-        await foreach (var record in store.LoadAsync(cancellationToken).ConfigureAwait(false))
+        foreach (var record in records)
         {
-            records++;
             switch (record)
             {
                 case JobEnqueuedRecord e:
-                    active[e.JobId] = new Recovering(e, order++);
+                    active[e.JobId] = new RecoveredJob(e, order++);
                     break;
                 case JobStartedRecord s when active.TryGetValue(s.JobId, out var entry):
                     entry.StartedAt = s.StartedAt;
                     break;
-                case JobProcessStartedRecord p when active.TryGetValue(p.JobId, out var entry):
-                    entry.Processes.Add(p);
+                case JobRetryScheduledRecord r when active.TryGetValue(r.JobId, out var entry):
+                    entry.StartedAt = null;
+                    entry.LastAttempt = r.Attempt;
+                    entry.NotBefore = r.NotBefore;
                     break;
                 case JobFinishedRecord f:
                     active.Remove(f.JobId);
-                    lock (_gate)
-                    {
-                        Retain(f.Result);
-                    }
-
+                    outcomes[f.JobId] = f.Result.Outcome;
+                    Retain(f.Result);
                     finished++;
+                    break;
+                case QueueStateRecord q:
+                    queueStates[q.Queue] = q;
+                    break;
+                case RecurrenceRecord r:
+                    recurrences[r.RecurrenceId] = r;
+                    break;
+                case RecurrenceRemovedRecord r:
+                    recurrences.Remove(r.RecurrenceId);
                     break;
             }
         }
 
-        // Before anything starts: a command of a job the crash interrupted may still be running, and its queue's limit
-        // counts it (two pkg_queue jobs at once otherwise). Its processes are found by session and start time, never by pid alone.
-        await EndLeftoversAsync(active.Values.Where(e => e.StartedAt is not null).ToList(), cancellationToken).ConfigureAwait(false);
-
         var interrupted = 0;
         var restored = 0;
-        List<Job> toStart = [];
+        var toStart = new List<Job>();
         lock (_gate)
         {
+            foreach (var q in queueStates.Values)
+            {
+                // Draining comes back after the jobs: a draining queue refuses new jobs, not the ones it held.
+                _scheduler.Restore(q.Queue, q.Limit, q.Paused, draining: false);
+                _changedQueues.Add(q.Queue);
+            }
+
             foreach (var entry in active.Values.OrderBy(e => e.Order))
             {
-                var (enqueued, startedAt) = (entry.Enqueued, entry.StartedAt);
-                var request = enqueued.Request;
+                var request = entry.Enqueued.Request;
                 string[][]? argv = null;
                 try
                 {
@@ -908,10 +1009,16 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
                 {
                 }
 
-                if ((startedAt is not null && !request.RerunIfInterrupted) || argv is null || !_queues.TryGetValue(request.Queue, out var queue)
-                    || _active.ContainsKey(request.Id))
+                if ((entry.StartedAt is not null && !request.RerunIfInterrupted) || argv is null || !_scheduler.HasQueue(request.Queue))
                 {
-                    var result = new JobResult(request.Id, request.Queue, request.Commands, JobOutcome.Interrupted, [], enqueued.EnqueuedAt, startedAt, _time.GetUtcNow());
+                    var result = new JobResult(request.Id, request.Queue, request.Commands, JobOutcome.Interrupted, [], entry.Enqueued.EnqueuedAt,
+                        entry.StartedAt, _time.GetUtcNow())
+                    {
+                        Attempt = (entry.LastAttempt?.Attempt ?? 0) + 1,
+                        PreviousAttempts = entry.LastAttempt is { } last ? [.. last.PreviousAttempts, last] : [],
+                        Labels = request.Labels,
+                    };
+                    outcomes[request.Id] = JobOutcome.Interrupted;
                     Retain(result);
                     Journal(new JobFinishedRecord(result));
                     _events.Publish(new JobFinishedEvent(result));
@@ -920,75 +1027,55 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
                     continue;
                 }
 
-                var job = new Job(request, argv, request.Timeout ?? _options.DefaultJobTimeout, enqueued.EnqueuedAt, _options.MaxOutputCharacters)
+                var job = new Job(request, argv, request.Timeout ?? _options.DefaultJobTimeout, entry.Enqueued.EnqueuedAt, _options.MaxOutputCharacters)
                 {
-                    QueueState = queue,
-                    Durable = true,
+                    NotBefore = entry.NotBefore ?? request.StartAt ?? (request.Delay is { } delay ? entry.Enqueued.EnqueuedAt + delay : null),
                 };
-                job.PendingNode = queue.Pending.AddLast(job);
-                _active.Add(job.Id, job);
-                _metrics.Enqueued(queue.Name);
+                if (entry.LastAttempt is { } previous)
+                {
+                    job.PrepareRetry(previous, _options.MaxOutputCharacters);
+                }
+
+                // A dependency that is no longer held finished before the crash: failed ones skip the job (the crash came between
+                // the dependency's end and the skip's record); one not found was compacted away, which only a success allows.
+                List<string>? waitFor = null;
+                string? failed = null;
+                foreach (var dependency in request.After ?? [])
+                {
+                    if (_scheduler.Contains(dependency))
+                    {
+                        (waitFor ??= []).Add(dependency);
+                    }
+                    else if (outcomes.TryGetValue(dependency, out var outcome) && outcome != JobOutcome.Succeeded)
+                    {
+                        failed ??= dependency;
+                    }
+                }
+
+                _metrics.Enqueued(job.Queue);
+                if (failed is not null || _scheduler.TrySubmit(job, waitFor, out var work) != SubmitStatus.Accepted)
+                {
+                    outcomes[request.Id] = JobOutcome.Skipped;
+                    Finish(job, JobOutcome.Skipped, []);
+                    continue;
+                }
+
+                Apply(work, toStart);
                 restored++;
             }
 
+            foreach (var q in queueStates.Values.Where(q => q.Draining))
+            {
+                Apply(_scheduler.Drain(q.Queue), toStart);
+            }
+
+            RestoreRecurrences(recurrences.Values, toStart);
             Compact();
-            foreach (var queue in _queueOrder)
-            {
-                toStart.AddRange(StartRunnable(queue));
-            }
+            ArmTimer();
         }
 
-        DispatcherLog.Recovered(_logger, restored, interrupted, finished, records);
+        DispatcherLog.Recovered(_logger, restored, interrupted, finished, records.Count);
         Launch(toStart);
-    }
-
-    /// <summary>SIGTERM to every process an interrupted job left running, then SIGKILL to what is still there after the grace period.</summary>
-    private async Task EndLeftoversAsync(List<Recovering> started, CancellationToken cancellationToken)
-    {
-        if (!ProcessTree.IsSupported || started.Count == 0)
-        {
-            return;
-        }
-
-        var all = new List<JobProcessStartedRecord>();
-        foreach (var entry in started)
-        {
-            var left = ProcessTree.Leftovers(entry.Processes);
-            if (left.Count > 0)
-            {
-                DispatcherLog.LeftoverProcesses(_logger, entry.Enqueued.JobId, left.Count, string.Join(' ', left), _options.KillGracePeriod);
-                all.AddRange(entry.Processes);
-            }
-        }
-
-        if (all.Count == 0)
-        {
-            return;
-        }
-
-        ProcessTree.SignalLeftovers(all, ProcessTree.SigTerm);
-        var deadline = _time.GetUtcNow() + _options.KillGracePeriod;
-        while (ProcessTree.Leftovers(all).Count > 0 && _time.GetUtcNow() < deadline)
-        {
-            await Task.Delay(TimeSpan.FromMilliseconds(50), _time, cancellationToken).ConfigureAwait(false);
-        }
-
-        for (var round = 0; round < 10 && ProcessTree.Leftovers(all).Count > 0; round++)
-        {
-            ProcessTree.SignalLeftovers(all, ProcessTree.SigKill);
-            await Task.Delay(TimeSpan.FromMilliseconds(20), _time, cancellationToken).ConfigureAwait(false);
-        }
-    }
-
-    private sealed class Recovering(JobEnqueuedRecord enqueued, long order)
-    {
-        public JobEnqueuedRecord Enqueued { get; } = enqueued;
-
-        public long Order { get; } = order;
-
-        public DateTimeOffset? StartedAt { get; set; }
-
-        public List<JobProcessStartedRecord> Processes { get; } = [];
     }
 
     private void Prune()
@@ -1004,33 +1091,23 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         }
     }
 
-    private sealed class QueueState(string name, int limit)
+    private sealed class RecoveredJob(JobEnqueuedRecord enqueued, long order)
     {
-        public string Name { get; } = name;
+        public JobEnqueuedRecord Enqueued { get; } = enqueued;
 
-        public int Limit { get; } = limit;
+        public long Order { get; } = order;
 
-        public LinkedList<Job> Pending { get; } = new();
+        public DateTimeOffset? StartedAt { get; set; }
 
-        public List<Job> Running { get; } = [];
+        public JobResult? LastAttempt { get; set; }
 
-        /// <summary>The pending job at the head that the queue stopped at because its record was not durable yet, or null.</summary>
-#pragma warning disable SA1401, CA1051 // a field, for Volatile and the fences around it
-        public Job? WaitingFor;
-#pragma warning restore SA1401, CA1051
+        public DateTimeOffset? NotBefore { get; set; }
     }
 
     private sealed class Job(JobRequest request, IReadOnlyList<string>[] argv, TimeSpan? timeout, DateTimeOffset enqueuedAt, int outputLimit)
+        : ScheduledJob(request.Id, request.Queue, request.Priority)
     {
-        private static long s_sequence;
-
-        public long Sequence { get; } = Interlocked.Increment(ref s_sequence);
-
         public JobRequest Request { get; } = request;
-
-        public string Id => Request.Id;
-
-        public string Queue => Request.Queue;
 
         public IReadOnlyList<string> Commands { get; } = [.. request.Commands];
 
@@ -1039,22 +1116,6 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
         public TimeSpan? Timeout { get; } = timeout;
 
         public DateTimeOffset EnqueuedAt { get; } = enqueuedAt;
-
-        public required QueueState QueueState { get; init; }
-
-        /// <summary>Gets or sets whether the job's enqueued record is durable; a job starts only once it is.</summary>
-        public bool Durable
-        {
-            get => Volatile.Read(ref _durable);
-            set => Volatile.Write(ref _durable, value);
-        }
-
-        private bool _durable;
-
-        /// <summary>Gets the processes its commands started (journaled, so a restart after a crash can end them).</summary>
-        public List<JobProcessStartedRecord> Processes { get; } = [];
-
-        public LinkedListNode<Job>? PendingNode { get; set; }
 
         public JobState State { get; set; }
 
@@ -1066,37 +1127,46 @@ internal sealed class DefaultDispatcher : IDispatcher, IAsyncDisposable
 
         public ITimer? TimeoutTimer { get; set; }
 
-        public CancellationTokenSource Graceful { get; } = new();
+        /// <summary>Gets the attempt number, 1 for the first run.</summary>
+        public int Attempt { get; private set; } = 1;
 
-        public CancellationTokenSource Forceful { get; } = new();
+        public IReadOnlyList<JobResult> PreviousAttempts { get; private set; } = [];
+
+        public CancellationTokenSource Graceful { get; private set; } = new();
+
+        public CancellationTokenSource Forceful { get; private set; } = new();
 
         public TaskCompletionSource<JobResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        public OutputLog Output { get; } = new(outputLimit);
+        /// <summary>Completes when the current attempt's processes are gone (what a kill waits for; a retry does not end the job).</summary>
+        public TaskCompletionSource AttemptCompletion { get; private set; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        public List<(int ExitCode, DateTimeOffset Started, DateTimeOffset Finished)> Exits { get; } = [];
+        public Task AttemptDone => AttemptCompletion.Task;
+
+        public OutputLog Output { get; private set; } = new(outputLimit);
+
+        public List<(int ExitCode, DateTimeOffset Started, DateTimeOffset Finished)> Exits { get; private set; } = [];
+
+        /// <summary>Resets the per-attempt state after <paramref name="attempt"/> ended and the job runs again.</summary>
+        public void PrepareRetry(JobResult attempt, int outputLimit)
+        {
+            PreviousAttempts = [.. attempt.PreviousAttempts, attempt];
+            Attempt = attempt.Attempt + 1;
+            State = JobState.Pending;
+            StartedAt = null;
+            CurrentCommand = -1;
+            StopReason = null;
+            TimeoutTimer = null;
+            Graceful = new();
+            Forceful = new();
+            AttemptCompletion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+            Output = new(outputLimit);
+            Exits = [];
+        }
     }
 
-    private sealed class OutputSink(DefaultDispatcher dispatcher, Job job, int index) : IJobOutput, IJobProcessListener
+    private sealed class OutputSink(DefaultDispatcher dispatcher, Job job, int index) : IJobOutput
     {
-        public void ProcessStarted(int processId)
-        {
-            if (dispatcher._store is null || ProcessTree.Identify(processId) is not { } identity)
-            {
-                return;
-            }
-
-            var record = new JobProcessStartedRecord(job.Id, index, processId, identity.StartTime, identity.BootId);
-            lock (dispatcher._gate)
-            {
-                if (job.State == JobState.Running)
-                {
-                    job.Processes.Add(record);
-                    dispatcher.Journal(record);
-                }
-            }
-        }
-
         public void Write(ReadOnlySpan<char> text)
         {
             if (text.IsEmpty)

@@ -275,6 +275,7 @@ internal static class WireFormat
         JobOutcome.Failed => "failed",
         JobOutcome.Killed => "killed",
         JobOutcome.TimedOut => "timed_out",
+        JobOutcome.Skipped => "skipped",
         _ => "interrupted",
     };
 }

@@ -800,7 +800,7 @@ internal sealed partial class FileJobStore : IJobStore
     }
 }
 
-/// <summary>The journal's JSON shape of a record: one flat object with a kind.</summary>
+/// <summary>The journal's JSON shape of a record: one flat object with a kind (members a record does not use are left out).</summary>
 internal sealed record StoredRecord(
     string Kind,
     string Id,
@@ -820,17 +820,80 @@ internal sealed record StoredRecord(
     ulong? PidStart = null,
     string? Boot = null)
 {
+    public int? Priority { get; init; }
+
+    public IReadOnlyList<string>? After { get; init; }
+
+    public double? DelaySeconds { get; init; }
+
+    public DateTimeOffset? StartAt { get; init; }
+
+    public int? RetryCount { get; init; }
+
+    public double? RetryDelaySeconds { get; init; }
+
+    public double? RetryBackoff { get; init; }
+
+    public IReadOnlyDictionary<string, string>? Labels { get; init; }
+
+    public int? Attempt { get; init; }
+
+    public IReadOnlyList<StoredRecord>? Previous { get; init; }
+
+    public DateTimeOffset? NotBefore { get; init; }
+
+    public int? Limit { get; init; }
+
+    public bool? Paused { get; init; }
+
+    public bool? Draining { get; init; }
+
+    public string? Cron { get; init; }
+
+    public string? TimeZone { get; init; }
+
+    public DateTimeOffset? LastOccurrence { get; init; }
+
     public static StoredRecord From(JobStoreRecord record) => record switch
     {
-        JobEnqueuedRecord e => new("enqueued", e.Request.Id, e.EnqueuedAt, e.Request.Queue, e.Request.Commands, e.Request.WorkingDirectory,
-            e.Request.Environment, e.Request.Timeout?.TotalSeconds, e.Request.RerunIfInterrupted),
+        JobEnqueuedRecord e => FromRequest("enqueued", e.Request.Id, e.Request, e.EnqueuedAt),
         JobStartedRecord s => new("started", s.Id, s.StartedAt),
         JobProcessStartedRecord p => new("process", p.Id, Index: p.CommandIndex, Pid: p.ProcessId, PidStart: p.ProcessStartTime, Boot: p.BootId),
-        JobFinishedRecord f => new("finished", f.Result.Id, f.Result.FinishedAt, f.Result.Queue, f.Result.Commands,
-            Outcome: f.Result.Outcome, EnqueuedAt: f.Result.EnqueuedAt, StartedAt: f.Result.StartedAt,
-            Results: [.. f.Result.CommandResults.Select(c => StoredCommand.From(c))]),
+        JobFinishedRecord f => FromResult("finished", f.Result),
+        JobRetryScheduledRecord r => FromResult("retry", r.Attempt) with { NotBefore = r.NotBefore },
+        QueueStateRecord q => new("queue", q.Queue) { Limit = q.Limit, Paused = q.Paused, Draining = q.Draining },
+        RecurrenceRecord r => FromRequest("recurrence", r.Recurrence.Id, r.Recurrence.Job, r.CreatedAt) with
+        {
+            Cron = r.Recurrence.Cron,
+            TimeZone = r.Recurrence.TimeZone,
+            LastOccurrence = r.LastOccurrence,
+        },
+        RecurrenceRemovedRecord r => new("recurrence_removed", r.RecurrenceId),
         _ => throw new ArgumentException($"Unknown record type {record.GetType().Name}.", nameof(record)),
     };
+
+    private static StoredRecord FromRequest(string kind, string id, JobRequest r, DateTimeOffset at) =>
+        new(kind, id, at, r.Queue, r.Commands, r.WorkingDirectory, r.Environment, r.Timeout?.TotalSeconds, r.RerunIfInterrupted)
+        {
+            Priority = r.Priority == 0 ? null : r.Priority,
+            After = r.After is { Count: > 0 } ? r.After : null,
+            DelaySeconds = r.Delay?.TotalSeconds,
+            StartAt = r.StartAt,
+            RetryCount = r.Retry?.Count,
+            RetryDelaySeconds = r.Retry?.Delay.TotalSeconds,
+            RetryBackoff = r.Retry?.Backoff,
+            Labels = r.Labels,
+        };
+
+    private static StoredRecord FromResult(string kind, JobResult result) =>
+        new(kind, result.Id, result.FinishedAt, result.Queue, result.Commands,
+            Outcome: result.Outcome, EnqueuedAt: result.EnqueuedAt, StartedAt: result.StartedAt,
+            Results: [.. result.CommandResults.Select(c => StoredCommand.From(c))])
+        {
+            Attempt = result.Attempt == 1 ? null : result.Attempt,
+            Previous = result.PreviousAttempts.Count == 0 ? null : [.. result.PreviousAttempts.Select(p => FromResult("attempt", p))],
+            Labels = result.Labels,
+        };
 
     /// <summary>The record, or <see langword="null"/> when the content is impossible (a checksum only proves the bytes are the ones written).</summary>
     public JobStoreRecord? ToRecord()
@@ -842,26 +905,68 @@ internal sealed record StoredRecord(
 
         return Kind switch
         {
-            "enqueued" when Commands is not null && !string.IsNullOrEmpty(Queue) && At is { } at
-                && TimeoutSeconds is null or (> 0 and <= 1e9) && (Environment is null || !Environment.Any(kv => kv.Key is null || kv.Value is null)) =>
-                new JobEnqueuedRecord(
-                    new JobRequest(Id, Commands)
-                    {
-                        Queue = Queue,
-                        WorkingDirectory = WorkingDirectory,
-                        Environment = Environment,
-                        Timeout = TimeoutSeconds is { } t ? TimeSpan.FromSeconds(t) : null,
-                        RerunIfInterrupted = RerunIfInterrupted,
-                    }, at),
+            "enqueued" when ToRequest(Id) is { } request && At is { } at => new JobEnqueuedRecord(request, at),
             "started" when At is { } at => new JobStartedRecord(Id, at),
             "process" when Index is >= 0 && Pid is > 0 && PidStart is { } start && !string.IsNullOrEmpty(Boot) =>
                 new JobProcessStartedRecord(Id, Index.Value, Pid.Value, start, Boot),
-            "finished" when Commands is not null && !string.IsNullOrEmpty(Queue) && At is { } at && Outcome is { } outcome
-                && Enum.IsDefined(outcome) && EnqueuedAt is { } enqueued && (Results is null || (Results.Count <= Commands.Count && Results.All(r => r is not null && r.Dropped >= 0))) =>
-                new JobFinishedRecord(new JobResult(Id, Queue, Commands, outcome,
-                    [.. (Results ?? []).Select((c, i) => new CommandResult(i, Commands[i], c.Text, c.Dropped, c.ExitCode, c.StartedAt, c.FinishedAt))],
-                    enqueued, StartedAt, at)),
+            "finished" when ToResult() is { } result => new JobFinishedRecord(result),
+            "retry" when ToResult() is { } result && NotBefore is { } notBefore => new JobRetryScheduledRecord(result, notBefore),
+            "queue" when Limit is { } limit && limit >= 0 => new QueueStateRecord(Id, limit, Paused ?? false, Draining ?? false),
+            "recurrence" when ToRequest(Id) is { } job && !string.IsNullOrEmpty(Cron) && At is { } at =>
+                new RecurrenceRecord(new Recurrence(Id, Cron, job) { TimeZone = TimeZone }, at, LastOccurrence),
+            "recurrence_removed" => new RecurrenceRemovedRecord(Id),
             _ => null,
+        };
+    }
+
+    /// <summary>The request of an enqueued (or recurrence) record, or null when its content is impossible.</summary>
+    private JobRequest? ToRequest(string id) => Commands is null || string.IsNullOrEmpty(Queue)
+        || TimeoutSeconds is not (null or (> 0 and <= 1e9)) || (Environment is not null && Environment.Any(kv => kv.Key is null || kv.Value is null))
+        || RetryCount is < 0 || RetryBackoff is < 1 || DelaySeconds is < 0
+        ? null
+        : new JobRequest(id, Commands)
+        {
+            Queue = Queue,
+            WorkingDirectory = WorkingDirectory,
+            Environment = Environment,
+            Timeout = TimeoutSeconds is { } t ? TimeSpan.FromSeconds(t) : null,
+            RerunIfInterrupted = RerunIfInterrupted,
+            Priority = Priority ?? 0,
+            After = After,
+            Delay = DelaySeconds is { } d ? TimeSpan.FromSeconds(d) : null,
+            StartAt = StartAt,
+            Retry = RetryCount is { } count ? new RetryPolicy(count, TimeSpan.FromSeconds(RetryDelaySeconds ?? 0), RetryBackoff ?? 1) : null,
+            Labels = Labels,
+        };
+
+    /// <summary>The result of a finished (or retry, or attempt) record, or null when its content is impossible.</summary>
+    private JobResult? ToResult()
+    {
+        if (Commands is null || string.IsNullOrEmpty(Queue) || At is not { } at || Outcome is not { } outcome || !Enum.IsDefined(outcome)
+            || EnqueuedAt is not { } enqueued || (Results is not null && (Results.Count > Commands.Count || Results.Any(r => r is null || r.Dropped < 0))))
+        {
+            return null;
+        }
+
+        var previous = new List<JobResult>();
+        foreach (var p in Previous ?? [])
+        {
+            if (p?.ToResult() is not { } r)
+            {
+                return null;
+            }
+
+            previous.Add(r);
+        }
+
+        var commands = Commands;
+        return new JobResult(Id, Queue, commands, outcome,
+            [.. (Results ?? []).Select((c, i) => new CommandResult(i, commands[i], c.Text, c.Dropped, c.ExitCode, c.StartedAt, c.FinishedAt))],
+            enqueued, StartedAt, at)
+        {
+            Attempt = Attempt ?? 1,
+            PreviousAttempts = previous,
+            Labels = Labels,
         };
     }
 }

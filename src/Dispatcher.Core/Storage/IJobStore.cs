@@ -81,7 +81,8 @@ public sealed class JobStoreHealth
 
 /// <summary>
 /// One entry of the job log. The family is closed: <see cref="JobEnqueuedRecord"/>, <see cref="JobStartedRecord"/>,
-/// <see cref="JobProcessStartedRecord"/>, <see cref="JobFinishedRecord"/>.
+/// <see cref="JobProcessStartedRecord"/>, <see cref="JobRetryScheduledRecord"/>, <see cref="JobFinishedRecord"/>,
+/// <see cref="QueueStateRecord"/>, <see cref="RecurrenceRecord"/> and <see cref="RecurrenceRemovedRecord"/>.
 /// </summary>
 public abstract record JobStoreRecord
 {
@@ -89,7 +90,7 @@ public abstract record JobStoreRecord
     {
     }
 
-    /// <summary>Gets the id of the job the record is about.</summary>
+    /// <summary>Gets the id of the job the record is about, or an empty string for a record about a queue or a recurrence.</summary>
     public abstract string JobId { get; }
 }
 
@@ -132,4 +133,45 @@ public sealed record JobFinishedRecord(JobResult Result) : JobStoreRecord
 {
     /// <inheritdoc />
     public override string JobId => Result.Id;
+}
+
+/// <summary>An attempt of a job failed and the job runs again (<see cref="JobRequest.Retry"/>).</summary>
+/// <param name="Attempt">The failed attempt's result (with the attempts before it).</param>
+/// <param name="NotBefore">When the next attempt may start.</param>
+public sealed record JobRetryScheduledRecord(JobResult Attempt, DateTimeOffset NotBefore) : JobStoreRecord
+{
+    /// <inheritdoc />
+    public override string JobId => Attempt.Id;
+}
+
+/// <summary>A queue was added or changed at run time; the last record of a queue wins over its configured options.</summary>
+/// <param name="Queue">The queue name.</param>
+/// <param name="Limit">Its concurrency limit (0 for none).</param>
+/// <param name="Paused">Whether it is paused.</param>
+/// <param name="Draining">Whether it is draining.</param>
+public sealed record QueueStateRecord(string Queue, int Limit, bool Paused, bool Draining) : JobStoreRecord
+{
+    /// <inheritdoc />
+    public override string JobId => string.Empty;
+}
+
+/// <summary>A recurrence was added, or enqueued a job (the last record of a recurrence wins).</summary>
+/// <param name="Recurrence">The recurrence.</param>
+/// <param name="CreatedAt">When it was added.</param>
+/// <param name="LastOccurrence">The occurrence it last enqueued a job for, or <see langword="null"/>.</param>
+public sealed record RecurrenceRecord(Recurrence Recurrence, DateTimeOffset CreatedAt, DateTimeOffset? LastOccurrence) : JobStoreRecord
+{
+    /// <summary>Gets the recurrence id.</summary>
+    public string RecurrenceId => Recurrence.Id;
+
+    /// <inheritdoc />
+    public override string JobId => string.Empty;
+}
+
+/// <summary>A recurrence was removed.</summary>
+/// <param name="RecurrenceId">Its id.</param>
+public sealed record RecurrenceRemovedRecord(string RecurrenceId) : JobStoreRecord
+{
+    /// <inheritdoc />
+    public override string JobId => string.Empty;
 }
