@@ -9,12 +9,12 @@ internal sealed class TestDispatcher : IAsyncDisposable
 {
     public static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
 
-    public TestDispatcher(Action<DispatcherOptions>? configure = null, string? directory = null, IJobRunner? runner = null)
+    public TestDispatcher(Action<DispatcherOptions>? configure = null, string? directory = null, IJobRunner? runner = null, TimeProvider? time = null)
     {
         Directory = directory ?? System.IO.Directory.CreateTempSubdirectory("dispatcher-test-").FullName;
         var options = new DispatcherOptions { KillGracePeriod = TimeSpan.FromSeconds(2) };
         configure?.Invoke(options);
-        Dispatcher = new DefaultDispatcher(Options.Create(options), runner ?? JobRunners.CreateDefault(), TimeProvider.System);
+        Dispatcher = new DefaultDispatcher(Options.Create(options), runner ?? JobRunners.CreateDefault(), time ?? TimeProvider.System);
 
         // What the hosted service does when the host starts: replay the job store.
         Dispatcher.StartAsync().WaitAsync(Patience).GetAwaiter().GetResult();
