@@ -13,7 +13,7 @@ namespace Dispatcher.Protocol;
 /// actions onto <see cref="IDispatcher"/>, and builds replies and error envelopes. The WebSocket and HTTP transports only frame
 /// and forward.
 /// </summary>
-internal sealed class ProtocolHandler
+internal sealed partial class ProtocolHandler
 {
     public const string TooManyFailures = "Too Many Authorization Failures - Try again later";
 
@@ -379,7 +379,8 @@ internal sealed class ProtocolHandler
             case "run":
                 return Require(session, id, DispatcherAccess.Full, "run") ?? Stopping(id) ?? RunProblem(id, args) ?? await RunAsync(ns, name, id, args, cancellationToken).ConfigureAwait(false);
             default:
-                return Error(id, 400, $"Unknown action '{Short(action)}'; rpc/dispatcher offers list, kill, run and history.");
+                return await SchedulingActionAsync(session, ns, name, id, action.ToLowerInvariant(), args, cancellationToken).ConfigureAwait(false)
+                    ?? Error(id, 400, $"Unknown action '{Short(action)}'; rpc/dispatcher offers list, kill, run, history, {SchedulingActionNames}.");
         }
     }
 
@@ -474,6 +475,7 @@ internal sealed class ProtocolHandler
     private async ValueTask<ProtocolReply> RunAsync(string ns, string name, string? id, JsonElement args, CancellationToken cancellationToken)
     {
         var started = new JsonArray();
+        var result = new JsonObject { ["started"] = started };
         var rejected = new JsonObject();
         var any = false;
         foreach (var job in args.EnumerateObject())
@@ -484,7 +486,7 @@ internal sealed class ProtocolHandler
             }
 
             any = true;
-            if (!TryParseJob(job.Name, job.Value, out var request, out var problem))
+            if (!TryParseJob(job.Name, job.Value, out var request, out var recurrence, out var problem))
             {
                 rejected[job.Name] = problem;
                 continue;
@@ -492,6 +494,13 @@ internal sealed class ProtocolHandler
 
             try
             {
+                if (recurrence is not null)
+                {
+                    await _dispatcher.AddRecurrenceAsync(recurrence, cancellationToken).ConfigureAwait(false);
+                    ((JsonArray)(result["recurring"] ??= new JsonArray())).Add((JsonNode?)job.Name);
+                    continue;
+                }
+
                 await _dispatcher.EnqueueAsync(request, cancellationToken).ConfigureAwait(false);
                 started.Add((JsonNode?)job.Name);
             }
@@ -506,7 +515,6 @@ internal sealed class ProtocolHandler
             return Error(id, 400, "run needs at least one job: {\"action\": \"run\", \"JOB_ID\": \"command\" or [\"command\", ...]}.");
         }
 
-        var result = new JsonObject { ["started"] = started };
         if (rejected.Count > 0)
         {
             result["rejected"] = rejected;
@@ -516,9 +524,10 @@ internal sealed class ProtocolHandler
     }
 
     /// <summary>A run value: a command string, an array of command strings, or an object with commands and options.</summary>
-    internal static bool TryParseJob(string jobId, JsonElement value, out JobRequest request, out string problem)
+    internal static bool TryParseJob(string jobId, JsonElement value, out JobRequest request, out Recurrence? recurrence, out string problem)
     {
         request = null!;
+        recurrence = null;
         problem = string.Empty;
         switch (value.ValueKind)
         {
@@ -534,16 +543,18 @@ internal sealed class ProtocolHandler
                 request = new JobRequest(jobId, commands);
                 return true;
             case JsonValueKind.Object:
-                return TryParseJobObject(jobId, value, out request, out problem);
+                return TryParseJobObject(jobId, value, out request, out recurrence, out problem);
             default:
                 problem = $"A job must be a command string, an array of command strings or an object with \"commands\", not {Describe(value.ValueKind)}.";
                 return false;
         }
     }
 
-    private static bool TryParseJobObject(string jobId, JsonElement value, out JobRequest request, out string problem)
+    private static bool TryParseJobObject(string jobId, JsonElement value, out JobRequest request, out Recurrence? recurrence, out string problem)
     {
         request = null!;
+        recurrence = null;
+        var scheduling = new SchedulingMembers();
         problem = string.Empty;
         IReadOnlyList<string>? commands = null;
         string? queue = null, workdir = null;
@@ -595,7 +606,13 @@ internal sealed class ProtocolHandler
                     problem = "\"timeout\" must be a positive number of seconds.";
                     return false;
                 default:
-                    problem = $"Unknown member \"{member.Name}\"; a job object may have commands, queue, workdir, env, timeout and rerun_if_interrupted.";
+                    if (scheduling.TryRead(member, out problem))
+                    {
+                        break;
+                    }
+
+                    problem = problem.Length > 0 ? problem
+                        : $"Unknown member \"{member.Name}\"; a job object may have commands, queue, workdir, env, timeout, rerun_if_interrupted, {SchedulingMembers.Names}.";
                     return false;
             }
         }
@@ -614,7 +631,7 @@ internal sealed class ProtocolHandler
             Timeout = timeout,
             RerunIfInterrupted = rerun,
         };
-        return true;
+        return scheduling.TryApply(ref request, out recurrence, out problem);
     }
 
     private static bool TryGetCommands(JsonElement array, out IReadOnlyList<string> commands, out string problem)

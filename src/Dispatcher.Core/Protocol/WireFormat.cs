@@ -78,6 +78,7 @@ internal static class WireFormat
                     }
 
                     writer.WriteString("state", job.State == JobState.Running ? "running" : "pending");
+                    WriteSchedulingMembers(writer, job);
                     writer.WriteEndObject();
                 }
 
@@ -249,8 +250,83 @@ internal static class WireFormat
         details["time_finished"] = Iso(result.FinishedAt);
         details["outcome"] = Outcome(result.Outcome);
         AddCommandResults(details, result);
+        AddSchedulingMembers(details, result);
         return details;
     }
+
+    /// <summary>The extension members of a listed job, written only when they differ from a plain job's (old clients see nothing new).</summary>
+    private static void WriteSchedulingMembers(Utf8JsonWriter writer, JobInfo job)
+    {
+        if (job.Priority != 0)
+        {
+            writer.WriteNumber("priority", job.Priority);
+        }
+
+        if (job.Attempt > 1)
+        {
+            writer.WriteNumber("attempt", job.Attempt);
+        }
+
+        if (job.NotBefore is { } notBefore)
+        {
+            writer.WriteString("not_before", Iso(notBefore));
+        }
+
+        if (job.Labels is { Count: > 0 } labels)
+        {
+            writer.WriteStartObject("labels");
+            foreach (var (key, value) in labels)
+            {
+                writer.WriteString(key, value);
+            }
+
+            writer.WriteEndObject();
+        }
+    }
+
+    /// <summary>The extension members of a finished job: attempts (when retried) and labels, only when there are some.</summary>
+    public static void AddSchedulingMembers(JsonObject details, JobResult result)
+    {
+        if (result.Attempt > 1)
+        {
+            details["attempt"] = result.Attempt;
+            details["previous_attempts"] = new JsonArray([.. result.PreviousAttempts.Select(a => (JsonNode?)new JsonObject
+            {
+                ["attempt"] = a.Attempt,
+                ["outcome"] = Outcome(a.Outcome),
+                ["exit_code"] = a.ExitCode,
+                ["time_started"] = Iso(a.StartedAt),
+                ["time_finished"] = Iso(a.FinishedAt),
+                ["output"] = string.Concat(a.CommandResults.Select(c => c.Output)),
+            })]);
+        }
+
+        if (result.Labels is { Count: > 0 } labels)
+        {
+            details["labels"] = Labels(labels);
+        }
+    }
+
+    public static JsonObject Labels(IReadOnlyDictionary<string, string> labels)
+    {
+        var o = new JsonObject();
+        foreach (var (key, value) in labels)
+        {
+            o[key] = value;
+        }
+
+        return o;
+    }
+
+    public static JsonObject Queue(QueueInfo queue) => new()
+    {
+        ["limit"] = queue.Limit,
+        ["paused"] = queue.Paused,
+        ["draining"] = queue.Draining,
+        ["drained"] = queue.Drained,
+        ["running"] = queue.Running,
+        ["pending"] = queue.Pending,
+    };
 
     public static string? Iso(DateTimeOffset? time) => time?.ToString("yyyy-MM-ddTHH:mm:ss.fffzzz", CultureInfo.InvariantCulture);
 
