@@ -47,6 +47,14 @@ public class DispatcherOptions
     /// <value>The default value is 1 048 576 (1 Mi characters). At least 1 024.</value>
     public int MaxOutputCharacters { get; set; } = 1024 * 1024;
 
+    /// <summary>
+    /// Gets or sets how many bytes of output (UTF-8) each job's full log keeps in <see cref="DataDirectory"/>. Past it, the oldest
+    /// half is cut off. Without a data directory there are no log files, and <see cref="IDispatcher.ReadLogAsync"/> reads the
+    /// output kept in memory (<see cref="MaxOutputCharacters"/>).
+    /// </summary>
+    /// <value>The default value is 67 108 864 (64 MiB). At least 65 536.</value>
+    public long MaxLogBytes { get; set; } = 64L * 1024 * 1024;
+
     /// <summary>Gets or sets how many finished jobs' results are kept for <see cref="IDispatcher.GetResult"/>.</summary>
     /// <value>The default value is 1 000. 0 keeps none.</value>
     public int RetainedJobCount { get; set; } = 1000;

@@ -130,4 +130,18 @@ public interface IDispatcher
     /// <summary>Lists the recurring jobs, by id.</summary>
     /// <returns>A snapshot.</returns>
     IReadOnlyList<RecurrenceInfo> ListRecurrences();
+
+    /// <summary>
+    /// Reads a job's full output (all commands and attempts, merged) from a byte offset, while it runs and after it finished. With
+    /// a data directory the log is a file bounded by <see cref="DispatcherOptions.MaxLogBytes"/>; without one it is the output
+    /// kept in memory.
+    /// </summary>
+    /// <param name="jobId">The job id.</param>
+    /// <param name="offset">The UTF-8 byte offset to read from (0 for the start; a chunk's <see cref="JobLogChunk.NextOffset"/> to go on).</param>
+    /// <param name="limit">The most bytes to return, 1 to 1 048 576 (at least one whole character is returned when there is one).</param>
+    /// <param name="cancellationToken">A token to cancel the call.</param>
+    /// <returns>The chunk.</returns>
+    /// <exception cref="JobNotFoundException">No job with that id is pending, running or retained.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="offset"/> is negative or <paramref name="limit"/> is out of range.</exception>
+    ValueTask<JobLogChunk> ReadLogAsync(string jobId, long offset, int limit, CancellationToken cancellationToken = default);
 }

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using System.Text.Json.Nodes;
 
 namespace Dispatcher.Transports.Tests;
@@ -12,7 +13,8 @@ public abstract class SchedulingProtocolTests : IAsyncLifetime
 
     private protected TestServer Server { get; private set; } = null!;
 
-    public virtual async Task InitializeAsync() => Server = await TestServer.StartAsync();
+    public virtual async Task InitializeAsync() =>
+        Server = await TestServer.StartAsync(host: b => b.Services.Configure<DispatcherOptions>(o => o.DataDirectory = Path.Combine(_directory, "data")));
 
     public virtual async Task DisposeAsync()
     {
@@ -177,6 +179,50 @@ public abstract class SchedulingProtocolTests : IAsyncLifetime
         var bad = Args(await CallAsync(JsonNode.Parse("""{"action":"run","x":{"commands":"true","cron":"not cron"},"y":{"commands":"true","cron":"* * * * *","time_zone":"Mars/Olympus"}}""")!.AsObject()));
         Assert.Contains("cron", (string?)bad["rejected"]!["x"], StringComparison.Ordinal);
         Assert.Contains("time zone", (string?)bad["rejected"]!["y"], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Log_ReadsAThreeMegabyteOutputWhole_InChunks_AndWhileRunning()
+    {
+        // seq 1 450000 prints 3 038 895 bytes (over 3 MB).
+        var gate = PathOf("gate");
+        var expected = string.Concat(Enumerable.Range(1, 450_000).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture) + "\n")) + "é€😀 done\n";
+        var run = new JsonObject
+        {
+            ["action"] = "run",
+            ["big"] = new JsonObject
+            {
+                ["commands"] = new JsonArray("seq 1 450000", $"sh -c \"while [ ! -e {gate} ]; do sleep 0.01; done; printf 'é€😀 done\\n'\""),
+            },
+        };
+        await CallAsync(run);
+
+        // While it runs: the first command's output is there, and the job is not finished.
+        var text = new System.Text.StringBuilder();
+        long offset = 0;
+        await ProcessProbeWait(() => Server.Dispatcher.List().Any(j => j.Id == "big" && j.CurrentCommand == 1));
+        var running = Args(await CallAsync(new JsonObject { ["action"] = "log", ["job_id"] = "big", ["offset"] = 0, ["limit"] = 10 }));
+        Assert.Equal("1\n2\n3\n4\n5\n", (string?)running["output"]);
+        Assert.False((bool)running["finished"]!);
+        File.WriteAllText(gate, string.Empty);
+        await WaitAsync("big");
+
+        while (true)
+        {
+            var chunk = Args(await CallAsync(new JsonObject { ["action"] = "log", ["job_id"] = "big", ["offset"] = offset, ["limit"] = 1024 * 1024 }));
+            Assert.Equal(offset, (long)chunk["offset"]!);
+            text.Append((string?)chunk["output"]);
+            offset = (long)chunk["next_offset"]!;
+            if ((bool)chunk["finished"]! && offset == (long)chunk["end_offset"]!)
+            {
+                break;
+            }
+        }
+
+        Assert.True(offset > 3_000_000, $"read {offset} bytes");
+        Assert.Equal(expected, text.ToString());
+        IsError(await CallAsync(new JsonObject { ["action"] = "log", ["job_id"] = "nope" }), 404);
+        IsError(await CallAsync(new JsonObject { ["action"] = "log", ["job_id"] = "big", ["limit"] = 0 }), 400);
     }
 
     private async Task<JobOutcome> RunAndWait(string run, string id)

@@ -36,6 +36,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
     private readonly Dictionary<string, JobResult> _finished = new(StringComparer.Ordinal);
     private readonly Queue<JobResult> _finishedOrder = new();
     private readonly IJobStore? _store;
+    private readonly JobLogs? _logs;
     private DateTimeOffset? _armedFor;
     private long _journalRecords;
     private bool _stopping;
@@ -57,6 +58,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         }
 
         _wakeTimer = timeProvider.CreateTimer(static state => ((DefaultDispatcher)state!).OnWake(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        _logs = _options.DataDirectory is { } logDirectory ? new JobLogs(logDirectory, Math.Max(_options.MaxLogBytes, 65536)) : null;
         _store = store ?? (_options.DataDirectory is { } directory ? new FileJobStore(directory, _options.FlushToDisk, _logger, _metrics) : null);
         if (_store is null)
         {
@@ -562,6 +564,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
 
     private void MarkStarted(Job job)
     {
+        OpenLog(job);
         job.State = JobState.Running;
         job.StartedAt = _time.GetUtcNow();
         job.NotBefore = null;
@@ -856,6 +859,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
     {
         var now = _time.GetUtcNow();
         job.State = JobState.Finished;
+        job.Log?.Dispose();
         var result = AttemptResult(job, outcome, results, now);
         Retain(result);
         if (!(outcome == JobOutcome.Interrupted && job.Request.RerunIfInterrupted))
@@ -1087,6 +1091,10 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
             if (_finished.TryGetValue(oldest.Id, out var current) && ReferenceEquals(current, oldest))
             {
                 _finished.Remove(oldest.Id);
+                if (_logs is not null && !_scheduler.Contains(oldest.Id))
+                {
+                    _logs.Delete(oldest.Id);
+                }
             }
         }
     }
@@ -1145,6 +1153,9 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
 
         public OutputLog Output { get; private set; } = new(outputLimit);
 
+        /// <summary>Gets or sets the job's full log (with a data directory), opened when its first attempt starts.</summary>
+        public JobLogs.JobLog? Log { get; set; }
+
         public List<(int ExitCode, DateTimeOffset Started, DateTimeOffset Finished)> Exits { get; private set; } = [];
 
         /// <summary>Resets the per-attempt state after <paramref name="attempt"/> ended and the job runs again.</summary>
@@ -1175,6 +1186,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
             }
 
             job.Output.Append(text);
+            job.Log?.Append(text);
             if (dispatcher._events.HasSubscribers)
             {
                 dispatcher._events.Publish(new JobOutputEvent(job.Id, index, text.ToString(), dispatcher._time.GetUtcNow()));

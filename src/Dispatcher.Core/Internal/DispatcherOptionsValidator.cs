@@ -44,6 +44,11 @@ internal sealed class DispatcherOptionsValidator : IValidateOptions<DispatcherOp
             errors.Add($"Dispatcher:MaxOutputCharacters is {options.MaxOutputCharacters}; it must be at least 1024.");
         }
 
+        if (options.MaxLogBytes < 65536)
+        {
+            errors.Add($"Dispatcher:MaxLogBytes is {options.MaxLogBytes}; it must be at least 65536.");
+        }
+
         if (options.RetainedJobCount < 0)
         {
             errors.Add($"Dispatcher:RetainedJobCount is {options.RetainedJobCount}; it must be 0 or more.");

@@ -11,7 +11,7 @@ namespace Dispatcher.Protocol;
 /// </summary>
 internal sealed partial class ProtocolHandler
 {
-    private const string SchedulingActionNames = "pause, resume, drain, queues, set_limit, add_queue, recurrences and remove_recurrence";
+    private const string SchedulingActionNames = "pause, resume, drain, queues, set_limit, add_queue, recurrences, remove_recurrence and log";
 
     /// <summary>Handles one of the scheduling actions, or returns null when <paramref name="action"/> is none of them.</summary>
     private async ValueTask<ProtocolReply?> SchedulingActionAsync(ProtocolSession session, string ns, string name, string? id, string action,
@@ -21,6 +21,8 @@ internal sealed partial class ProtocolHandler
         {
             case "queues":
                 return Ok(ns, name, id, new JsonObject { ["queues"] = Queues(_dispatcher.GetQueues()) });
+            case "log":
+                return await LogAsync(ns, name, id, args, cancellationToken).ConfigureAwait(false);
             case "recurrences":
                 return Ok(ns, name, id, new JsonObject { ["recurrences"] = Recurrences(_dispatcher.ListRecurrences()) });
             case "pause" or "resume" or "drain":
@@ -121,6 +123,48 @@ internal sealed partial class ProtocolHandler
         }
 
         return Ok(ns, name, id, new JsonObject { ["removed"] = removed });
+    }
+
+    /// <summary><c>log</c>: <c>{"job_id": J, "offset": 0, "limit": 65536}</c>, the job's full output from that UTF-8 byte offset.</summary>
+    private async ValueTask<ProtocolReply> LogAsync(string ns, string name, string? id, JsonElement args, CancellationToken cancellationToken)
+    {
+        if (!TryGetString(args, "job_id", out var jobId, out var problem))
+        {
+            return Error(id, 400, "log needs \"job_id\": a job id. " + problem);
+        }
+
+        long offset = 0;
+        if (TryGetProperty(args, "offset", out var o) && (o.ValueKind != JsonValueKind.Number || !o.TryGetInt64(out offset) || offset < 0))
+        {
+            return Error(id, 400, "\"offset\" must be a whole number of bytes, 0 or more.");
+        }
+
+        var limit = 65536;
+        if (TryGetProperty(args, "limit", out var l) && (l.ValueKind != JsonValueKind.Number || !l.TryGetInt32(out limit) || limit < 1 || limit > 1024 * 1024))
+        {
+            return Error(id, 400, "\"limit\" must be a whole number of bytes from 1 to 1048576.");
+        }
+
+        JobLogChunk chunk;
+        try
+        {
+            chunk = await _dispatcher.ReadLogAsync(jobId, offset, limit, cancellationToken).ConfigureAwait(false);
+        }
+        catch (JobNotFoundException)
+        {
+            return Error(id, 404, $"No job '{jobId}' is pending, running or in the retained history.");
+        }
+
+        return Ok(ns, name, id, new JsonObject
+        {
+            ["job_id"] = jobId,
+            ["offset"] = chunk.Offset,
+            ["next_offset"] = chunk.NextOffset,
+            ["end_offset"] = chunk.EndOffset,
+            ["trimmed"] = chunk.Trimmed,
+            ["finished"] = chunk.Finished,
+            ["output"] = chunk.Text,
+        });
     }
 
     private string? UnknownQueue(IEnumerable<string> queues)
