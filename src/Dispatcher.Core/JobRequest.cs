@@ -67,6 +67,16 @@ public sealed record JobRequest
     /// <summary>Gets how a failed job is run again, or <see langword="null"/> for never.</summary>
     public RetryPolicy? Retry { get; init; }
 
+    /// <summary>
+    /// Gets, per command, an argument vector (the program and its arguments) used as it is instead of splitting the command
+    /// string, or <see langword="null"/>. An entry that is <see langword="null"/> leaves its command to be split. When set, it
+    /// has one entry per command, and the command string is only what lists and results show (see <see cref="CommandLine.Join"/>).
+    /// </summary>
+    public IReadOnlyList<IReadOnlyList<string>?>? ArgumentVectors { get; init; }
+
+    /// <summary>Gets text given to every command of the job on its standard input, or <see langword="null"/> for none (<c>/dev/null</c>).</summary>
+    public string? StandardInput { get; init; }
+
     /// <summary>Gets labels (string pairs) to find the job by; they are kept with its result.</summary>
     public IReadOnlyDictionary<string, string>? Labels { get; init; }
 }

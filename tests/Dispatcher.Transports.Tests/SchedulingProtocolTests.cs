@@ -225,6 +225,33 @@ public abstract class SchedulingProtocolTests : IAsyncLifetime
         IsError(await CallAsync(new JsonObject { ["action"] = "log", ["job_id"] = "big", ["limit"] = 0 }), 400);
     }
 
+    [Fact]
+    public async Task ArgumentVectors_AndStandardInput_ReachTheProcessUnchanged()
+    {
+        var copy = PathOf("stdin copy");
+        var run = new JsonObject
+        {
+            ["action"] = "run",
+            ["argv"] = new JsonObject
+            {
+                // No splitting, no quoting: the space, the quote and the %s reach printf as they are; a plain string still splits.
+                ["commands"] = new JsonArray(new JsonArray("printf", "[%s]", "a b", "c\"d", "  "), "echo plain", new JsonArray("sh", "-c", "cat > \"$0\"", copy)),
+                ["stdin"] = "line one\nline two ü\n",
+            },
+        };
+
+        Assert.Equal(["argv"], Args(await CallAsync(run))["started"]!.AsArray().Select(n => (string?)n));
+        var result = await WaitAsync("argv");
+
+        Assert.Equal(JobOutcome.Succeeded, result.Outcome);
+        Assert.Equal("[a b][c\"d][  ]", result.CommandResults[0].Output);
+        Assert.Equal("plain\n", result.CommandResults[1].Output);
+        Assert.Equal("line one\nline two ü\n", File.ReadAllText(copy));
+        Assert.Equal("printf [%s] \"a b\" \"c\"\"\"d\" \"  \"", result.Commands[0]);
+        var bad = Args(await CallAsync(JsonNode.Parse("""{"action":"run","x":{"commands":[[]]},"y":{"commands":["true"],"stdin":5}}""")!.AsObject()));
+        Assert.Equal(2, bad["rejected"]!.AsObject().Count);
+    }
+
     private async Task<JobOutcome> RunAndWait(string run, string id)
     {
         await CallAsync(JsonNode.Parse(run)!.AsObject());

@@ -93,4 +93,41 @@ internal sealed partial class DefaultDispatcher
             DispatcherLog.RunnerFault(_logger, job.Id, ex);
         }
     }
+
+    /// <summary>Writes the job's standard input to a private file the commands read (none: null, /dev/null).</summary>
+    private static string? WriteStandardInput(Job job)
+    {
+        if (job.Request.StandardInput is not { } text)
+        {
+            return null;
+        }
+
+        var path = Path.Combine(Path.GetTempPath(), "dispatcher-stdin-" + Guid.NewGuid().ToString("N"));
+        using (var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.Read))
+        {
+            if (!OperatingSystem.IsWindows())
+            {
+                File.SetUnixFileMode(file.SafeFileHandle, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            }
+
+            file.Write(Encoding.UTF8.GetBytes(text));
+        }
+
+        return path;
+    }
+
+    private static void DeleteStandardInput(Job job)
+    {
+        if (job.StandardInputFile is { } path)
+        {
+            job.StandardInputFile = null;
+            try
+            {
+                File.Delete(path);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
 }

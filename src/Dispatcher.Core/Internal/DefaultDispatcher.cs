@@ -457,11 +457,17 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
             throw new JobRejectedException(id, JobRejectionReason.InvalidRequest, $"Job '{id}' depends on an empty job id.");
         }
 
+        if (request.ArgumentVectors is { } vectors && (vectors.Count != request.Commands.Count || vectors.Any(v => v is not null && v.Any(a => a is null))))
+        {
+            throw new JobRejectedException(id, JobRejectionReason.InvalidRequest,
+                $"Job '{id}' has {vectors.Count} argument vector(s) for {request.Commands.Count} command(s); give one per command, without null arguments.");
+        }
+
         var argv = new IReadOnlyList<string>[request.Commands.Count];
         for (var i = 0; i < argv.Length; i++)
         {
             var command = request.Commands[i];
-            argv[i] = command is null ? [] : CommandLine.Split(command);
+            argv[i] = request.ArgumentVectors?[i] is { } vector ? [.. vector] : command is null ? [] : CommandLine.Split(command);
             if (argv[i].Count == 0)
             {
                 throw new JobRejectedException(id, JobRejectionReason.InvalidRequest, $"Command {i} of job '{id}' is empty.");
@@ -690,7 +696,10 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                     _events.Publish(new JobCommandStartedEvent(job.Id, i, job.Commands[i], started));
                 }
 
-                var command = new JobCommand(job.Id, i, job.Commands[i], job.Argv[i], job.Request.WorkingDirectory, job.Request.Environment);
+                var command = new JobCommand(job.Id, i, job.Commands[i], job.Argv[i], job.Request.WorkingDirectory, job.Request.Environment)
+                {
+                    StandardInputFile = job.StandardInputFile ??= WriteStandardInput(job),
+                };
                 var sink = new OutputSink(this, job, i);
                 int exitCode;
                 try
@@ -794,6 +803,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
     private void FinishRunning(Job job, bool failed)
     {
         job.TimeoutTimer?.Dispose();
+        DeleteStandardInput(job);
         var results = new CommandResult[job.Exits.Count];
         for (var i = 0; i < results.Length; i++)
         {
@@ -1152,6 +1162,9 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         public Task AttemptDone => AttemptCompletion.Task;
 
         public OutputLog Output { get; private set; } = new(outputLimit);
+
+        /// <summary>Gets or sets the file holding the job's standard input while it runs.</summary>
+        public string? StandardInputFile { get; set; }
 
         /// <summary>Gets or sets the job's full log (with a data directory), opened when its first attempt starts.</summary>
         public JobLogs.JobLog? Log { get; set; }

@@ -215,7 +215,7 @@ internal sealed partial class ProtocolHandler
     /// <summary>The scheduling members of a job object in <c>run</c>, read one by one, then applied to the request.</summary>
     private sealed class SchedulingMembers
     {
-        public const string Names = "after, priority, retry, delay, start_at, cron, time_zone and labels";
+        public const string Names = "after, priority, retry, delay, start_at, cron, time_zone, labels and stdin";
 
         private IReadOnlyList<string>? _after;
         private int _priority;
@@ -225,6 +225,44 @@ internal sealed partial class ProtocolHandler
         private string? _cron;
         private string? _timeZone;
         private Dictionary<string, string>? _labels;
+        private string? _stdin;
+        private IReadOnlyList<IReadOnlyList<string>?>? _vectors;
+
+        /// <summary>Whether a <c>commands</c> array holds an argument vector (an array of strings) among its command strings.</summary>
+        public static bool HasArgumentVector(JsonElement commands) =>
+            commands.ValueKind == JsonValueKind.Array && commands.EnumerateArray().Any(c => c.ValueKind == JsonValueKind.Array);
+
+        /// <summary>Reads <c>commands</c> whose items are command strings or argument vectors (non-empty arrays of strings).</summary>
+        public bool TryReadCommands(JsonElement commands, out IReadOnlyList<string> display, out string problem)
+        {
+            display = [];
+            problem = "Each command must be a command string or an argument vector: a non-empty array of strings, such as [\"printf\", \"%s\\n\", \"a b\"].";
+            var texts = new List<string>();
+            var vectors = new List<IReadOnlyList<string>?>();
+            foreach (var item in commands.EnumerateArray())
+            {
+                if (item.ValueKind == JsonValueKind.String)
+                {
+                    texts.Add(item.GetString()!);
+                    vectors.Add(null);
+                }
+                else if (item.ValueKind == JsonValueKind.Array && item.GetArrayLength() > 0 && item.EnumerateArray().All(a => a.ValueKind == JsonValueKind.String))
+                {
+                    string[] argv = [.. item.EnumerateArray().Select(a => a.GetString()!)];
+                    texts.Add(CommandLine.Join(argv));
+                    vectors.Add(argv);
+                }
+                else
+                {
+                    return false;
+                }
+            }
+
+            display = texts;
+            _vectors = vectors;
+            problem = string.Empty;
+            return true;
+        }
 
         /// <summary>Reads <paramref name="member"/> if it is a scheduling member: true when read, false with a problem when invalid, false with none when not one.</summary>
         public bool TryRead(JsonProperty member, out string problem)
@@ -288,6 +326,15 @@ internal sealed partial class ProtocolHandler
                     }
 
                     return true;
+                case "stdin":
+                    if (value.ValueKind != JsonValueKind.String)
+                    {
+                        problem = "\"stdin\" must be a string (the text every command of the job reads on its standard input).";
+                        return false;
+                    }
+
+                    _stdin = value.GetString();
+                    return true;
                 case "labels":
                     if (value.ValueKind != JsonValueKind.Object || value.EnumerateObject().Any(p => p.Value.ValueKind != JsonValueKind.String))
                     {
@@ -333,6 +380,8 @@ internal sealed partial class ProtocolHandler
                 Delay = _delay,
                 StartAt = _startAt,
                 Labels = _labels,
+                StandardInput = _stdin,
+                ArgumentVectors = _vectors,
             };
             if (_cron is not null)
             {

@@ -568,6 +568,14 @@ internal sealed partial class ProtocolHandler
                 case "commands" when member.Value.ValueKind == JsonValueKind.String:
                     commands = [member.Value.GetString()!];
                     break;
+                case "commands" when SchedulingMembers.HasArgumentVector(member.Value):
+                    if (!scheduling.TryReadCommands(member.Value, out var display, out problem))
+                    {
+                        return false;
+                    }
+
+                    commands = display;
+                    break;
                 case "commands":
                     if (!TryGetCommands(member.Value, out var list, out problem))
                     {

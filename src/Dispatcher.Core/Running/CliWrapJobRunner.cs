@@ -68,6 +68,11 @@ internal sealed class CliWrapJobRunner : IJobRunner
             .WithValidation(CommandResultValidation.None)
             .WithStandardOutputPipe(target)
             .WithStandardErrorPipe(target);
+        if (command.StandardInputFile is { } stdin)
+        {
+            cli = cli.WithStandardInputPipe(PipeSource.FromFile(stdin));
+        }
+
         if (command.WorkingDirectory is not null)
         {
             cli = cli.WithWorkingDirectory(command.WorkingDirectory);

@@ -63,4 +63,18 @@ public static class CommandLine
 
         return result;
     }
+
+    /// <summary>
+    /// Joins an argument vector into a command string that <see cref="Split"/> takes apart into the same arguments (empty
+    /// arguments aside): an argument with whitespace or a double quote is quoted, its double quotes tripled.
+    /// </summary>
+    /// <param name="arguments">The program and its arguments.</param>
+    /// <returns>The command string.</returns>
+    public static string Join(IEnumerable<string> arguments)
+    {
+        ArgumentNullException.ThrowIfNull(arguments);
+        return string.Join(' ', arguments.Select(a => a.Length > 0 && !a.Any(c => c == '"' || char.IsWhiteSpace(c))
+            ? a
+            : "\"" + a.Replace("\"", "\"\"\"", StringComparison.Ordinal) + "\""));
+    }
 }

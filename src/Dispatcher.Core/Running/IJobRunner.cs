@@ -74,4 +74,10 @@ public sealed class JobCommand
 
     /// <summary>Gets environment variables to set on top of the host's, or <see langword="null"/>.</summary>
     public IReadOnlyDictionary<string, string>? Environment { get; }
+
+    /// <summary>
+    /// Gets a file whose content is the command's standard input (<see cref="JobRequest.StandardInput"/>), or <see langword="null"/>
+    /// for none (<c>/dev/null</c>). The dispatcher deletes the file when the job ends.
+    /// </summary>
+    public string? StandardInputFile { get; init; }
 }

@@ -113,7 +113,7 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
         {
             Check(NativeMethods.posix_spawn_file_actions_init(actions));
             actionsReady = true;
-            Check(NativeMethods.posix_spawn_file_actions_addopen(actions, 0, "/dev/null", ORdOnly, 0));
+            Check(NativeMethods.posix_spawn_file_actions_addopen(actions, 0, command.StandardInputFile ?? "/dev/null", ORdOnly, 0));
             Check(NativeMethods.posix_spawn_file_actions_adddup2(actions, fds[1], 1));
             Check(NativeMethods.posix_spawn_file_actions_adddup2(actions, fds[1], 2));
             if (command.WorkingDirectory is { } workingDirectory)

@@ -822,6 +822,10 @@ internal sealed record StoredRecord(
 {
     public int? Priority { get; init; }
 
+    public IReadOnlyList<IReadOnlyList<string>?>? Argv { get; init; }
+
+    public string? Stdin { get; init; }
+
     public IReadOnlyList<string>? After { get; init; }
 
     public double? DelaySeconds { get; init; }
@@ -883,6 +887,8 @@ internal sealed record StoredRecord(
             RetryDelaySeconds = r.Retry?.Delay.TotalSeconds,
             RetryBackoff = r.Retry?.Backoff,
             Labels = r.Labels,
+            Argv = r.ArgumentVectors,
+            Stdin = r.StandardInput,
         };
 
     private static StoredRecord FromResult(string kind, JobResult result) =>
@@ -937,6 +943,8 @@ internal sealed record StoredRecord(
             StartAt = StartAt,
             Retry = RetryCount is { } count ? new RetryPolicy(count, TimeSpan.FromSeconds(RetryDelaySeconds ?? 0), RetryBackoff ?? 1) : null,
             Labels = Labels,
+            ArgumentVectors = Argv,
+            StandardInput = Stdin,
         };
 
     /// <summary>The result of a finished (or retry, or attempt) record, or null when its content is impossible.</summary>
