@@ -18,6 +18,23 @@ public sealed record JobRequest
         Commands = commands;
     }
 
+    /// <summary>Creates a request without an id: the dispatcher generates one (32 hexadecimal digits), returned in <see cref="JobInfo.Id"/>.</summary>
+    /// <param name="commands">The commands, run in order; the first that exits non-zero ends the job.</param>
+    public JobRequest(IReadOnlyList<string> commands)
+        : this(string.Empty, commands)
+    {
+        GeneratesId = true;
+    }
+
+    /// <summary>Gets whether the dispatcher generates the id (the request was created without one and its id is still empty).</summary>
+    public bool GeneratesId { get; init; }
+
+    /// <summary>
+    /// Gets a key that makes submitting the same job twice harmless: while a job with this key is pending, running or retained,
+    /// enqueueing another request with the key creates nothing and returns that job. <see langword="null"/> for none.
+    /// </summary>
+    public string? IdempotencyKey { get; init; }
+
     /// <summary>Gets the job id. It must be unique among pending and running jobs.</summary>
     public string Id { get; init; }
 

@@ -65,6 +65,9 @@ public sealed class JobResult
 
     /// <summary>Gets the job's labels (<see cref="JobRequest.Labels"/>), or <see langword="null"/>.</summary>
     public IReadOnlyDictionary<string, string>? Labels { get; init; }
+
+    /// <summary>Gets the job's idempotency key (<see cref="JobRequest.IdempotencyKey"/>), or <see langword="null"/>.</summary>
+    public string? IdempotencyKey { get; init; }
 }
 
 /// <summary>The result of one command of a job.</summary>

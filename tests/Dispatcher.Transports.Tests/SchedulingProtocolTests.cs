@@ -252,6 +252,28 @@ public abstract class SchedulingProtocolTests : IAsyncLifetime
         Assert.Equal(2, bad["rejected"]!.AsObject().Count);
     }
 
+    [Fact]
+    public async Task GeneratedIds_IdempotencyKeys_AndLabels()
+    {
+        var counter = PathOf("runs");
+        var job = $$$"""{"commands":"sh -c \"echo x >> {{{counter}}}\"","idempotency_key":"deploy-42","labels":{"team":"web"}}""";
+        var first = Args(await CallAsync(JsonNode.Parse($$$"""{"action":"run","jobs":[{{{job}}},{"commands":"true"}]}""")!.AsObject()));
+        var ids = first["started"]!.AsArray().Select(n => (string)n!).ToArray();
+        Assert.Equal(2, ids.Length);
+        Assert.All(ids, i => Assert.Matches("^[0-9a-f]{32}$", i));
+        Assert.NotEqual(ids[0], ids[1]);
+        var result = await WaitAsync(ids[0]);
+        Assert.Equal("web", result.Labels!["team"]);
+
+        // The same key again, named or not: no new job, the reply names the first one.
+        var again = Args(await CallAsync(JsonNode.Parse($$$"""{"action":"run","jobs":[{{{job}}}],"named":{{{job}}}}""")!.AsObject()));
+        Assert.Equal([ids[0], ids[0]], again["started"]!.AsArray().Select(n => (string?)n));
+        Assert.Single(File.ReadAllLines(counter));
+        Assert.DoesNotContain(Server.Dispatcher.ListFinished(), r => r.Id == "named");
+        var bad = Args(await CallAsync(JsonNode.Parse("""{"action":"run","jobs":[{"commands":"true","idempotency_key":""}]}""")!.AsObject()));
+        Assert.NotNull(bad["rejected"]!["jobs[0]"]);
+    }
+
     private async Task<JobOutcome> RunAndWait(string run, string id)
     {
         await CallAsync(JsonNode.Parse(run)!.AsObject());

@@ -33,6 +33,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
     private readonly JobScheduler<Job> _scheduler;
     private readonly ITimer _wakeTimer;
     private readonly HashSet<string> _changedQueues = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _idempotencyKeys = new(StringComparer.Ordinal);
     private readonly Dictionary<string, JobResult> _finished = new(StringComparer.Ordinal);
     private readonly Queue<JobResult> _finishedOrder = new();
     private readonly IJobStore? _store;
@@ -85,12 +86,22 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
+        if (request.GeneratesId && string.IsNullOrEmpty(request.Id))
+        {
+            request = request with { Id = Guid.NewGuid().ToString("N") };
+        }
+
         var argv = Validate(request);
         var toStart = new List<Job>();
         JobInfo info;
         Task? durable;
         lock (_gate)
         {
+            if (Idempotent(request) is { } existing)
+            {
+                return existing;
+            }
+
             info = EnqueueCore(request, argv, toStart, out durable);
         }
 
@@ -151,6 +162,11 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
 
         _metrics.Enqueued(job.Queue);
         DispatcherLog.JobEnqueued(_logger, job.Id, job.Queue, job.Commands.Count);
+        if (request.IdempotencyKey is { } key)
+        {
+            _idempotencyKeys[key] = job.Id;
+        }
+
         if (failedDependency is not null)
         {
             // A job it depends on has already failed: it finishes as skipped, and never runs.
@@ -537,6 +553,25 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
             Labels = job.Request.Labels,
         };
 
+    /// <summary>The job an idempotency key already made (pending, running, or finished and retained), or null. Under the lock.</summary>
+    private JobInfo? Idempotent(JobRequest request)
+    {
+        if (request.IdempotencyKey is not { } key || !_idempotencyKeys.TryGetValue(key, out var id))
+        {
+            return null;
+        }
+
+        if (_scheduler.TryGetJob(id, out var job))
+        {
+            return Snapshot(job, Position(job));
+        }
+
+        Prune();
+        return _finished.TryGetValue(id, out var result) && result.IdempotencyKey == key
+            ? new JobInfo(result.Id, result.Queue, result.Commands, JobState.Finished, null, result.EnqueuedAt, result.StartedAt, null) { Attempt = result.Attempt, Labels = result.Labels }
+            : null;
+    }
+
     /// <summary>Carries out what the scheduler decided: jobs to start (collected for launch), jobs to skip, queues that drained. Under the lock.</summary>
     private void Apply(SchedulerWork<Job> work, List<Job> toStart)
     {
@@ -862,6 +897,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
             Attempt = job.Attempt,
             PreviousAttempts = job.PreviousAttempts,
             Labels = job.Request.Labels,
+            IdempotencyKey = job.Request.IdempotencyKey,
         };
 
     /// <summary>Ends a job: retains its result, publishes the one finished event, completes its waiters. Called under the lock.</summary>
@@ -984,6 +1020,11 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                 case JobFinishedRecord f:
                     active.Remove(f.JobId);
                     outcomes[f.JobId] = f.Result.Outcome;
+                    if (f.Result.IdempotencyKey is { } finishedKey)
+                    {
+                        _idempotencyKeys[finishedKey] = f.JobId;
+                    }
+
                     Retain(f.Result);
                     finished++;
                     break;
@@ -1031,6 +1072,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                         Attempt = (entry.LastAttempt?.Attempt ?? 0) + 1,
                         PreviousAttempts = entry.LastAttempt is { } last ? [.. last.PreviousAttempts, last] : [],
                         Labels = request.Labels,
+                        IdempotencyKey = request.IdempotencyKey,
                     };
                     outcomes[request.Id] = JobOutcome.Interrupted;
                     Retain(result);
@@ -1067,6 +1109,11 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                 }
 
                 _metrics.Enqueued(job.Queue);
+                if (request.IdempotencyKey is { } activeKey)
+                {
+                    _idempotencyKeys[activeKey] = request.Id;
+                }
+
                 if (failed is not null || _scheduler.TrySubmit(job, waitFor, out var work) != SubmitStatus.Accepted)
                 {
                     outcomes[request.Id] = JobOutcome.Skipped;
@@ -1101,6 +1148,11 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
             if (_finished.TryGetValue(oldest.Id, out var current) && ReferenceEquals(current, oldest))
             {
                 _finished.Remove(oldest.Id);
+                if (oldest.IdempotencyKey is { } key && _idempotencyKeys.TryGetValue(key, out var keyed) && keyed == oldest.Id && !_scheduler.Contains(oldest.Id))
+                {
+                    _idempotencyKeys.Remove(key);
+                }
+
                 if (_logs is not null && !_scheduler.Contains(oldest.Id))
                 {
                     _logs.Delete(oldest.Id);

@@ -215,7 +215,7 @@ internal sealed partial class ProtocolHandler
     /// <summary>The scheduling members of a job object in <c>run</c>, read one by one, then applied to the request.</summary>
     private sealed class SchedulingMembers
     {
-        public const string Names = "after, priority, retry, delay, start_at, cron, time_zone, labels and stdin";
+        public const string Names = "after, priority, retry, delay, start_at, cron, time_zone, labels, stdin and idempotency_key";
 
         private IReadOnlyList<string>? _after;
         private int _priority;
@@ -226,6 +226,7 @@ internal sealed partial class ProtocolHandler
         private string? _timeZone;
         private Dictionary<string, string>? _labels;
         private string? _stdin;
+        private string? _idempotencyKey;
         private IReadOnlyList<IReadOnlyList<string>?>? _vectors;
 
         /// <summary>Whether a <c>commands</c> array holds an argument vector (an array of strings) among its command strings.</summary>
@@ -326,6 +327,15 @@ internal sealed partial class ProtocolHandler
                     }
 
                     return true;
+                case "idempotency_key":
+                    if (value.ValueKind != JsonValueKind.String || value.GetString()!.Length == 0)
+                    {
+                        problem = "\"idempotency_key\" must be a non-empty string.";
+                        return false;
+                    }
+
+                    _idempotencyKey = value.GetString();
+                    return true;
                 case "stdin":
                     if (value.ValueKind != JsonValueKind.String)
                     {
@@ -382,6 +392,7 @@ internal sealed partial class ProtocolHandler
                 Labels = _labels,
                 StandardInput = _stdin,
                 ArgumentVectors = _vectors,
+                IdempotencyKey = _idempotencyKey,
             };
             if (_cron is not null)
             {

@@ -478,6 +478,10 @@ internal sealed partial class ProtocolHandler
         var result = new JsonObject { ["started"] = started };
         var rejected = new JsonObject();
         var any = false;
+
+        // Every job is handed to the dispatcher first (in request order), and the durable acknowledgements are awaited after:
+        // one group commit covers the whole request instead of one flush per job.
+        var pending = new List<(string Name, Task<JobInfo> Enqueued)>();
         foreach (var job in args.EnumerateObject())
         {
             if (string.Equals(job.Name, "action", StringComparison.OrdinalIgnoreCase))
@@ -486,27 +490,58 @@ internal sealed partial class ProtocolHandler
             }
 
             any = true;
+            if (job.Name == "jobs" && IsJobArray(job.Value))
+            {
+                // The extension: an array of job objects whose ids the dispatcher generates.
+                var index = 0;
+                foreach (var item in job.Value.EnumerateArray())
+                {
+                    var key = $"jobs[{index++}]";
+                    if (!TryParseJob(string.Empty, item, out var generated, out var cron, out var why) || cron is not null)
+                    {
+                        rejected[key] = cron is not null ? "A recurring job (\"cron\") needs a name; give it as a member of run, not in \"jobs\"." : why;
+                        continue;
+                    }
+
+                    pending.Add((key, _dispatcher.EnqueueAsync(generated with { GeneratesId = true }, cancellationToken).AsTask()));
+                }
+
+                continue;
+            }
+
             if (!TryParseJob(job.Name, job.Value, out var request, out var recurrence, out var problem))
             {
                 rejected[job.Name] = problem;
                 continue;
             }
 
-            try
+            if (recurrence is not null)
             {
-                if (recurrence is not null)
+                try
                 {
                     await _dispatcher.AddRecurrenceAsync(recurrence, cancellationToken).ConfigureAwait(false);
                     ((JsonArray)(result["recurring"] ??= new JsonArray())).Add((JsonNode?)job.Name);
-                    continue;
+                }
+                catch (JobRejectedException ex)
+                {
+                    rejected[job.Name] = ex.Message;
                 }
 
-                await _dispatcher.EnqueueAsync(request, cancellationToken).ConfigureAwait(false);
-                started.Add((JsonNode?)job.Name);
+                continue;
+            }
+
+            pending.Add((job.Name, _dispatcher.EnqueueAsync(request, cancellationToken).AsTask()));
+        }
+
+        foreach (var (jobName, enqueued) in pending)
+        {
+            try
+            {
+                started.Add((JsonNode?)(await enqueued.ConfigureAwait(false)).Id);
             }
             catch (JobRejectedException ex)
             {
-                rejected[job.Name] = ex.Message;
+                rejected[jobName] = ex.Message;
             }
         }
 
@@ -522,6 +557,9 @@ internal sealed partial class ProtocolHandler
 
         return Ok(ns, name, id, result);
     }
+
+    private static bool IsJobArray(JsonElement value) =>
+        value.ValueKind == JsonValueKind.Array && value.GetArrayLength() > 0 && value.EnumerateArray().All(e => e.ValueKind == JsonValueKind.Object);
 
     /// <summary>A run value: a command string, an array of command strings, or an object with commands and options.</summary>
     internal static bool TryParseJob(string jobId, JsonElement value, out JobRequest request, out Recurrence? recurrence, out string problem)

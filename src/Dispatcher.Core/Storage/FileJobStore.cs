@@ -826,6 +826,8 @@ internal sealed record StoredRecord(
 
     public string? Stdin { get; init; }
 
+    public string? IdempotencyKey { get; init; }
+
     public IReadOnlyList<string>? After { get; init; }
 
     public double? DelaySeconds { get; init; }
@@ -889,6 +891,7 @@ internal sealed record StoredRecord(
             Labels = r.Labels,
             Argv = r.ArgumentVectors,
             Stdin = r.StandardInput,
+            IdempotencyKey = r.IdempotencyKey,
         };
 
     private static StoredRecord FromResult(string kind, JobResult result) =>
@@ -899,6 +902,7 @@ internal sealed record StoredRecord(
             Attempt = result.Attempt == 1 ? null : result.Attempt,
             Previous = result.PreviousAttempts.Count == 0 ? null : [.. result.PreviousAttempts.Select(p => FromResult("attempt", p))],
             Labels = result.Labels,
+            IdempotencyKey = result.IdempotencyKey,
         };
 
     /// <summary>The record, or <see langword="null"/> when the content is impossible (a checksum only proves the bytes are the ones written).</summary>
@@ -945,6 +949,7 @@ internal sealed record StoredRecord(
             Labels = Labels,
             ArgumentVectors = Argv,
             StandardInput = Stdin,
+            IdempotencyKey = IdempotencyKey,
         };
 
     /// <summary>The result of a finished (or retry, or attempt) record, or null when its content is impossible.</summary>
@@ -975,6 +980,7 @@ internal sealed record StoredRecord(
             Attempt = Attempt ?? 1,
             PreviousAttempts = previous,
             Labels = Labels,
+            IdempotencyKey = IdempotencyKey,
         };
     }
 }
