@@ -274,6 +274,33 @@ public abstract class SchedulingProtocolTests : IAsyncLifetime
         Assert.NotNull(bad["rejected"]!["jobs[0]"]);
     }
 
+    [Fact]
+    public async Task History_FiltersByQueueOutcomeLabelAndTime()
+    {
+        var before = DateTimeOffset.UtcNow.AddSeconds(-1);
+        await CallAsync(JsonNode.Parse("""
+            {"action":"run",
+             "ok-pkg":{"commands":"true","queue":"pkg_queue","labels":{"team":"a","env":"prod"}},
+             "bad-pkg":{"commands":"sh -c \"exit 1\"","queue":"pkg_queue","labels":{"team":"a"}},
+             "ok-free":{"commands":"true","labels":{"team":"b"}}}
+            """)!.AsObject());
+        foreach (var id in new[] { "ok-pkg", "bad-pkg", "ok-free" })
+        {
+            await WaitAsync(id);
+        }
+
+        async Task<string[]> Ids(string filter) =>
+            [.. Args(await CallAsync(JsonNode.Parse(filter)!.AsObject()))["history"]!.AsArray().Select(h => (string)h!["process_id"]!).Order()];
+
+        Assert.Equal(["bad-pkg", "ok-pkg"], await Ids("""{"action":"history","queue":"pkg_queue"}"""));
+        Assert.Equal(["ok-free", "ok-pkg"], await Ids("""{"action":"history","outcome":"succeeded"}"""));
+        Assert.Equal(["ok-pkg"], await Ids("""{"action":"history","labels":{"team":"a","env":"prod"},"outcome":["succeeded","failed"]}"""));
+        Assert.Equal(["bad-pkg", "ok-free", "ok-pkg"], await Ids($$$"""{"action":"history","since":"{{{before:O}}}"}"""));
+        Assert.Empty(await Ids($$$"""{"action":"history","until":"{{{before:O}}}"}"""));
+        IsError(await CallAsync(JsonNode.Parse("""{"action":"history","outcome":"great"}""")!.AsObject()), 400);
+        IsError(await CallAsync(JsonNode.Parse("""{"action":"history","since":"yesterday"}""")!.AsObject()), 400);
+    }
+
     private async Task<JobOutcome> RunAndWait(string run, string id)
     {
         await CallAsync(JsonNode.Parse(run)!.AsObject());

@@ -167,6 +167,82 @@ internal sealed partial class ProtocolHandler
         });
     }
 
+    /// <summary>
+    /// The filters of <c>history</c>: <c>queue</c> and <c>outcome</c> (a string or an array: any of them), <c>labels</c> (an
+    /// object: all of them), <c>since</c> and <c>until</c> (ISO 8601 times the job finished at or after, and before).
+    /// </summary>
+    private static bool HasHistoryFilter(JsonElement args) =>
+        args.ValueKind == JsonValueKind.Object && args.EnumerateObject().Any(p => p.Name is "queue" or "outcome" or "labels" or "since" or "until");
+
+    private static bool TryParseHistoryFilter(JsonElement args, out Func<JobResult, bool> matches, out string problem)
+    {
+        matches = static _ => true;
+        problem = string.Empty;
+        HashSet<string>? queues = null, outcomes = null;
+        Dictionary<string, string>? labels = null;
+        DateTimeOffset? since = null, until = null;
+        if (TryGetProperty(args, "queue", out var q))
+        {
+            if (!TryGetStrings(q, out var names))
+            {
+                problem = "\"queue\" must be a queue name or an array of them.";
+                return false;
+            }
+
+            queues = [.. names];
+        }
+
+        if (TryGetProperty(args, "outcome", out var o))
+        {
+            var known = Enum.GetValues<JobOutcome>().Select(WireFormat.Outcome).ToList();
+            if (!TryGetStrings(o, out var names) || names.Any(n => !known.Contains(n)))
+            {
+                problem = $"\"outcome\" must be one or an array of {string.Join(", ", known)}.";
+                return false;
+            }
+
+            outcomes = [.. names];
+        }
+
+        if (TryGetProperty(args, "labels", out var l))
+        {
+            if (l.ValueKind != JsonValueKind.Object || l.EnumerateObject().Any(p => p.Value.ValueKind != JsonValueKind.String))
+            {
+                problem = "\"labels\" must be an object whose values are strings.";
+                return false;
+            }
+
+            labels = l.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString()!, StringComparer.Ordinal);
+        }
+
+        foreach (var (member, set) in new[] { ("since", (Action<DateTimeOffset>)(t => since = t)), ("until", t => until = t) })
+        {
+            if (TryGetProperty(args, member, out var t))
+            {
+                if (t.ValueKind != JsonValueKind.String || !DateTimeOffset.TryParse(t.GetString(), CultureInfo.InvariantCulture,
+                    DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var time))
+                {
+                    problem = $"\"{member}\" must be an ISO 8601 time, such as \"2026-01-01T00:00:00Z\".";
+                    return false;
+                }
+
+                set(time);
+            }
+        }
+
+        if (queues is null && outcomes is null && labels is null && since is null && until is null)
+        {
+            return true;
+        }
+
+        matches = r => (queues is null || queues.Contains(r.Queue))
+            && (outcomes is null || outcomes.Contains(WireFormat.Outcome(r.Outcome)))
+            && (labels is null || (r.Labels is { } have && labels.All(kv => have.TryGetValue(kv.Key, out var v) && v == kv.Value)))
+            && (since is null || r.FinishedAt >= since)
+            && (until is null || r.FinishedAt < until);
+        return true;
+    }
+
     private string? UnknownQueue(IEnumerable<string> queues)
     {
         var known = _dispatcher.GetQueues().Select(q => q.Name).ToList();

@@ -402,6 +402,11 @@ internal sealed partial class ProtocolHandler
             only = [.. ids];
         }
 
+        if (!TryParseHistoryFilter(args, out var matches, out var filterProblem))
+        {
+            return Error(id, 400, filterProblem);
+        }
+
         var limit = _options.HistoryPageSize;
         if (TryGetProperty(args, "limit", out var limitElement)
             && (limitElement.ValueKind != JsonValueKind.Number || !limitElement.TryGetInt32(out limit) || limit < 1 || limit > _options.MaxHistoryPageSize))
@@ -421,6 +426,12 @@ internal sealed partial class ProtocolHandler
         }
 
         var results = _dispatcher.ListFinished();
+        if (HasHistoryFilter(args))
+        {
+            // Filtered first: a page holds up to limit matching jobs, and the cursor (an id and a finish time) finds its place among them.
+            results = [.. results.Where(matches)];
+        }
+
         var start = after?.StartIn(results) ?? 0;
         var page = WireFormat.HistoryPageUtf8(results, start, only, limit, _options.MaxHistoryReplyBytes, cancellationToken);
         return Ok(ns, name, id, null) with { RawArgs = page };
@@ -480,8 +491,8 @@ internal sealed partial class ProtocolHandler
         var any = false;
 
         // Every job is handed to the dispatcher first (in request order), and the durable acknowledgements are awaited after:
-        // one group commit covers the whole request instead of one flush per job.
-        var pending = new List<(string Name, Task<JobInfo> Enqueued)>();
+        // one group commit covers the whole request instead of one flush per job. Replies keep the request order.
+        var outcomes = new List<(string Name, Task<JobInfo>? Enqueued, string? Problem)>();
         foreach (var job in args.EnumerateObject())
         {
             if (string.Equals(job.Name, "action", StringComparison.OrdinalIgnoreCase))
@@ -497,13 +508,9 @@ internal sealed partial class ProtocolHandler
                 foreach (var item in job.Value.EnumerateArray())
                 {
                     var key = $"jobs[{index++}]";
-                    if (!TryParseJob(string.Empty, item, out var generated, out var cron, out var why) || cron is not null)
-                    {
-                        rejected[key] = cron is not null ? "A recurring job (\"cron\") needs a name; give it as a member of run, not in \"jobs\"." : why;
-                        continue;
-                    }
-
-                    pending.Add((key, _dispatcher.EnqueueAsync(generated with { GeneratesId = true }, cancellationToken).AsTask()));
+                    outcomes.Add(!TryParseJob(string.Empty, item, out var generated, out var cron, out var why) || cron is not null
+                        ? (key, null, cron is not null ? "A recurring job (\"cron\") needs a name; give it as a member of run, not in \"jobs\"." : why)
+                        : (key, _dispatcher.EnqueueAsync(generated with { GeneratesId = true }, cancellationToken).AsTask(), null));
                 }
 
                 continue;
@@ -511,7 +518,7 @@ internal sealed partial class ProtocolHandler
 
             if (!TryParseJob(job.Name, job.Value, out var request, out var recurrence, out var problem))
             {
-                rejected[job.Name] = problem;
+                outcomes.Add((job.Name, null, problem));
                 continue;
             }
 
@@ -524,19 +531,25 @@ internal sealed partial class ProtocolHandler
                 }
                 catch (JobRejectedException ex)
                 {
-                    rejected[job.Name] = ex.Message;
+                    outcomes.Add((job.Name, null, ex.Message));
                 }
 
                 continue;
             }
 
-            pending.Add((job.Name, _dispatcher.EnqueueAsync(request, cancellationToken).AsTask()));
+            outcomes.Add((job.Name, _dispatcher.EnqueueAsync(request, cancellationToken).AsTask(), null));
         }
 
-        foreach (var (jobName, enqueued) in pending)
+        foreach (var (jobName, enqueued, problem) in outcomes)
         {
             try
             {
+                if (enqueued is null)
+                {
+                    rejected[jobName] = problem;
+                    continue;
+                }
+
                 started.Add((JsonNode?)(await enqueued.ConfigureAwait(false)).Id);
             }
             catch (JobRejectedException ex)
