@@ -50,6 +50,14 @@ if (Run("store"))
     await ResourceBenchmarks.StoreAsync(report, jobs: quick ? 500 : 2000);
 }
 
+if (Run("scheduling"))
+{
+    SchedulingBenchmarks.SchedulerCurve(report, operations: quick ? 20_000 : 200_000);
+    await SchedulingBenchmarks.PendingMemoryAsync(report, jobs: quick ? 10_000 : 100_000);
+    await SchedulingBenchmarks.RunTenThousandAsync(report, jobs: 10_000, rounds: quick ? 1 : 3);
+    await SchedulingBenchmarks.ListHundredThousandAsync(report, samples: quick ? 5 : 20);
+}
+
 var markdown = report.ToMarkdown("dotnet run -c Release --project benchmarks/Dispatcher.Benchmarks" + (args.Length > 0 ? " -- " + string.Join(' ', args) : string.Empty), sw.Elapsed);
 Console.WriteLine(markdown);
 if (!quick && only.Count == 0)

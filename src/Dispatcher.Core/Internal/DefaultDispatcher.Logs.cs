@@ -60,9 +60,9 @@ internal sealed partial class DefaultDispatcher
     private static string KeptOutput(Job job)
     {
         var text = new StringBuilder();
-        for (var i = 0; i <= job.CurrentCommand; i++)
+        for (var i = 0; job.Run is { } run && i <= job.CurrentCommand; i++)
         {
-            text.Append(job.Output.Snapshot(i).Text);
+            text.Append(run.Output.Snapshot(i).Text);
         }
 
         return text.ToString();

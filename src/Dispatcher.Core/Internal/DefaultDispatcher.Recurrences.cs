@@ -124,7 +124,8 @@ internal sealed partial class DefaultDispatcher
             try
             {
                 var request = r.Recurrence.Job with { Id = jobId };
-                EnqueueCore(request, Validate(request), toStart, out _);
+                Validate(request);
+                EnqueueCore(request, toStart, out _);
                 DispatcherLog.RecurrenceFired(_logger, r.Recurrence.Id, jobId, occurrence);
             }
             catch (JobRejectedException ex)
@@ -201,7 +202,7 @@ internal sealed partial class DefaultDispatcher
             throw new JobRejectedException(id, JobRejectionReason.InvalidRequest, $"Recurrence '{id}' names an unknown time zone '{recurrence.TimeZone}'.");
         }
 
-        _ = Validate(recurrence.Job with { Id = OccurrenceJobId(id, createdAt) });
+        Validate(recurrence.Job with { Id = OccurrenceJobId(id, createdAt) });
         var state = new RecurrenceState(recurrence, cron, zone, createdAt) { HandledThrough = handledThrough, LastOccurrence = handledThrough };
         state.Next = state.NextAfter(handledThrough ?? createdAt);
         return state;

@@ -91,7 +91,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
             request = request with { Id = Guid.NewGuid().ToString("N") };
         }
 
-        var argv = Validate(request);
+        Validate(request);
         var toStart = new List<Job>();
         JobInfo info;
         Task? durable;
@@ -102,7 +102,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                 return existing;
             }
 
-            info = EnqueueCore(request, argv, toStart, out durable);
+            info = EnqueueCore(request, toStart, out durable);
         }
 
         Launch(toStart);
@@ -116,7 +116,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
     }
 
     /// <summary>Accepts a validated job: the scheduler takes it (or it is skipped at once), the journal gets its record. Under the lock.</summary>
-    private JobInfo EnqueueCore(JobRequest request, IReadOnlyList<string>[] argv, List<Job> toStart, out Task? durable)
+    private JobInfo EnqueueCore(JobRequest request, List<Job> toStart, out Task? durable)
     {
         durable = null;
         if (_stopping)
@@ -132,7 +132,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
 
         var now = _time.GetUtcNow();
         var (waitFor, failedDependency) = ResolveDependencies(request);
-        var job = new Job(request, argv, request.Timeout ?? _options.DefaultJobTimeout, now, _options.MaxOutputCharacters)
+        var job = new Job(request, request.Timeout ?? _options.DefaultJobTimeout, now)
         {
             NotBefore = request.StartAt ?? (request.Delay is { } delay ? now + delay : null),
         };
@@ -365,7 +365,10 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
 
             foreach (var job in running)
             {
-                await CancelSafelyAsync(job.Forceful).ConfigureAwait(false);
+                if (job.Run is { } run)
+                {
+                    await CancelSafelyAsync(run.Forceful).ConfigureAwait(false);
+                }
             }
 
             await stop.ConfigureAwait(false);
@@ -426,10 +429,11 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         _events.CompleteAll();
     }
 
-    private static void ReleaseKeptJob(Job job) => job.Completion.TrySetException(new DispatcherException(
+    private static void ReleaseKeptJob(Job job) => job.CompletionIfAny?.TrySetException(new DispatcherException(
         $"The dispatcher stopped before job '{job.Id}' finished; it stays pending in the job store and runs after the restart."));
 
-    private static IReadOnlyList<string>[] Validate(JobRequest request)
+    /// <summary>Checks a request; each command string is split once here to find empty ones (and again when the job starts).</summary>
+    private static void Validate(JobRequest request)
     {
         var id = request.Id ?? string.Empty;
         if (string.IsNullOrWhiteSpace(request.Id))
@@ -479,18 +483,16 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                 $"Job '{id}' has {vectors.Count} argument vector(s) for {request.Commands.Count} command(s); give one per command, without null arguments.");
         }
 
-        var argv = new IReadOnlyList<string>[request.Commands.Count];
-        for (var i = 0; i < argv.Length; i++)
+        for (var i = 0; i < request.Commands.Count; i++)
         {
             var command = request.Commands[i];
-            argv[i] = request.ArgumentVectors?[i] is { } vector ? [.. vector] : command is null ? [] : CommandLine.Split(command);
-            if (argv[i].Count == 0)
+            var count = request.ArgumentVectors?[i] is { } vector ? vector.Count : command is null ? 0 : CommandLine.Split(command).Count;
+            if (count == 0)
             {
                 throw new JobRejectedException(id, JobRejectionReason.InvalidRequest, $"Command {i} of job '{id}' is empty.");
             }
         }
 
-        return argv;
     }
 
     /// <summary>
@@ -605,6 +607,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
 
     private void MarkStarted(Job job)
     {
+        job.BeginAttempt(_options.MaxOutputCharacters);
         OpenLog(job);
         job.State = JobState.Running;
         job.StartedAt = _time.GetUtcNow();
@@ -731,7 +734,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                     _events.Publish(new JobCommandStartedEvent(job.Id, i, job.Commands[i], started));
                 }
 
-                var command = new JobCommand(job.Id, i, job.Commands[i], job.Argv[i], job.Request.WorkingDirectory, job.Request.Environment)
+                var command = new JobCommand(job.Id, i, job.Commands[i], job.ArgvOf(i), job.Request.WorkingDirectory, job.Request.Environment)
                 {
                     StandardInputFile = job.StandardInputFile ??= WriteStandardInput(job),
                 };
@@ -800,7 +803,8 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
     private async Task EnforceStopAsync(Job job)
     {
         // This attempt's sources: a retry gives the job new ones, which this stop must not touch.
-        var (attempt, graceful, forceful) = (job.AttemptDone, job.Graceful, job.Forceful);
+        var run = job.Run!;
+        var (attempt, graceful, forceful) = (run.Done.Task, run.Graceful, run.Forceful);
         await CancelSafelyAsync(graceful).ConfigureAwait(false);
         try
         {
@@ -851,7 +855,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         TaskCompletionSource attemptDone;
         lock (_gate)
         {
-            attemptDone = job.AttemptCompletion;
+            attemptDone = job.Run!.Done;
             var outcome = job.StopReason ?? (failed ? JobOutcome.Failed : JobOutcome.Succeeded);
             SchedulerWork<Job> work;
             if (!_stopping && IsRetried(job, outcome) is { } retryAt)
@@ -859,7 +863,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                 var attempt = AttemptResult(job, outcome, results, _time.GetUtcNow());
                 Journal(new JobRetryScheduledRecord(attempt, retryAt));
                 DispatcherLog.JobRetryScheduled(_logger, job.Id, job.Attempt, outcome, retryAt);
-                job.PrepareRetry(attempt, _options.MaxOutputCharacters);
+                job.PrepareRetry(attempt);
                 job.NotBefore = retryAt;
                 work = _scheduler.Retry(job, retryAt);
                 if (_events.HasSubscribers)
@@ -917,7 +921,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         _metrics.Finished(job.Queue, outcome, now - job.StartedAt);
         DispatcherLog.JobFinished(_logger, job.Id, job.Queue, outcome, result.ExitCode, ((now - job.StartedAt) ?? TimeSpan.Zero).TotalMilliseconds);
         _events.Publish(new JobFinishedEvent(result));
-        job.Completion.TrySetResult(result);
+        job.CompletionIfAny?.TrySetResult(result);
     }
 
     private void Retain(JobResult result)
@@ -1055,16 +1059,17 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
             foreach (var entry in active.Values.OrderBy(e => e.Order))
             {
                 var request = entry.Enqueued.Request;
-                string[][]? argv = null;
+                var valid = true;
                 try
                 {
-                    argv = [.. Validate(request).Select(a => a.ToArray())];
+                    Validate(request);
                 }
                 catch (JobRejectedException)
                 {
+                    valid = false;
                 }
 
-                if ((entry.StartedAt is not null && !request.RerunIfInterrupted) || argv is null || !_scheduler.HasQueue(request.Queue))
+                if ((entry.StartedAt is not null && !request.RerunIfInterrupted) || !valid || !_scheduler.HasQueue(request.Queue))
                 {
                     var result = new JobResult(request.Id, request.Queue, request.Commands, JobOutcome.Interrupted, [], entry.Enqueued.EnqueuedAt,
                         entry.StartedAt, _time.GetUtcNow())
@@ -1083,13 +1088,13 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                     continue;
                 }
 
-                var job = new Job(request, argv, request.Timeout ?? _options.DefaultJobTimeout, entry.Enqueued.EnqueuedAt, _options.MaxOutputCharacters)
+                var job = new Job(request, request.Timeout ?? _options.DefaultJobTimeout, entry.Enqueued.EnqueuedAt)
                 {
                     NotBefore = entry.NotBefore ?? request.StartAt ?? (request.Delay is { } delay ? entry.Enqueued.EnqueuedAt + delay : null),
                 };
                 if (entry.LastAttempt is { } previous)
                 {
-                    job.PrepareRetry(previous, _options.MaxOutputCharacters);
+                    job.PrepareRetry(previous);
                 }
 
                 // A dependency that is no longer held finished before the crash: failed ones skip the job (the crash came between
@@ -1174,14 +1179,18 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         public DateTimeOffset? NotBefore { get; set; }
     }
 
-    private sealed class Job(JobRequest request, IReadOnlyList<string>[] argv, TimeSpan? timeout, DateTimeOffset enqueuedAt, int outputLimit)
+    /// <summary>
+    /// A job. What only a running attempt needs (cancellation sources, output buffers, exit codes) is allocated when it starts,
+    /// and the command strings are split again then: a pending job costs a few hundred bytes beyond its request.
+    /// </summary>
+    private sealed class Job(JobRequest request, TimeSpan? timeout, DateTimeOffset enqueuedAt)
         : ScheduledJob(request.Id, request.Queue, request.Priority)
     {
+        private TaskCompletionSource<JobResult>? _completion;
+
         public JobRequest Request { get; } = request;
 
         public IReadOnlyList<string> Commands { get; } = [.. request.Commands];
-
-        public IReadOnlyList<string>[] Argv { get; } = argv;
 
         public TimeSpan? Timeout { get; } = timeout;
 
@@ -1202,18 +1211,22 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
 
         public IReadOnlyList<JobResult> PreviousAttempts { get; private set; } = [];
 
-        public CancellationTokenSource Graceful { get; private set; } = new();
+        /// <summary>Gets the running attempt's state, or null while the job has not started (or waits for a retry).</summary>
+        public AttemptState? Run { get; private set; }
 
-        public CancellationTokenSource Forceful { get; private set; } = new();
+        public CancellationTokenSource Graceful => Run!.Graceful;
 
-        public TaskCompletionSource<JobResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public CancellationTokenSource Forceful => Run!.Forceful;
 
-        /// <summary>Completes when the current attempt's processes are gone (what a kill waits for; a retry does not end the job).</summary>
-        public TaskCompletionSource AttemptCompletion { get; private set; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public OutputLog Output => Run!.Output;
 
-        public Task AttemptDone => AttemptCompletion.Task;
+        public List<(int ExitCode, DateTimeOffset Started, DateTimeOffset Finished)> Exits => Run!.Exits;
 
-        public OutputLog Output { get; private set; } = new(outputLimit);
+        /// <summary>Gets the task of the job's end, made when someone first waits for it. Under the dispatcher's lock.</summary>
+        public TaskCompletionSource<JobResult> Completion => _completion ??= new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>Gets the task of the job's end if anyone waits for it.</summary>
+        public TaskCompletionSource<JobResult>? CompletionIfAny => _completion;
 
         /// <summary>Gets or sets the file holding the job's standard input while it runs.</summary>
         public string? StandardInputFile { get; set; }
@@ -1221,10 +1234,14 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         /// <summary>Gets or sets the job's full log (with a data directory), opened when its first attempt starts.</summary>
         public JobLogs.JobLog? Log { get; set; }
 
-        public List<(int ExitCode, DateTimeOffset Started, DateTimeOffset Finished)> Exits { get; private set; } = [];
+        /// <summary>The program and arguments of a command: the argument vector given, or the command string split.</summary>
+        public IReadOnlyList<string> ArgvOf(int index) => Request.ArgumentVectors?[index] ?? CommandLine.Split(Commands[index]);
+
+        /// <summary>Allocates the state of an attempt that starts now.</summary>
+        public void BeginAttempt(int outputLimit) => Run = new AttemptState(outputLimit);
 
         /// <summary>Resets the per-attempt state after <paramref name="attempt"/> ended and the job runs again.</summary>
-        public void PrepareRetry(JobResult attempt, int outputLimit)
+        public void PrepareRetry(JobResult attempt)
         {
             PreviousAttempts = [.. attempt.PreviousAttempts, attempt];
             Attempt = attempt.Attempt + 1;
@@ -1233,12 +1250,23 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
             CurrentCommand = -1;
             StopReason = null;
             TimeoutTimer = null;
-            Graceful = new();
-            Forceful = new();
-            AttemptCompletion = new(TaskCreationOptions.RunContinuationsAsynchronously);
-            Output = new(outputLimit);
-            Exits = [];
+            Run = null;
         }
+    }
+
+    /// <summary>What one running attempt of a job needs.</summary>
+    private sealed class AttemptState(int outputLimit)
+    {
+        public CancellationTokenSource Graceful { get; } = new();
+
+        public CancellationTokenSource Forceful { get; } = new();
+
+        /// <summary>Completes when the attempt's processes are gone (what a kill waits for; a retry does not end the job).</summary>
+        public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public OutputLog Output { get; } = new(outputLimit);
+
+        public List<(int ExitCode, DateTimeOffset Started, DateTimeOffset Finished)> Exits { get; } = [];
     }
 
     private sealed class OutputSink(DefaultDispatcher dispatcher, Job job, int index) : IJobOutput
