@@ -163,6 +163,12 @@ public sealed class DispatcherEventFeed : IDisposable
         switch (e)
         {
             case JobPendingEvent pending:
+                // Pending again after running: a retry waits for its next attempt; the old attempt's update timer goes.
+                if (_jobs.TryGetValue(pending.JobId, out var previous))
+                {
+                    previous.Timer?.Dispose();
+                }
+
                 _jobs[pending.JobId] = new JobFeedState(pending.Job.Commands);
                 Emit(pending.JobId, JobState.Pending, pending.Job.Commands, null, new JsonObject
                 {
