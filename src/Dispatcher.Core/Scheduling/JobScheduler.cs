@@ -381,6 +381,11 @@ internal sealed class JobScheduler<TJob>
     /// </summary>
     private void Resolve(ScheduledJob finished, bool succeeded, SchedulerWork<TJob> work)
     {
+        if (finished.Dependents is null)
+        {
+            return;
+        }
+
         var stack = new Stack<(ScheduledJob Job, bool Succeeded)>();
         stack.Push((finished, succeeded));
         while (stack.TryPop(out var item))
