@@ -174,15 +174,17 @@ public sealed class DispatcherClientTests(SampleHostFixture fixture) : IClassFix
 
         var rejected = await client.RunAsync([
             new RemoteJobSpec { Id = "err-queue", Commands = ["true"], Queue = "nope" },
-            new RemoteJobSpec { Id = "err-option", Commands = ["true"], AdditionalMembers = new Dictionary<string, JsonNode?> { ["priority"] = 5 } }], cts.Token);
+            new RemoteJobSpec { Id = "err-option", Commands = ["true"], AdditionalMembers = new Dictionary<string, JsonNode?> { ["colour"] = "red" } }], cts.Token);
         Assert.Empty(rejected.Started);
         Assert.Contains("Unknown queue 'nope'", rejected.Rejected["err-queue"], StringComparison.Ordinal);
-        Assert.Contains("priority", rejected.Rejected["err-option"], StringComparison.Ordinal);
+        Assert.Contains("colour", rejected.Rejected["err-option"], StringComparison.Ordinal);
 
-        // An action this server does not have yet: its 400, and the connection goes on.
-        var unknown = await Assert.ThrowsAsync<DispatcherClientException>(() => client.PauseQueueAsync("pkg_queue", cts.Token));
+        // An action this server does not have: its 400, and the connection goes on; pause and resume work.
+        var unknown = await Assert.ThrowsAsync<DispatcherClientException>(() => client.SendAsync("no_such_action", null, cts.Token));
         Assert.Equal("400", unknown.Code);
-        Assert.Contains("'pause'", unknown.Message, StringComparison.Ordinal);
+        Assert.Contains("'no_such_action'", unknown.Message, StringComparison.Ordinal);
+        Assert.Equal(["pkg_queue"], await client.PauseQueueAsync("pkg_queue", cts.Token));
+        Assert.Equal(["pkg_queue"], await client.ResumeQueueAsync("pkg_queue", cts.Token));
         Assert.NotNull(await client.ListAsync(cts.Token));
 
         var missing = await Assert.ThrowsAsync<DispatcherClientException>(() => client.WaitAsync("err-no-such-job", cts.Token));

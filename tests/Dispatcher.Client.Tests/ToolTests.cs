@@ -158,11 +158,13 @@ public sealed class ToolTests(InstalledTool tool) : IClassFixture<InstalledTool>
         var log = await Json(0, ["log", .. on, "t-job"]);
         Assert.Equal("out\n", (string?)log["results"]![0]!["output"]);
 
-        // Queue control the server does not offer yet: its 400 and message, as JSON and on stderr.
-        var pause = await tool.RunAsync(["pause", .. on, "pkg_queue"]);
+        // Queue control: pause and resume work; a server error (an unknown queue) comes back as its 400 and message, as JSON and on stderr.
+        Assert.Equal(0, (await tool.RunAsync(["pause", .. on, "pkg_queue"])).Exit);
+        Assert.Equal(0, (await tool.RunAsync(["resume", .. on, "pkg_queue"])).Exit);
+        var pause = await tool.RunAsync(["pause", .. on, "nowhere"]);
         Assert.Equal(2, pause.Exit);
         Assert.Equal("400", (string?)JsonNode.Parse(pause.Out)!["error"]!["code"]);
-        Assert.Contains("Unknown action 'pause'", pause.Err, StringComparison.Ordinal);
+        Assert.Contains("Unknown queue 'nowhere'", pause.Err, StringComparison.Ordinal);
 
         // Plain output when piped: a header line, then tab-separated rows.
         var plain = await tool.RunAsync(["history", "--url", host.Url.ToString(), "--user", SampleHost.User]);
