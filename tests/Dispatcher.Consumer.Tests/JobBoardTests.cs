@@ -99,5 +99,25 @@ public sealed class JobBoardTests
             Task.FromResult(GetResult(jobId) ?? throw new JobNotFoundException(jobId));
 
         public DispatcherSubscription Subscribe() => throw new NotSupportedException();
+
+        public IReadOnlyList<QueueInfo> GetQueues() => [];
+
+        public ValueTask<QueueInfo> AddQueueAsync(string name, int limit, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public ValueTask<QueueInfo> SetQueueLimitAsync(string name, int limit, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public ValueTask<QueueInfo> PauseQueueAsync(string name, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public ValueTask<QueueInfo> ResumeQueueAsync(string name, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public ValueTask<QueueInfo> DrainQueueAsync(string name, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public ValueTask<RecurrenceInfo> AddRecurrenceAsync(Recurrence recurrence, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public ValueTask<bool> RemoveRecurrenceAsync(string id, CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public IReadOnlyList<RecurrenceInfo> ListRecurrences() => [];
+
+        public ValueTask<JobLogChunk> ReadLogAsync(string jobId, long offset, int limit, CancellationToken cancellationToken = default) => throw new NotSupportedException();
     }
 }

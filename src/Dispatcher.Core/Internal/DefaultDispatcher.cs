@@ -210,30 +210,8 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         ArgumentNullException.ThrowIfNull(jobId);
         lock (_gate)
         {
-            if (!_active.TryGetValue(jobId, out var job))
-            {
-                return null;
-            }
-
-            var queue = job.QueueState;
-            int? position = null;
-            if (queue.Limit != 0)
-            {
-                position = job.State == JobState.Pending ? queue.Running.Count + IndexOf(queue.Pending, job) : queue.Running.IndexOf(job);
-            }
-
-            return Snapshot(job, position);
-        }
-
-        static int IndexOf(LinkedList<Job> pending, Job job)
-        {
-            var i = 0;
-            for (var node = pending.First; node is not null && node.Value != job; node = node.Next)
-            {
-                i++;
-            }
-
-            return i;
+            // Found in O(1); its position costs O(1) when it is running or the last of its set, O(n) otherwise.
+            return _scheduler.TryGetJob(jobId, out var job) ? Snapshot(job, Position(job)) : null;
         }
     }
 

@@ -50,21 +50,21 @@ internal static partial class DispatcherLog
     [LoggerMessage(EventId = 13, EventName = "JobInterruptedByRestart", Level = LogLevel.Warning, Message = "Job {JobId} in {Queue} was running when the host stopped; it is recorded as interrupted")]
     public static partial void JobInterruptedByRestart(ILogger logger, string jobId, string queue);
 
-    [LoggerMessage(EventId = 14, EventName = "JobSkipped", Level = LogLevel.Information, Message = "Job {JobId} skipped: it depended on {Dependency}, which did not succeed")]
+    [LoggerMessage(EventId = 20, EventName = "JobSkipped", Level = LogLevel.Information, Message = "Job {JobId} skipped: it depended on {Dependency}, which did not succeed")]
     public static partial void JobSkipped(ILogger logger, string jobId, string dependency);
 
-    [LoggerMessage(EventId = 15, EventName = "JobRetryScheduled", Level = LogLevel.Information, Message = "Job {JobId} attempt {Attempt} ended {Outcome}; it runs again at {RetryAt:O}")]
+    [LoggerMessage(EventId = 21, EventName = "JobRetryScheduled", Level = LogLevel.Information, Message = "Job {JobId} attempt {Attempt} ended {Outcome}; it runs again at {RetryAt:O}")]
     public static partial void JobRetryScheduled(ILogger logger, string jobId, int attempt, JobOutcome outcome, DateTimeOffset retryAt);
 
-    [LoggerMessage(EventId = 16, EventName = "QueueChanged", Level = LogLevel.Information, Message = "Queue {Queue} {Change}: limit {Limit}, paused {Paused}, draining {Draining}")]
+    [LoggerMessage(EventId = 22, EventName = "QueueChanged", Level = LogLevel.Information, Message = "Queue {Queue} {Change}: limit {Limit}, paused {Paused}, draining {Draining}")]
     public static partial void QueueChanged(ILogger logger, string queue, string change, int limit, bool paused, bool draining);
 
-    [LoggerMessage(EventId = 17, EventName = "QueueDrained", Level = LogLevel.Information, Message = "Queue {Queue} is drained: it holds no job")]
+    [LoggerMessage(EventId = 23, EventName = "QueueDrained", Level = LogLevel.Information, Message = "Queue {Queue} is drained: it holds no job")]
     public static partial void QueueDrained(ILogger logger, string queue);
 
-    [LoggerMessage(EventId = 18, EventName = "RecurrenceFired", Level = LogLevel.Information, Message = "Recurrence {RecurrenceId} enqueued job {JobId} for {Occurrence:O}")]
+    [LoggerMessage(EventId = 24, EventName = "RecurrenceFired", Level = LogLevel.Information, Message = "Recurrence {RecurrenceId} enqueued job {JobId} for {Occurrence:O}")]
     public static partial void RecurrenceFired(ILogger logger, string recurrenceId, string jobId, DateTimeOffset occurrence);
 
-    [LoggerMessage(EventId = 19, EventName = "RecurrenceFailed", Level = LogLevel.Warning, Message = "Recurrence {RecurrenceId} could not enqueue its job for {Occurrence:O}")]
+    [LoggerMessage(EventId = 25, EventName = "RecurrenceFailed", Level = LogLevel.Warning, Message = "Recurrence {RecurrenceId} could not enqueue its job for {Occurrence:O}")]
     public static partial void RecurrenceFailed(ILogger logger, string recurrenceId, DateTimeOffset occurrence, Exception exception);
 }
