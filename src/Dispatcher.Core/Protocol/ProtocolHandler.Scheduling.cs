@@ -172,7 +172,7 @@ internal sealed partial class ProtocolHandler
     /// object: all of them), <c>since</c> and <c>until</c> (ISO 8601 times the job finished at or after, and before).
     /// </summary>
     private static bool HasHistoryFilter(JsonElement args) =>
-        args.ValueKind == JsonValueKind.Object && args.EnumerateObject().Any(p => p.Name is "queue" or "outcome" or "labels" or "since" or "until");
+        args.ValueKind == JsonValueKind.Object && args.EnumerateObject().Any(p => p.Name.ToLowerInvariant() is "queue" or "outcome" or "labels" or "since" or "until");
 
     private static bool TryParseHistoryFilter(JsonElement args, out Func<JobResult, bool> matches, out string problem)
     {
