@@ -63,6 +63,7 @@ internal sealed partial class DefaultDispatcher
         CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
+        await EnsureStartedAsync(cancellationToken).ConfigureAwait(false);
         var toStart = new List<Job>();
         QueueInfo info;
         Task? durable = null;

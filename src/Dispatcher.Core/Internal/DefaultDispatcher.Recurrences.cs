@@ -18,6 +18,7 @@ internal sealed partial class DefaultDispatcher
     {
         ArgumentNullException.ThrowIfNull(recurrence);
         cancellationToken.ThrowIfCancellationRequested();
+        await EnsureStartedAsync(cancellationToken).ConfigureAwait(false);
         var state = Parse(recurrence, _time.GetUtcNow(), null);
         Task? durable = null;
         RecurrenceInfo info;
@@ -57,6 +58,7 @@ internal sealed partial class DefaultDispatcher
     {
         ArgumentNullException.ThrowIfNull(id);
         cancellationToken.ThrowIfCancellationRequested();
+        await EnsureStartedAsync(cancellationToken).ConfigureAwait(false);
         Task? durable = null;
         lock (_gate)
         {
@@ -125,7 +127,13 @@ internal sealed partial class DefaultDispatcher
             {
                 var request = r.Recurrence.Job with { Id = jobId };
                 Validate(request);
-                EnqueueCore(request, toStart, out _);
+                EnqueueCore(request, toStart, out var durable, out var held);
+                if (durable is not null && held is not null)
+                {
+                    // Nobody awaits it: a failed record rejects the job (logged), nothing else.
+                    _ = MadeDurableAsync(held, durable).ContinueWith(static t => _ = t.Exception, CancellationToken.None,
+                        TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                }
                 DispatcherLog.RecurrenceFired(_logger, r.Recurrence.Id, jobId, occurrence);
             }
             catch (JobRejectedException ex)

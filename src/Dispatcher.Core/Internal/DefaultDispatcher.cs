@@ -10,6 +10,12 @@ using Microsoft.Extensions.Options;
 
 namespace Dispatcher.Internal;
 
+/// <summary>A job store plugged in with <c>UseJobStore&lt;T&gt;()</c>; the container owns (and disposes) it.</summary>
+internal sealed class JobStoreRegistration(IJobStore store)
+{
+    public IJobStore Store { get; } = store;
+}
+
 /// <summary>
 /// The dispatcher: execution, stop enforcement, retention, journal and recovery around the scheduling state machine
 /// (<see cref="JobScheduler{TJob}"/>), which decides what starts when. One lock guards the scheduler and the retained results;
@@ -38,13 +44,18 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
     private readonly Queue<JobResult> _finishedOrder = new();
     private readonly IJobStore? _store;
     private readonly JobLogs? _logs;
+    private readonly bool _ownsStore;
+    private Task? _startTask;
+    private Task _lastWrite = Task.CompletedTask;
+    private int _repairNeeded;
+    private int _repairInFlight;
     private DateTimeOffset? _armedFor;
     private long _journalRecords;
     private bool _stopping;
     private Task? _stopTask;
 
     public DefaultDispatcher(IOptions<DispatcherOptions> options, IJobRunner runner, TimeProvider timeProvider,
-        ILogger<DefaultDispatcher>? logger = null, IMeterFactory? meterFactory = null, IJobStore? store = null)
+        ILogger<DefaultDispatcher>? logger = null, IMeterFactory? meterFactory = null, JobStoreRegistration? customStore = null)
     {
         _options = options.Value;
         _runner = runner;
@@ -60,14 +71,44 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
 
         _wakeTimer = timeProvider.CreateTimer(static state => ((DefaultDispatcher)state!).OnWake(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         _logs = _options.DataDirectory is { } logDirectory ? new JobLogs(logDirectory, Math.Max(_options.MaxLogBytes, 65536)) : null;
-        _store = store ?? (_options.DataDirectory is { } directory ? new FileJobStore(directory, _options.FlushToDisk, _logger, _metrics) : null);
-        if (_store is null)
+
+        // No I/O here: the journal is read when the host starts (StartAsync), or at the first enqueue without a host.
+        var store = customStore?.Store;
+        _ownsStore = store is null;
+        _store = store ?? (_options.DataDirectory is { } directory
+            ? new FileJobStore(directory, _options.FlushToDisk, _logger, _metrics, _options.MaxOutputCharacters)
+            : null);
+    }
+
+    /// <summary>Gets the job store: the one plugged in with <c>UseJobStore</c>, the file journal, or <see langword="null"/> in memory.</summary>
+    internal IJobStore? Store => _store;
+
+    /// <summary>
+    /// Replays the job store (once): queue states, recurrences and retained results come back, processes that a crash left behind
+    /// are ended, pending jobs start. The hosted service calls it when the host starts; an enqueue or a queue change before that waits for it.
+    /// </summary>
+    public Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_gate)
         {
-            DispatcherLog.InMemory(_logger);
+            _startTask ??= _store is null ? LogInMemory() : Task.Run(() => RecoverAsync(_store, cancellationToken), CancellationToken.None);
         }
-        else
+
+        return _startTask.WaitAsync(cancellationToken);
+    }
+
+    private Task LogInMemory()
+    {
+        DispatcherLog.InMemory(_logger);
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Waits for the replay of the job store, when it has not finished yet.</summary>
+    private async ValueTask EnsureStartedAsync(CancellationToken cancellationToken)
+    {
+        if (_startTask is not { IsCompletedSuccessfully: true })
         {
-            Recover(_store);
+            await StartAsync(CancellationToken.None).WaitAsync(cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -92,9 +133,11 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         }
 
         Validate(request);
+        await EnsureStartedAsync(cancellationToken).ConfigureAwait(false);
         var toStart = new List<Job>();
         JobInfo info;
         Task? durable;
+        Job? job;
         lock (_gate)
         {
             if (Idempotent(request) is { } existing)
@@ -102,26 +145,33 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                 return existing;
             }
 
-            info = EnqueueCore(request, toStart, out durable);
+            info = EnqueueCore(request, toStart, out durable, out job);
         }
 
         Launch(toStart);
-        if (durable is not null)
+        if (durable is not null && job is not null)
         {
             // The caller hears "accepted" only once the job would survive a crash (group commit: one flush for many enqueues).
-            await durable.ConfigureAwait(false);
+            await MadeDurableAsync(job, durable).ConfigureAwait(false);
         }
 
         return info;
     }
 
     /// <summary>Accepts a validated job: the scheduler takes it (or it is skipped at once), the journal gets its record. Under the lock.</summary>
-    private JobInfo EnqueueCore(JobRequest request, List<Job> toStart, out Task? durable)
+    private JobInfo EnqueueCore(JobRequest request, List<Job> toStart, out Task? durable, out Job? held)
     {
         durable = null;
+        held = null;
         if (_stopping)
         {
             throw Reject(request.Id, JobRejectionReason.ShuttingDown, "The dispatcher is stopping and accepts no new jobs.");
+        }
+
+        if (_store?.Health is { Status: JobStoreStatus.Failed } failedStore)
+        {
+            // Fail at once rather than queue behind a writer that will never write.
+            throw Reject(request.Id, JobRejectionReason.StorageFailed, $"Job '{request.Id}' was not accepted: {failedStore.Description}");
         }
 
         if (!_scheduler.HasQueue(request.Queue))
@@ -140,7 +190,9 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         SchedulerWork<Job>? work = null;
         if (failedDependency is null)
         {
-            var status = _scheduler.TrySubmit(job, waitFor, out work);
+            // With a store the job is held until its record is durable: a job that ran and then vanished in a crash would be
+            // worse than one refused.
+            var status = _scheduler.TrySubmit(job, waitFor, out work, held: _store is not null);
             if (status != SubmitStatus.Accepted)
             {
                 throw status switch
@@ -157,7 +209,9 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         {
             // Appended under the lock, so the journal holds jobs in submission order.
             durable = _store.AppendAsync(new JobEnqueuedRecord(job.Request, job.EnqueuedAt));
+            _lastWrite = durable;
             _journalRecords++;
+            held = failedDependency is null ? job : null;
         }
 
         _metrics.Enqueued(job.Queue);
@@ -185,6 +239,49 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
 
         Apply(work!, toStart);
         return Snapshot(job, Position(job));
+    }
+
+    /// <summary>Waits for a job's record; then lets it start, or takes it back out of the scheduler and rejects it.</summary>
+    private async Task MadeDurableAsync(Job job, Task durable)
+    {
+        Exception? failure = null;
+        try
+        {
+            await durable.ConfigureAwait(false);
+        }
+#pragma warning disable CA1031 // any store failure rejects the job; the store's own exception is the inner one
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            failure = ex;
+        }
+
+        var toStart = new List<Job>();
+        lock (_gate)
+        {
+            if (failure is not null && job.State == JobState.Pending && _scheduler.TryGetJob(job.Id, out var held) && ReferenceEquals(held, job))
+            {
+                var work = _scheduler.Remove(job);
+                job.State = JobState.Finished;
+                _metrics.LeftQueueUnstarted(job.Queue);
+                job.CompletionIfAny?.TrySetException(new JobRejectedException(job.Id, JobRejectionReason.StorageFailed, "The job was not recorded."));
+                _ = job.CompletionIfAny?.Task.Exception;
+                Apply(work, toStart);
+            }
+            else if (failure is null)
+            {
+                Apply(_scheduler.Release(job), toStart);
+            }
+        }
+
+        Launch(toStart);
+        if (failure is not null)
+        {
+            DispatcherLog.JobNotDurable(_logger, job.Id, failure);
+            _metrics.Rejected();
+            throw new JobRejectedException(job.Id, JobRejectionReason.StorageFailed,
+                $"Job '{job.Id}' was not accepted and did not run: {failure.Message}");
+        }
     }
 
     public IReadOnlyList<JobInfo> List()
@@ -399,9 +496,20 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         }
 
         await Task.WhenAll(remaining).ConfigureAwait(false);
-        if (_store is not null)
+        if (_store is not null && _ownsStore)
         {
             await _store.DisposeAsync().ConfigureAwait(false);
+        }
+        else if (_store is not null)
+        {
+            // Not ours to dispose (the container does): wait for the last record, which the store applies after all others.
+            Task last;
+            lock (_gate)
+            {
+                last = _lastWrite;
+            }
+
+            await Task.WhenAny(last).ConfigureAwait(false);
         }
 
         _events.CompleteAll();
@@ -915,13 +1023,19 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
     /// <summary>Appends a record without waiting for it (its failure is logged by the store). Called under the lock, to keep the order.</summary>
     private void Journal(JobStoreRecord record)
     {
-        if (_store is null || _stopTask is { IsCompleted: true })
+        if (_store is null || _stopTask is { IsCompleted: true } || _store.Health.Status == JobStoreStatus.Failed)
         {
             return;
         }
 
-        Observe(_store.AppendAsync(record));
-        if (++_journalRecords > 1000 + (4L * (_scheduler.Count + _finishedOrder.Count)))
+        var write = _store.AppendAsync(record);
+        _lastWrite = write;
+        ObserveAndRepair(write);
+
+        // By records, and by bytes: a few jobs with large output grow the journal faster than their count says. And after a
+        // failed write (a full disk): the rewrite puts back what was lost (a finished job's result) once the storage takes it.
+        if (++_journalRecords > 1000 + (4L * (_scheduler.Count + _finishedOrder.Count)) || _store is FileJobStore { WantsCompaction: true }
+            || (Volatile.Read(ref _repairNeeded) == 1 && Volatile.Read(ref _repairInFlight) == 0))
         {
             Compact();
         }
@@ -959,33 +1073,47 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
             if (job.StartedAt is { } started)
             {
                 records.Add(new JobStartedRecord(job.Id, started));
+                records.AddRange(job.Processes ?? []);
             }
         }
 
         _journalRecords = records.Count;
-        Observe(_store!.RewriteAsync(records));
+        Volatile.Write(ref _repairNeeded, 0);
+        Volatile.Write(ref _repairInFlight, 1);
+        var rewrite = _store!.RewriteAsync(records);
+        _lastWrite = rewrite;
+        ObserveAndRepair(rewrite);
+        _ = rewrite.ContinueWith(static (_, self) => Volatile.Write(ref ((DefaultDispatcher)self!)._repairInFlight, 0), this,
+            CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
-    /// <summary>Fire and forget, but observed: a store failure is logged by the store, and must not surface as unobserved.</summary>
-    private static void Observe(Task task) => _ = task.ContinueWith(static t => _ = t.Exception, CancellationToken.None,
-        TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    /// <summary>
+    /// Fire and forget, but observed: a store failure is logged by the store, and must not surface as unobserved. A failed
+    /// record is not retried by itself; the next journal write rewrites the journal from the dispatcher's state instead.
+    /// </summary>
+    private void ObserveAndRepair(Task task) => _ = task.ContinueWith(static (t, self) =>
+    {
+        _ = t.Exception;
+        Volatile.Write(ref ((DefaultDispatcher)self!)._repairNeeded, 1);
+    }, this, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
 
     /// <summary>
     /// Replays the journal: queue states come back, retained results come back, jobs that were running are finished as
     /// interrupted (or queued again when they asked to be), pending jobs go back into their queues in their original order,
     /// with their dependencies, start times and attempts, and start.
     /// </summary>
-    private void Recover(IJobStore store)
+    private async Task RecoverAsync(IJobStore store, CancellationToken cancellationToken)
     {
-        var records = store.Load();
+        long records = 0;
         var active = new Dictionary<string, RecoveredJob>(StringComparer.Ordinal);
         var outcomes = new Dictionary<string, JobOutcome>(StringComparer.Ordinal);
         var queueStates = new Dictionary<string, QueueStateRecord>(StringComparer.Ordinal);
         var recurrences = new Dictionary<string, RecurrenceRecord>(StringComparer.Ordinal);
         long order = 0;
         var finished = 0;
-        foreach (var record in records)
+        await foreach (var record in store.LoadAsync(cancellationToken).ConfigureAwait(false))
         {
+            records++;
             switch (record)
             {
                 case JobEnqueuedRecord e:
@@ -993,6 +1121,9 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                     break;
                 case JobStartedRecord s when active.TryGetValue(s.JobId, out var entry):
                     entry.StartedAt = s.StartedAt;
+                    break;
+                case JobProcessStartedRecord p when active.TryGetValue(p.JobId, out var entry):
+                    entry.Processes.Add(p);
                     break;
                 case JobRetryScheduledRecord r when active.TryGetValue(r.JobId, out var entry):
                     entry.StartedAt = null;
@@ -1007,7 +1138,11 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                         _idempotencyKeys[finishedKey] = f.JobId;
                     }
 
-                    Retain(f.Result);
+                    lock (_gate)
+                    {
+                        Retain(f.Result);
+                    }
+
                     finished++;
                     break;
                 case QueueStateRecord q:
@@ -1021,6 +1156,10 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                     break;
             }
         }
+
+        // Before anything starts: a command of a job the crash interrupted may still be running, and its queue's limit
+        // counts it (two pkg_queue jobs at once otherwise). Its processes are found by session and start time, never by pid alone.
+        await EndLeftoversAsync(active.Values.Where(e => e.StartedAt is not null).ToList(), cancellationToken).ConfigureAwait(false);
 
         var interrupted = 0;
         var restored = 0;
@@ -1047,7 +1186,8 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                     valid = false;
                 }
 
-                if ((entry.StartedAt is not null && !request.RerunIfInterrupted) || !valid || !_scheduler.HasQueue(request.Queue))
+                if ((entry.StartedAt is not null && !request.RerunIfInterrupted) || !valid || !_scheduler.HasQueue(request.Queue)
+                    || _scheduler.Contains(request.Id))
                 {
                     var result = new JobResult(request.Id, request.Queue, request.Commands, JobOutcome.Interrupted, [], entry.Enqueued.EnqueuedAt,
                         entry.StartedAt, _time.GetUtcNow())
@@ -1118,8 +1258,46 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
             ArmTimer();
         }
 
-        DispatcherLog.Recovered(_logger, restored, interrupted, finished, records.Count);
+        DispatcherLog.Recovered(_logger, restored, interrupted, finished, records);
         Launch(toStart);
+    }
+
+    /// <summary>SIGTERM to every process an interrupted job left running, then SIGKILL to what is still there after the grace period.</summary>
+    private async Task EndLeftoversAsync(List<RecoveredJob> started, CancellationToken cancellationToken)
+    {
+        if (!ProcessTree.IsSupported || started.Count == 0)
+        {
+            return;
+        }
+
+        var all = new List<JobProcessStartedRecord>();
+        foreach (var entry in started)
+        {
+            var left = ProcessTree.Leftovers(entry.Processes);
+            if (left.Count > 0)
+            {
+                DispatcherLog.LeftoverProcesses(_logger, entry.Enqueued.JobId, left.Count, string.Join(' ', left), _options.KillGracePeriod);
+                all.AddRange(entry.Processes);
+            }
+        }
+
+        if (all.Count == 0)
+        {
+            return;
+        }
+
+        ProcessTree.SignalLeftovers(all, ProcessTree.SigTerm);
+        var deadline = _time.GetUtcNow() + _options.KillGracePeriod;
+        while (ProcessTree.Leftovers(all).Count > 0 && _time.GetUtcNow() < deadline)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(50), _time, cancellationToken).ConfigureAwait(false);
+        }
+
+        for (var round = 0; round < 10 && ProcessTree.Leftovers(all).Count > 0; round++)
+        {
+            ProcessTree.SignalLeftovers(all, ProcessTree.SigKill);
+            await Task.Delay(TimeSpan.FromMilliseconds(20), _time, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     private void Prune()
@@ -1155,6 +1333,8 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         public JobResult? LastAttempt { get; set; }
 
         public DateTimeOffset? NotBefore { get; set; }
+
+        public List<JobProcessStartedRecord> Processes { get; } = [];
     }
 
     /// <summary>
@@ -1206,6 +1386,9 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         /// <summary>Gets the task of the job's end if anyone waits for it.</summary>
         public TaskCompletionSource<JobResult>? CompletionIfAny => _completion;
 
+        /// <summary>Gets or sets the processes its commands started (journaled, so a restart after a crash can end them); null until one starts.</summary>
+        public List<JobProcessStartedRecord>? Processes { get; set; }
+
         /// <summary>Gets or sets the file holding the job's standard input while it runs.</summary>
         public string? StandardInputFile { get; set; }
 
@@ -1229,6 +1412,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
             StopReason = null;
             TimeoutTimer = null;
             Run = null;
+            Processes = null;
         }
     }
 
@@ -1247,8 +1431,26 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         public List<(int ExitCode, DateTimeOffset Started, DateTimeOffset Finished)> Exits { get; } = [];
     }
 
-    private sealed class OutputSink(DefaultDispatcher dispatcher, Job job, int index) : IJobOutput
+    private sealed class OutputSink(DefaultDispatcher dispatcher, Job job, int index) : IJobOutput, IJobProcessListener
     {
+        public void ProcessStarted(int processId)
+        {
+            if (dispatcher._store is null || ProcessTree.Identify(processId) is not { } identity)
+            {
+                return;
+            }
+
+            var record = new JobProcessStartedRecord(job.Id, index, processId, identity.StartTime, identity.BootId);
+            lock (dispatcher._gate)
+            {
+                if (job.State == JobState.Running)
+                {
+                    (job.Processes ??= []).Add(record);
+                    dispatcher.Journal(record);
+                }
+            }
+        }
+
         public void Write(ReadOnlySpan<char> text)
         {
             if (text.IsEmpty)

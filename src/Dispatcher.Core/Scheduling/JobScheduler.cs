@@ -134,10 +134,11 @@ internal sealed class JobScheduler<TJob>
 
     /// <summary>
     /// Takes a job. It waits for <paramref name="dependencies"/> (ids of jobs the scheduler holds), then for its
-    /// <see cref="ScheduledJob.NotBefore"/>, then for room in its queue.
+    /// <see cref="ScheduledJob.NotBefore"/>, then for room in its queue. A <paramref name="held"/> job also waits for
+    /// <see cref="Release"/> (the dispatcher holds a job until its journal record is durable).
     /// </summary>
     /// <returns>Whether the job was taken; if not, nothing changed.</returns>
-    public SubmitStatus TrySubmit(TJob job, IReadOnlyCollection<string>? dependencies, out SchedulerWork<TJob> work)
+    public SubmitStatus TrySubmit(TJob job, IReadOnlyCollection<string>? dependencies, out SchedulerWork<TJob> work, bool held = false)
     {
         work = null!;
         if (!_queues.TryGetValue(job.Queue, out var queue))
@@ -176,11 +177,25 @@ internal sealed class JobScheduler<TJob>
 
         job.Sequence = ++_sequence;
         job.QueueState = queue;
-        job.UnmetDependencies = unmet;
+        job.UnmetDependencies = unmet + (held ? 1 : 0);
         _jobs.Add(job.Id, job);
         work = new SchedulerWork<TJob>();
         Place(job, work);
         return SubmitStatus.Accepted;
+    }
+
+    /// <summary>Lets a job taken with <c>held</c> go on (to its dependencies, its start time, its queue).</summary>
+    public SchedulerWork<TJob> Release(TJob job)
+    {
+        var work = new SchedulerWork<TJob>();
+        if (job.ScheduleState == ScheduleState.WaitingForDependencies && ReferenceEquals(_jobs.GetValueOrDefault(job.Id), job)
+            && --job.UnmetDependencies == 0)
+        {
+            job.QueueState.Waiting.Remove(job);
+            Place(job, work);
+        }
+
+        return work;
     }
 
     /// <summary>A running job ended for good. Its dependents go on (it succeeded) or are skipped (it did not); its queue starts the next job.</summary>

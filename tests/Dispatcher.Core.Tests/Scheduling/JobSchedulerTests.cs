@@ -157,6 +157,24 @@ public sealed class JobSchedulerTests
     }
 
     [Fact]
+    public void HeldJob_WaitsForRelease_ThenForItsDependencies()
+    {
+        Submit("a", "free");
+        var held = new TestJob("held", "free");
+        Assert.Equal(SubmitStatus.Accepted, _scheduler.TrySubmit(held, ["a"], out var submitted, held: true));
+
+        Assert.Empty(submitted.Start);
+        Assert.Empty(_scheduler.Release(held).Start);
+        Assert.Equal(["held"], Ids(_scheduler.Complete(Job("a"), true).Start));
+
+        var alone = new TestJob("alone", "serial");
+        _scheduler.TrySubmit(alone, null, out var none, held: true);
+        Assert.Empty(none.Start);
+        Assert.Equal(["alone"], Ids(_scheduler.Release(alone).Start));
+        Assert.Empty(_scheduler.Release(alone).Start);
+    }
+
+    [Fact]
     public void UnknownDependency_IsRefused_AndChangesNothing()
     {
         Assert.Equal(SubmitStatus.UnknownDependency, _scheduler.TrySubmit(new TestJob("x", "free"), ["nope"], out _));
