@@ -16,27 +16,24 @@ namespace Dispatcher.Transports.WebSocket;
 /// </summary>
 public sealed class DispatcherWebSocketServer
 {
-    private readonly ProtocolHandler _handler;
-    private readonly DispatcherEventFeed _feed;
+    private readonly ProtocolServer _handler;
     private readonly WebSocketTransportOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly CancellationToken _stopping;
 
-    internal DispatcherWebSocketServer(ProtocolHandler handler, DispatcherEventFeed feed, IOptions<WebSocketTransportOptions> options,
+    internal DispatcherWebSocketServer(ProtocolServer handler, IOptions<WebSocketTransportOptions> options,
         TimeProvider timeProvider, ILogger<DispatcherWebSocketServer>? logger = null, CancellationToken stopping = default)
     {
         _stopping = stopping;
         _handler = handler;
-        _feed = feed;
         _options = options.Value;
         _time = timeProvider;
         _logger = (ILogger?)logger ?? NullLogger.Instance;
     }
 
     internal static DispatcherWebSocketServer Create(IServiceProvider services) => new(
-        services.GetRequiredService<ProtocolHandler>(),
-        services.GetRequiredService<DispatcherEventFeed>(),
+        services.GetRequiredService<ProtocolServer>(),
         services.GetRequiredService<IOptions<WebSocketTransportOptions>>(),
         services.GetRequiredService<TimeProvider>(),
         services.GetService<ILogger<DispatcherWebSocketServer>>(),
@@ -60,8 +57,7 @@ public sealed class DispatcherWebSocketServer
     {
         ArgumentNullException.ThrowIfNull(socket);
         ArgumentNullException.ThrowIfNull(remoteAddress);
-        var session = new ProtocolSession("ws", remoteAddress, user, supportsEvents: true);
-        using var connection = new WebSocketConnection(socket, stream, session, _handler, _feed, _options, _time, _logger, _stopping);
+        using var connection = new WebSocketConnection(socket, stream, remoteAddress, user, _handler, _options, _time, _logger, _stopping);
         await connection.RunAsync(cancellationToken).ConfigureAwait(false);
     }
 }

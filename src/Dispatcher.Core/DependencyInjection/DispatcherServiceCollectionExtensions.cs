@@ -39,8 +39,8 @@ public static class DispatcherServiceCollectionExtensions
             services.AddBoundOptions<DispatcherProtocolOptions, DispatcherProtocolOptionsValidator>(DispatcherProtocolOptions.SectionName);
             services.TryAddSingleton<TokenService>();
             services.TryAddSingleton<LoginThrottle>();
-            services.TryAddSingleton<ProtocolHandler>();
             services.TryAddSingleton<DispatcherEventFeed>();
+            ProtocolBuilderExtensions.AddProtocolServices(services);
         }
 
         if (configure is not null)

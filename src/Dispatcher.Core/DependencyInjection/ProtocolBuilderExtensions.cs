@@ -1,3 +1,4 @@
+using Dispatcher.Internal;
 using Dispatcher.Protocol;
 using Dispatcher.Protocol.Routing;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -95,10 +96,25 @@ public static class ProtocolBuilderExtensions
         return builder;
     }
 
+    /// <summary>
+    /// Turns on the sysadm server's event fields for the jobs it recognised by id: <c>sysadm_pkg…</c> (<c>event_system</c>
+    /// <c>sysadm/pkg</c>, <c>action</c>, <c>pkg_log</c>, and when finished <c>updates_available</c> or <c>vulnerable_pkgs</c> and
+    /// <c>impacts_pkgs</c>), <c>sysadm_update_runupdates::…</c> (<c>sysadm/update</c>, <c>update_log</c>), <c>sysadm_sourcectl_…</c>
+    /// (<c>sysadm/sourcectl</c>, <c>update_log</c>) and <c>sysadm_iohyve…</c> (<c>sysadm/iohyve</c>). This operation is idempotent.
+    /// </summary>
+    /// <param name="builder">The builder.</param>
+    /// <returns>The builder.</returns>
+    public static IDispatcherBuilder AddSysadmEventEnrichers(this IDispatcherBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IDispatcherEventEnricher, Dispatcher.Protocol.Sysadm.SysadmEventEnricher>());
+        return builder;
+    }
+
     /// <summary>The protocol's own services and built-in routes. Called once by <c>AddDispatcher</c>.</summary>
     internal static void AddProtocolServices(IServiceCollection services)
     {
-        services.AddOptions<LocalLoginOptions>().BindConfiguration(LocalLoginOptions.SectionName);
+        services.AddBoundOptions<LocalLoginOptions, LocalLoginOptionsValidator>(LocalLoginOptions.SectionName);
         services.TryAddSingleton<PublicKeyStore>();
         services.TryAddSingleton<PasswordLoginMethod>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IProtocolLoginMethod, PasswordLoginMethod>(sp => sp.GetRequiredService<PasswordLoginMethod>()));
@@ -120,7 +136,10 @@ public static class ProtocolBuilderExtensions
         {
             ListedInQuery = false,
         };
-        yield return new ProtocolRoute("rpc", "dispatcher", DispatcherAccess.Read, s => new DispatcherActions(s.GetRequiredService<Dispatcher.IDispatcher>()));
+        yield return new ProtocolRoute("rpc", "dispatcher", DispatcherAccess.Read, s => new DispatcherActions(s.GetRequiredService<Dispatcher.IDispatcher>(),
+            s.GetRequiredService<IOptions<DispatcherProtocolOptions>>().Value,
+            (Logging.ILogger?)s.GetService<Logging.ILogger<DispatcherActions>>() ?? Logging.Abstractions.NullLogger.Instance,
+            s.GetService<Hosting.IHostApplicationLifetime>()?.ApplicationStopping ?? CancellationToken.None));
         yield return new ProtocolRoute("rpc", "settings", DispatcherAccess.Read, s => new SettingsHandler(s.GetRequiredService<PublicKeyStore>()));
         yield return new ProtocolRoute("rpc", "auth_token", DispatcherAccess.None,
             s => new TokenLoginHandler(s.GetRequiredService<ProtocolAuthenticator>())) { ListedInQuery = false };
@@ -134,6 +153,18 @@ public static class ProtocolBuilderExtensions
         {
             yield return new ProtocolRoute("rpc", method.RequestName, DispatcherAccess.None,
                 s => new LoginHandler(s.GetRequiredService<ProtocolAuthenticator>(), method)) { ListedInQuery = false };
+        }
+    }
+
+    private sealed class LocalLoginOptionsValidator : IValidateOptions<LocalLoginOptions>
+    {
+        public ValidateOptionsResult Validate(string? name, LocalLoginOptions options)
+        {
+            var errors = options.Users
+                .Where(u => string.IsNullOrWhiteSpace(u.Key) || u.Value is not (DispatcherAccess.Read or DispatcherAccess.Full))
+                .Select(u => $"Dispatcher:Protocol:LocalLogin:Users:{u.Key} is {u.Value}; each local user needs a name and Read or Full access.")
+                .ToList();
+            return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
         }
     }
 

@@ -140,14 +140,23 @@ public sealed class DispatcherEventFeed : IDisposable
                 }
             }
         }
-        catch (EventStreamOverflowException ex)
+        catch (Exception ex)
         {
-            // The feed itself fell behind (it never blocks, so only under extreme load): start over with a new subscription.
-            FeedLog.Overflow(_logger, ex.Capacity);
+            // The feed itself fell behind (it never blocks, so only under extreme load), or a bug threw: log it and start over with
+            // a new subscription, so that clients keep getting events. A subscription already replaced or stopped is left alone.
             lock (_gate)
             {
                 if (ReferenceEquals(subscription, _subscription) && _listeners.Length > 0)
                 {
+                    if (ex is EventStreamOverflowException overflow)
+                    {
+                        FeedLog.Overflow(_logger, overflow.Capacity);
+                    }
+                    else
+                    {
+                        FeedLog.PumpFailed(_logger, ex);
+                    }
+
                     StopSubscription();
                     _subscription = SubscribeToDispatcher();
                     var next = _subscription;
@@ -180,7 +189,7 @@ public sealed class DispatcherEventFeed : IDisposable
             {
                 var job = State(started.JobId, started.Job.Commands);
                 job.StartedAt = started.Job.StartedAt;
-                EmitRunning(started.JobId, job);
+                EmitRunning(started.JobId, job, DispatcherEventKind.Started);
                 break;
             }
 
@@ -273,7 +282,7 @@ public sealed class DispatcherEventFeed : IDisposable
         }, null, due > TimeSpan.Zero ? due : TimeSpan.Zero, Timeout.InfiniteTimeSpan);
     }
 
-    private void EmitRunning(string jobId, JobFeedState job)
+    private void EmitRunning(string jobId, JobFeedState job, DispatcherEventKind kind = DispatcherEventKind.Update)
     {
         var details = new JsonObject
         {
@@ -309,7 +318,7 @@ public sealed class DispatcherEventFeed : IDisposable
             ["state"] = "running",
             ["process_id"] = jobId,
             ["process_details"] = details,
-        });
+        }, kind);
     }
 
     private void EmitFinished(JobResult result)
@@ -324,25 +333,37 @@ public sealed class DispatcherEventFeed : IDisposable
         });
     }
 
-    private void Emit(string jobId, JobState state, IReadOnlyList<string> commands, JobResult? result, JsonObject args)
+    private void Emit(string jobId, JobState state, IReadOnlyList<string> commands, JobResult? result, JsonObject args,
+        DispatcherEventKind? kind = null)
     {
-        if (_enrichers.Length > 0)
+        var context = new DispatcherEventContext(jobId, state, commands, result, args);
+        if (kind is { } k)
         {
-            var context = new DispatcherEventContext(jobId, state, commands, result, args);
-            foreach (var enricher in _enrichers)
+            context.Kind = k;
+        }
+
+        foreach (var enricher in _enrichers)
+        {
+            try
             {
-                try
-                {
-                    enricher.Enrich(context);
-                }
-                catch (Exception ex)
-                {
-                    FeedLog.EnricherFailed(_logger, enricher.GetType().Name, jobId, ex);
-                }
+                enricher.Enrich(context);
+            }
+            catch (Exception ex)
+            {
+                FeedLog.EnricherFailed(_logger, enricher.GetType().Name, jobId, ex);
             }
         }
 
-        var wire = new DispatcherWireEvent(jobId, state, args);
+        if (_options.EventShape == DispatcherEventShape.Sysadm)
+        {
+            Sysadm.SysadmEventShape.Apply(context);
+            if (context.Suppressed)
+            {
+                return;
+            }
+        }
+
+        var wire = new DispatcherWireEvent(jobId, state, context.Args);
         foreach (var listener in _listeners)
         {
             try
@@ -423,16 +444,16 @@ public sealed class DispatcherEventFeed : IDisposable
     }
 }
 
-/// <summary>One event in the sysadm wire shape, as produced by <see cref="DispatcherEventFeed"/>.</summary>
+/// <summary>One event in the sysadm wire shape, as produced by <see cref="DispatcherEventFeed"/>: serialized once, immutable.</summary>
 public sealed class DispatcherWireEvent
 {
-    private byte[]? _frame;
+    private readonly byte[] _frame;
 
     internal DispatcherWireEvent(string jobId, JobState state, JsonObject args)
     {
         JobId = jobId;
         State = state;
-        Args = args;
+        _frame = Encoding.UTF8.GetBytes(WireFormat.Envelope("events", "dispatcher", string.Empty, args).ToJsonString(WireFormat.JsonOptions));
     }
 
     /// <summary>Gets the job id.</summary>
@@ -441,25 +462,11 @@ public sealed class DispatcherWireEvent
     /// <summary>Gets the state the event reports.</summary>
     public JobState State { get; }
 
-    /// <summary>Gets the event's <c>args</c>. Shared by every listener: do not change it.</summary>
-    public JsonObject Args { get; }
+    /// <summary>Gets a copy of the event's <c>args</c>, parsed from <see cref="Frame"/>.</summary>
+    public JsonObject Args => (JsonObject)JsonNode.Parse(_frame)!["args"]!.DeepClone();
 
-    /// <summary>Gets the whole <c>events/dispatcher</c> frame as compact UTF-8 JSON, serialized once.</summary>
-    public ReadOnlyMemory<byte> Frame
-    {
-        get
-        {
-            if (_frame is null)
-            {
-                lock (Args)
-                {
-                    _frame ??= Encoding.UTF8.GetBytes(WireFormat.Envelope("events", "dispatcher", string.Empty, Args.DeepClone()).ToJsonString(WireFormat.JsonOptions));
-                }
-            }
-
-            return _frame;
-        }
-    }
+    /// <summary>Gets the whole <c>events/dispatcher</c> frame as compact UTF-8 JSON.</summary>
+    public ReadOnlyMemory<byte> Frame => _frame;
 }
 
 internal static partial class FeedLog
@@ -469,6 +476,9 @@ internal static partial class FeedLog
 
     [LoggerMessage(EventId = 102, EventName = "EnricherFailed", Level = LogLevel.Error, Message = "Event enricher {Enricher} failed for job {JobId}")]
     public static partial void EnricherFailed(ILogger logger, string enricher, string jobId, Exception exception);
+
+    [LoggerMessage(EventId = 104, EventName = "FeedPumpFailed", Level = LogLevel.Error, Message = "The event feed failed and resubscribed; some running updates were lost")]
+    public static partial void PumpFailed(ILogger logger, Exception exception);
 
     [LoggerMessage(EventId = 103, EventName = "ListenerFailed", Level = LogLevel.Error, Message = "An event feed listener failed")]
     public static partial void ListenerFailed(ILogger logger, Exception exception);

@@ -27,4 +27,7 @@ public enum ProtocolErrorCode
 
     /// <summary>A handler failed; the details are in the server's log, never on the wire.</summary>
     InternalError = 500,
+
+    /// <summary>The server is stopping and accepts no new jobs.</summary>
+    ServiceUnavailable = 503,
 }

@@ -17,13 +17,16 @@ internal sealed class ProtocolEventHub : IProtocolEventPublisher, IDisposable
     private readonly object _gate = new();
     private readonly Dictionary<string, ChannelState> _channels = new(StringComparer.Ordinal);
     private readonly DispatcherEventFeed _feed;
+    private readonly ProtocolAuthenticator _authenticator;
     private readonly ILogger _logger;
     private readonly Action<ProtocolConnection> _onDispose;
     private IDisposable? _feedRegistration;
 
-    public ProtocolEventHub(IEnumerable<ProtocolEventChannel> channels, DispatcherEventFeed feed, ILogger<ProtocolEventHub>? logger = null)
+    public ProtocolEventHub(IEnumerable<ProtocolEventChannel> channels, DispatcherEventFeed feed, ProtocolAuthenticator authenticator,
+        ILogger<ProtocolEventHub>? logger = null)
     {
         _feed = feed;
+        _authenticator = authenticator;
         _logger = (ILogger?)logger ?? NullLogger.Instance;
         _onDispose = connection => UnsubscribeAll(connection);
         _channels[DispatcherChannel] = new ChannelState(new ProtocolEventChannel(DispatcherChannel, DispatcherAccess.Read, replayLast: false));
@@ -207,6 +210,14 @@ internal sealed class ProtocolEventHub : IProtocolEventPublisher, IDisposable
     {
         foreach (var connection in subscribers)
         {
+            if (!_authenticator.MayReceiveEvents(connection))
+            {
+                // The token expired or was revoked (auth_clear on another connection): the subscriptions end with it. They are
+                // removed off this thread, which may be the feed's, inside the feed's lock.
+                ThreadPool.UnsafeQueueUserWorkItem(static c => c.Dispose(), connection, preferLocal: false);
+                continue;
+            }
+
             try
             {
                 connection.SendEvent(frame);

@@ -23,6 +23,9 @@ public sealed class ProtocolResponse
     /// <summary>Gets the reason to close the connection after sending the reply (too many failed logins), or <see langword="null"/>.</summary>
     public string? CloseReason { get; }
 
+    /// <summary>Gets the reply's <c>args</c>, parsed again when the reply was written as raw JSON (for tests and logs).</summary>
+    internal JsonNode? Args => _rawArgs is null ? _envelope["args"] : JsonNode.Parse(_rawArgs);
+
     /// <summary>Gets the error message of an error reply, or <see langword="null"/>.</summary>
     public string? ErrorMessage => Status == 200 ? null : (string?)_envelope["args"]?["message"];
 

@@ -7,7 +7,7 @@ namespace Dispatcher.Protocol;
 /// </summary>
 public sealed class ProtocolRoute
 {
-    /// <summary>Creates a route.</summary>
+    /// <summary>Creates a route (hosts add theirs with <c>AddProtocolHandler</c>).</summary>
     /// <param name="namespace">The namespace, such as <c>sysadm</c> (matched without regard to case).</param>
     /// <param name="name">The name, such as <c>systemmanager</c> (matched without regard to case).</param>
     /// <param name="requiredAccess">
@@ -15,7 +15,7 @@ public sealed class ProtocolRoute
     /// themselves), <see cref="DispatcherAccess.Read"/> or <see cref="DispatcherAccess.Full"/>.
     /// </param>
     /// <param name="handler">Resolves the handler from the host's services, once.</param>
-    public ProtocolRoute(string @namespace, string name, DispatcherAccess requiredAccess, Func<IServiceProvider, IProtocolHandler> handler)
+    internal ProtocolRoute(string @namespace, string name, DispatcherAccess requiredAccess, Func<IServiceProvider, IProtocolHandler> handler)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(@namespace);
         ArgumentException.ThrowIfNullOrWhiteSpace(name);

@@ -94,7 +94,8 @@ public sealed class ProtocolServer
         }
     }
 
-    private async ValueTask<ProtocolResponse> HandleAsync(ProtocolConnection connection, string @namespace, string name, string? id, JsonElement args,
+    /// <summary>Handles one request whose envelope is already taken apart.</summary>
+    internal async ValueTask<ProtocolResponse> HandleAsync(ProtocolConnection connection, string @namespace, string name, string? id, JsonElement args,
         CancellationToken cancellationToken)
     {
         var ns = @namespace.ToLowerInvariant();
@@ -124,7 +125,7 @@ public sealed class ProtocolServer
         if (!Routes.TryGetRoute(ns, n, out var route) || (route.NeedsEvents && !connection.SupportsEvents))
         {
             return ProtocolResponse.Error(ProtocolErrorCode.NotFound,
-                $"Unknown namespace/name '{ns}/{n}'. rpc/query lists the classes this server offers.", id);
+                $"Unknown namespace/name '{EnvelopeReader.Short(ns)}/{EnvelopeReader.Short(n)}'. rpc/query lists the classes this server offers.", id);
         }
 
         if (route.RequiredAccess != DispatcherAccess.None)
@@ -163,8 +164,8 @@ public sealed class ProtocolServer
             var action = args is { ValueKind: JsonValueKind.Object } a && a.TryGetProperty("action", out var act) && act.ValueKind == JsonValueKind.String
                 ? act.GetString()
                 : null;
-            ServerLog.Request(_logger, connection.Transport, connection.RemoteAddress, connection.User?.Name ?? "-", ns, name, action ?? "-", reply.Status,
-                reply.ErrorMessage ?? "ok");
+            ServerLog.Request(_logger, connection.Transport, connection.RemoteAddress, EnvelopeReader.Short(connection.User?.Name ?? "-"), EnvelopeReader.Short(ns),
+                EnvelopeReader.Short(name), EnvelopeReader.Short(action ?? "-"), reply.Status, reply.ErrorMessage ?? "ok");
         }
 
         return reply;

@@ -1,4 +1,4 @@
-using Dispatcher.Internal;
+using Dispatcher.Transports.WebSocket.Internal;
 using Dispatcher.Transports.WebSocket;
 using Dispatcher.Transports.WebSocket.Internal;
 using Microsoft.AspNetCore.Routing;

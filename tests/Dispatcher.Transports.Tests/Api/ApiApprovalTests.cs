@@ -39,6 +39,15 @@ public sealed class ApiApprovalTests
         File.Delete(received);
     }
 
+    [Fact]
+    public void Core_GivesItsInternalsToNoShippingAssembly()
+    {
+        var friends = typeof(IDispatcher).Assembly.GetCustomAttributes<System.Runtime.CompilerServices.InternalsVisibleToAttribute>()
+            .Select(a => a.AssemblyName).ToArray();
+
+        Assert.All(friends, f => Assert.EndsWith(".Tests", f, StringComparison.Ordinal));
+    }
+
     /// <summary>This folder in the source tree: found from the test's output folder (CI builds map source paths to /_/).</summary>
     private static string Here()
     {

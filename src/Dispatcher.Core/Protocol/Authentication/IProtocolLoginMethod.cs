@@ -43,6 +43,9 @@ public sealed class ProtocolLoginResult
     /// <summary>Gets a value indicating whether the request was malformed (a 400 that does not count as a failed login).</summary>
     public bool IsInvalid { get; }
 
+    /// <summary>Gets the user name a failed login tried, when the method knows it: the throttle counts failures per user too.</summary>
+    internal string? UserName { get; private init; }
+
     /// <summary>The user is logged in: the authenticator issues a token and replies <c>["TOKEN", seconds]</c>.</summary>
     /// <param name="user">The user; its access must not be <see cref="DispatcherAccess.None"/>.</param>
     /// <returns>The outcome.</returns>
@@ -61,6 +64,8 @@ public sealed class ProtocolLoginResult
     /// <param name="message">What the client is told.</param>
     /// <returns>The outcome.</returns>
     public static ProtocolLoginResult Failed(string message) => new(null, null, message ?? throw new ArgumentNullException(nameof(message)), false);
+
+    internal static ProtocolLoginResult FailedFor(string userName, string message) => new(null, null, message, false) { UserName = userName };
 
     /// <summary>The first stage of a two-stage login: reply with <paramref name="challenge"/> and wait for the answer.</summary>
     /// <param name="challenge">The reply's <c>args</c>.</param>

@@ -42,12 +42,12 @@ internal sealed class PasswordLoginMethod(IServiceProvider services, IOptionsMon
 
         if (_authenticator is null)
         {
-            return ProtocolLoginResult.Failed("Authentication by user name and password is not configured on this server.");
+            return ProtocolLoginResult.FailedFor(username, "Authentication by user name and password is not configured on this server.");
         }
 
         var user = await _authenticator.AuthenticateAsync(username, password, cancellationToken).ConfigureAwait(false);
         return user is { Access: not DispatcherAccess.None }
             ? ProtocolLoginResult.Succeeded(user)
-            : ProtocolLoginResult.Failed("Invalid user name or password.");
+            : ProtocolLoginResult.FailedFor(username, "Invalid user name or password.");
     }
 }

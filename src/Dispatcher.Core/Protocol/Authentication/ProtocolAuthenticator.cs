@@ -51,7 +51,7 @@ public sealed class ProtocolAuthenticator
 
         if (!AuthenticationHeaderValue.TryParse(authorization, out var value) || string.IsNullOrEmpty(value.Parameter))
         {
-            return Fail(connection, "Malformed Authorization header.");
+            return Fail(connection, "Malformed Authorization header.", null);
         }
 
         if (value.Scheme.Equals("Basic", StringComparison.OrdinalIgnoreCase))
@@ -63,22 +63,28 @@ public sealed class ProtocolAuthenticator
             }
             catch (Exception ex) when (ex is FormatException or ArgumentException)
             {
-                return Fail(connection, "Malformed Basic credentials: not base64 of UTF-8 'user:password'.");
+                return Fail(connection, "Malformed Basic credentials: not base64 of UTF-8 'user:password'.", null);
             }
 
             var colon = decoded.IndexOf(':', StringComparison.Ordinal);
             if (colon < 0)
             {
-                return Fail(connection, "Malformed Basic credentials: no ':' between user and password.");
+                return Fail(connection, "Malformed Basic credentials: no ':' between user and password.", null);
             }
 
-            var outcome = await _password.CheckAsync(connection, decoded[..colon], decoded[(colon + 1)..], cancellationToken).ConfigureAwait(false);
+            var name = decoded[..colon];
+            if (_throttle.IsBlocked(connection.RemoteAddress, name))
+            {
+                return Blocked();
+            }
+
+            var outcome = await _password.CheckAsync(connection, name, decoded[(colon + 1)..], cancellationToken).ConfigureAwait(false);
             if (outcome.User is not { } user)
             {
-                return Fail(connection, outcome.Message ?? "Invalid user name or password.");
+                return Fail(connection, outcome.Message ?? "Invalid user name or password.", name);
             }
 
-            _throttle.Succeed(connection.RemoteAddress);
+            // A success erases no failure: one valid login between guesses would otherwise lift the limit.
             connection.User = user;
             return null;
         }
@@ -87,7 +93,7 @@ public sealed class ProtocolAuthenticator
         {
             if (!_tokens.TryUse(value.Parameter, out var user))
             {
-                return Fail(connection, "Invalid or expired token.");
+                return Fail(connection, "Invalid or expired token.", null);
             }
 
             connection.User = user;
@@ -147,9 +153,15 @@ public sealed class ProtocolAuthenticator
 
         if (outcome.User is not { } user)
         {
-            connection.User = null;
-            connection.Token = null;
-            return Fail(connection, outcome.Message ?? "Login failed.");
+            EndSession(connection);
+            return Fail(connection, outcome.Message ?? "Login failed.", outcome.UserName);
+        }
+
+        if (_throttle.IsBlocked(connection.RemoteAddress, user.Name))
+        {
+            // Even the right credentials wait out the window: guesses spread over many addresses must not lift the limit.
+            EndSession(connection);
+            return Blocked();
         }
 
         return Authenticated(connection, user, _tokens.Issue(user));
@@ -174,24 +186,36 @@ public sealed class ProtocolAuthenticator
             return Authenticated(connection, user, token);
         }
 
-        connection.User = null;
-        connection.Token = null;
-        return Fail(connection, "Invalid or expired token.");
+        EndSession(connection);
+        return Fail(connection, "Invalid or expired token.", null);
     }
 
     /// <summary><c>rpc/auth_clear</c>: forget the connection's login (its token is revoked) and its subscriptions.</summary>
     internal ProtocolResult Logout(ProtocolConnection connection)
     {
         _tokens.Revoke(connection.Token);
-        connection.Token = null;
-        connection.User = null;
-        connection.Dispose();
+        EndSession(connection);
         return ProtocolResult.Ok(new JsonObject { ["auth_clear"] = "success" });
+    }
+
+    /// <summary>
+    /// Whether a subscribed connection may still receive events: its token (when it has one) is neither expired nor revoked. Does not
+    /// extend the token's life; called for every event, so it is a dictionary lookup.
+    /// </summary>
+    internal bool MayReceiveEvents(ProtocolConnection connection) =>
+        connection.User is not null && (connection.Token is not { } token || _tokens.IsValid(token));
+
+    /// <summary>A failed login, or a logout, ends whatever the connection had: its user, its token and its event subscriptions.</summary>
+    private static void EndSession(ProtocolConnection connection)
+    {
+        connection.User = null;
+        connection.Token = null;
+        connection.Dispose();
     }
 
     private ProtocolResult Authenticated(ProtocolConnection connection, DispatcherUser user, string token)
     {
-        _throttle.Succeed(connection.RemoteAddress);
+        // A success erases no failure (see LoginThrottle).
         if (connection.Token is not null && connection.Token != token)
         {
             _tokens.Revoke(connection.Token);
@@ -202,8 +226,8 @@ public sealed class ProtocolAuthenticator
         return ProtocolResult.Ok(new JsonArray(token, (int)_tokens.Lifetime.TotalSeconds));
     }
 
-    private ProtocolResult Fail(ProtocolConnection connection, string message) =>
-        _throttle.Fail(connection.RemoteAddress) ? Blocked() : ProtocolResult.Error(ProtocolErrorCode.Unauthorized, message);
+    private ProtocolResult Fail(ProtocolConnection connection, string message, string? user) =>
+        _throttle.Fail(connection.RemoteAddress, user) ? Blocked() : ProtocolResult.Error(ProtocolErrorCode.Unauthorized, message);
 
     private static ProtocolResult Blocked() => ProtocolResult.ErrorAndClose(ProtocolErrorCode.Unauthorized, TooManyFailures);
 }

@@ -5,9 +5,13 @@ namespace Dispatcher.Protocol.Routing;
 /// <summary>Parses request envelopes: the JSON (with a depth limit and only readable strings), then namespace, name, id and args.</summary>
 internal static class EnvelopeReader
 {
-    private const string BadString = "The request holds a string that is not valid UTF-16 (an unpaired surrogate escape such as \\ud800).";
+    /// <summary>The longest request id accepted; a longer one gets a 400 that echoes only its start.</summary>
+    public const int MaxIdLength = 256;
 
-    /// <summary>Parses one whole request; on failure <paramref name="problem"/> says what was wrong.</summary>
+    /// <summary>How much of an oversized id, name or action an error message or log line repeats.</summary>
+    private const int EchoLength = 64;
+
+    /// <summary>Parses one whole request; on failure <paramref name="problem"/> says what was wrong (see <see cref="FindBadString"/>).</summary>
     public static bool TryParse(ReadOnlyMemory<byte> utf8, int maxDepth, out JsonDocument document, out string problem)
     {
         try
@@ -21,11 +25,11 @@ internal static class EnvelopeReader
             return false;
         }
 
-        if (!AllStringsValid(document.RootElement))
+        if (FindBadString(document.RootElement) is { } bad)
         {
             document.Dispose();
             document = null!;
-            problem = BadString;
+            problem = bad.Describe();
             return false;
         }
 
@@ -66,6 +70,13 @@ internal static class EnvelopeReader
             }
         }
 
+        if (id is { Length: > MaxIdLength })
+        {
+            problem = $"\"id\" is {id.Length} characters long; at most {MaxIdLength} are accepted.";
+            id = Short(id);
+            return false;
+        }
+
         if (!JsonArgs.TryGetString(root, "namespace", out @namespace, out problem) || !JsonArgs.TryGetString(root, "name", out name, out problem))
         {
             return false;
@@ -93,29 +104,96 @@ internal static class EnvelopeReader
     }
 
     /// <summary>
-    /// System.Text.Json parses an unpaired surrogate escape (<c>"\ud800"</c>) but throws when it is read as a string. Checking every
-    /// string and member name once, right after parsing, keeps that bad input from reaching any handler.
+    /// Checks every string and member name once, right after parsing, so that bad text reaches no reader below:
+    /// System.Text.Json parses an unpaired surrogate escape (<c>"\ud800"</c>) but throws when it is read as a string; and NUL
+    /// cannot pass to the operating system, which would cut a command, an environment entry or a path short at it, silently
+    /// (<c>echo a\u0000b</c> ran <c>echo a</c>). The path to a bad string is built only when one is found.
     /// </summary>
-    private static bool AllStringsValid(JsonElement element)
+    private static BadString? FindBadString(JsonElement element)
     {
-        try
+        switch (element.ValueKind)
         {
-            switch (element.ValueKind)
-            {
-                case JsonValueKind.String:
-                    _ = element.GetString();
-                    return true;
-                case JsonValueKind.Array:
-                    return element.EnumerateArray().All(AllStringsValid);
-                case JsonValueKind.Object:
-                    return element.EnumerateObject().All(p => p.Name is not null && AllStringsValid(p.Value));
-                default:
-                    return true;
-            }
-        }
-        catch (InvalidOperationException)
-        {
-            return false;
+            case JsonValueKind.String:
+                string text;
+                try
+                {
+                    text = element.GetString()!;
+                }
+                catch (InvalidOperationException)
+                {
+                    return new BadString(Nul: false);
+                }
+
+                return text.Contains('\0', StringComparison.Ordinal) ? new BadString(Nul: true) : null;
+            case JsonValueKind.Array:
+                var index = 0;
+                foreach (var item in element.EnumerateArray())
+                {
+                    if (FindBadString(item) is { } bad)
+                    {
+                        bad.Path.Add($"[{index}]");
+                        return bad;
+                    }
+
+                    index++;
+                }
+
+                return null;
+            case JsonValueKind.Object:
+                foreach (var member in element.EnumerateObject())
+                {
+                    string name;
+                    try
+                    {
+                        name = member.Name;
+                    }
+                    catch (InvalidOperationException)
+                    {
+                        return new BadString(Nul: false);
+                    }
+
+                    if (name.Contains('\0', StringComparison.Ordinal))
+                    {
+                        var bad = new BadString(Nul: true) { IsName = true };
+                        bad.Path.Add("." + Short(name));
+                        return bad;
+                    }
+
+                    if (FindBadString(member.Value) is { } inner)
+                    {
+                        inner.Path.Add("." + Short(name));
+                        return inner;
+                    }
+                }
+
+                return null;
+            default:
+                return null;
         }
     }
+
+    /// <summary>A string that cannot be taken: where (collected from the inside out) and why.</summary>
+    private sealed record BadString(bool Nul)
+    {
+        public List<string> Path { get; } = [];
+
+        public bool IsName { get; init; }
+
+        public string Describe()
+        {
+            if (!Nul)
+            {
+                return "The request holds a string that is not valid UTF-16 (an unpaired surrogate escape such as \\ud800).";
+            }
+
+            var path = string.Concat(Enumerable.Reverse(Path)).TrimStart('.');
+            return IsName
+                ? $"The member name \"{path}\" holds a NUL character (U+0000), which the operating system would cut the text at."
+                : $"\"{path}\" holds a NUL character (U+0000), which the operating system would cut the text at.";
+        }
+    }
+
+    /// <summary>At most the first <see cref="EchoLength"/> characters, NUL shown as \0: what an error or a log line may repeat of client text.</summary>
+    internal static string Short(string text) =>
+        (text.Length <= EchoLength ? text : string.Concat(text.AsSpan(0, EchoLength), "…")).Replace("\0", "\\0", StringComparison.Ordinal);
 }
