@@ -7,7 +7,9 @@
 //   --key F --cert F      the client's RSA key and certificate (PEM), as the GUI keeps them
 //   --register            after a password login, register the certificate's key (the GUI's first-time wizard), then exit
 //   --events a,b          also subscribe to these event types (dispatcher, life-preserver); system-state is always on
-//   --send JSON           a request sent once authorized (after the subscriptions); may be repeated
+//   --send JSON           a request sent once authorized; may be repeated
+//   --send-after TEXT     send them once an output line contains TEXT instead (the subscriptions go out after AUTHORIZED, so
+//                         waiting for the replayed "EVENT system-state" puts the requests behind them)
 //   --until TEXT          exit 0 once an output line contains TEXT
 //   --timeout S           exit 3 after S seconds (default 60)
 #include <QCoreApplication>
@@ -19,18 +21,29 @@
 #include <QSslKey>
 #include <QTimer>
 #include <cstdio>
+#include <functional>
 #include "sysadm-client.h"
+
+// See harness.pro: every malloc of this process gets 1 KiB of slack, so that the GUI's SSL_Encode_String can write its RSA block
+// (RSA_size bytes) into the 40 bytes it allocates without glibc aborting. __libc_malloc is glibc's own; free() is unchanged.
+extern "C" void *__libc_malloc(size_t size);
+extern "C" void *malloc(size_t size) { return __libc_malloc(size + 1024); }
 
 // Globals the connection class expects from the GUI.
 QSettings *settings = nullptr;
 QSslConfiguration SSL_cfg, SSL_cfg_bridge;
 
-static QString untilText;
+static QString untilText, sendAfter;
+static std::function<void()> sendNow;
 
 static void out(const QString &line)
 {
   std::fprintf(stdout, "%s\n", line.toUtf8().constData());
   std::fflush(stdout);
+  if (sendNow && !sendAfter.isEmpty() && line.contains(sendAfter)) {
+    auto f = sendNow; sendNow = nullptr;
+    QTimer::singleShot(0, qApp, f);
+  }
   if (!untilText.isEmpty() && line.contains(untilText)) {
     QTimer::singleShot(0, qApp, [] { qApp->exit(0); });
   }
@@ -71,6 +84,7 @@ int main(int argc, char **argv)
     else if (o == "--register") doRegister = true;
     else if (o == "--events") events = next().split(',', Qt::SkipEmptyParts);
     else if (o == "--send") sends << next();
+    else if (o == "--send-after") sendAfter = next();
     else if (o == "--until") untilText = next();
     else if (o == "--timeout") timeout = next().toInt();
     else { std::fprintf(stderr, "unknown option %s\n", o.toUtf8().constData()); return 2; }
@@ -98,7 +112,8 @@ int main(int argc, char **argv)
       client.registerCustomCert();
       return;
     }
-    for (const QString &s : sends) { client.communicate(QJsonDocument::fromJson(s.toUtf8()).object()); }
+    auto send = [&client, sends] { for (const QString &s : sends) { client.communicate(QJsonDocument::fromJson(s.toUtf8()).object()); } };
+    if (sendAfter.isEmpty()) send(); else sendNow = send;
   });
   QObject::connect(&client, &sysadm_client::clientUnauthorized, [] { out("UNAUTHORIZED"); });
   QObject::connect(&client, &sysadm_client::clientDisconnected, [] { out("DISCONNECTED"); });
