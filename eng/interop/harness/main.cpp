@@ -19,6 +19,7 @@
 #include <QSslCertificate>
 #include <QSslConfiguration>
 #include <QSslKey>
+#include <QThreadPool>
 #include <QTimer>
 #include <cstdio>
 #include <functional>
@@ -45,7 +46,8 @@ static void out(const QString &line)
     QTimer::singleShot(0, qApp, f);
   }
   if (!untilText.isEmpty() && line.contains(untilText)) {
-    QTimer::singleShot(0, qApp, [] { qApp->exit(0); });
+    // The class handles each message on a thread-pool thread: let the others print before exiting.
+    QTimer::singleShot(0, qApp, [] { QThreadPool::globalInstance()->waitForDone(5000); qApp->exit(0); });
   }
 }
 
