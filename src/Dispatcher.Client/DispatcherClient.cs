@@ -330,7 +330,19 @@ public sealed class DispatcherClient : IAsyncDisposable
         try
         {
             session = await WebSocketSession.ConnectAsync(_options, _token, _options.EventBufferCapacity, timeout.Token).ConfigureAwait(false);
-            await session.RequestAsync("events", "subscribe", names.DeepClone(), timeout.Token).ConfigureAwait(false);
+            try
+            {
+                // The nested shape carries every job's pending, running and finished events with their output; a server's default
+                // (the sysadm shape) sends only a start marker and the flat log for jobs it does not recognise.
+                await session.RequestAsync("events", "subscribe", new JsonObject { ["events"] = names.DeepClone(), ["shape"] = "nested" }, timeout.Token)
+                    .ConfigureAwait(false);
+            }
+            catch (DispatcherClientException ex) when (ex.Code == "400")
+            {
+                // A server from before the shape option refuses the object; it sends the nested shape anyway.
+                await session.RequestAsync("events", "subscribe", names.DeepClone(), timeout.Token).ConfigureAwait(false);
+            }
+
             return session;
         }
         catch (Exception ex) when ((ex is DispatcherClientException { Code: null } || ex is OperationCanceledException) && !cancellationToken.IsCancellationRequested)

@@ -354,16 +354,10 @@ public sealed class DispatcherEventFeed : IDisposable
             }
         }
 
-        if (_options.EventShape == DispatcherEventShape.Sysadm)
-        {
-            Sysadm.SysadmEventShape.Apply(context);
-            if (context.Suppressed)
-            {
-                return;
-            }
-        }
-
-        var wire = new DispatcherWireEvent(jobId, state, context.Args);
+        // Both shapes, each serialized once: connections choose theirs (the sysadm shape drops some events of unrecognised jobs).
+        var sysadm = new DispatcherEventContext(jobId, state, commands, result, (JsonObject)context.Args.DeepClone()) { Kind = context.Kind };
+        Sysadm.SysadmEventShape.Apply(sysadm);
+        var wire = new DispatcherWireEvent(jobId, state, context.Args, sysadm.Suppressed ? null : sysadm.Args);
         foreach (var listener in _listeners)
         {
             try
@@ -444,16 +438,21 @@ public sealed class DispatcherEventFeed : IDisposable
     }
 }
 
-/// <summary>One event in the sysadm wire shape, as produced by <see cref="DispatcherEventFeed"/>: serialized once, immutable.</summary>
+/// <summary>
+/// One dispatcher event as produced by <see cref="DispatcherEventFeed"/>, in both shapes (<see cref="DispatcherEventShape"/>), each
+/// serialized once: immutable.
+/// </summary>
 public sealed class DispatcherWireEvent
 {
     private readonly byte[] _frame;
+    private readonly byte[]? _sysadmFrame;
 
-    internal DispatcherWireEvent(string jobId, JobState state, JsonObject args)
+    internal DispatcherWireEvent(string jobId, JobState state, JsonObject args, JsonObject? sysadmArgs)
     {
         JobId = jobId;
         State = state;
-        _frame = Encoding.UTF8.GetBytes(WireFormat.Envelope("events", "dispatcher", string.Empty, args).ToJsonString(WireFormat.JsonOptions));
+        _frame = Serialize(args);
+        _sysadmFrame = sysadmArgs is null ? null : Serialize(sysadmArgs);
     }
 
     /// <summary>Gets the job id.</summary>
@@ -462,11 +461,19 @@ public sealed class DispatcherWireEvent
     /// <summary>Gets the state the event reports.</summary>
     public JobState State { get; }
 
-    /// <summary>Gets a copy of the event's <c>args</c>, parsed from <see cref="Frame"/>.</summary>
+    /// <summary>Gets a copy of the event's <c>args</c> in the <see cref="DispatcherEventShape.Nested"/> shape.</summary>
     public JsonObject Args => (JsonObject)JsonNode.Parse(_frame)!["args"]!.DeepClone();
 
-    /// <summary>Gets the whole <c>events/dispatcher</c> frame as compact UTF-8 JSON.</summary>
+    /// <summary>Gets the whole <c>events/dispatcher</c> frame in the <see cref="DispatcherEventShape.Nested"/> shape, as compact UTF-8 JSON.</summary>
     public ReadOnlyMemory<byte> Frame => _frame;
+
+    /// <summary>Gets the frame in a shape, or <see langword="null"/> when that shape sends nothing for this event.</summary>
+    /// <param name="shape">The shape.</param>
+    /// <returns>The frame, or <see langword="null"/>.</returns>
+    public ReadOnlyMemory<byte>? GetFrame(DispatcherEventShape shape) => shape == DispatcherEventShape.Nested ? _frame : _sysadmFrame;
+
+    private static byte[] Serialize(JsonObject args) =>
+        Encoding.UTF8.GetBytes(WireFormat.Envelope("events", "dispatcher", string.Empty, args).ToJsonString(WireFormat.JsonOptions));
 }
 
 internal static partial class FeedLog

@@ -56,6 +56,12 @@ public sealed class ProtocolConnection : IDisposable
     /// <summary>Gets what the client may do now (<see cref="DispatcherAccess.None"/> until it authenticates).</summary>
     public DispatcherAccess Access => User?.Access ?? DispatcherAccess.None;
 
+    /// <summary>
+    /// Gets the shape of the <c>dispatcher</c> events this client asked for in <c>events/subscribe</c>, or <see langword="null"/> for the
+    /// server's <see cref="DispatcherProtocolOptions.EventShape"/>.
+    /// </summary>
+    public DispatcherEventShape? EventShape { get; internal set; }
+
     /// <summary>Gets the names of the event channels the client is subscribed to.</summary>
     public IReadOnlyCollection<string> Subscriptions
     {

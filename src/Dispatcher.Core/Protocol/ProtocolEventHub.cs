@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
 
 namespace Dispatcher.Protocol;
 
@@ -18,13 +19,15 @@ internal sealed class ProtocolEventHub : IProtocolEventPublisher, IDisposable
     private readonly Dictionary<string, ChannelState> _channels = new(StringComparer.Ordinal);
     private readonly DispatcherEventFeed _feed;
     private readonly ProtocolAuthenticator _authenticator;
+    private readonly DispatcherEventShape _shape;
     private readonly ILogger _logger;
     private readonly Action<ProtocolConnection> _onDispose;
     private IDisposable? _feedRegistration;
 
     public ProtocolEventHub(IEnumerable<ProtocolEventChannel> channels, DispatcherEventFeed feed, ProtocolAuthenticator authenticator,
-        ILogger<ProtocolEventHub>? logger = null)
+        IOptions<DispatcherProtocolOptions> options, ILogger<ProtocolEventHub>? logger = null)
     {
+        _shape = options.Value.EventShape;
         _feed = feed;
         _authenticator = authenticator;
         _logger = (ILogger?)logger ?? NullLogger.Instance;
@@ -203,13 +206,23 @@ internal sealed class ProtocolEventHub : IProtocolEventPublisher, IDisposable
             subscribers = _channels[DispatcherChannel].Subscribers;
         }
 
-        Send(subscribers, e.Frame);
+        Send(subscribers, e.Frame, e);
     }
 
-    private void Send(ProtocolConnection[] subscribers, ReadOnlyMemory<byte> frame)
+    private void Send(ProtocolConnection[] subscribers, ReadOnlyMemory<byte> frame, DispatcherWireEvent? job = null)
     {
         foreach (var connection in subscribers)
         {
+            if (job is not null)
+            {
+                if (job.GetFrame(connection.EventShape ?? _shape) is not { } shaped)
+                {
+                    continue;
+                }
+
+                frame = shaped;
+            }
+
             if (!_authenticator.MayReceiveEvents(connection))
             {
                 // The token expired or was revoked (auth_clear on another connection): the subscriptions end with it. They are

@@ -45,10 +45,33 @@ internal sealed class EventsHandler(ProtocolEventHub hub, bool subscribe) : IPro
     public ValueTask<ProtocolResult> HandleAsync(ProtocolRequest request, CancellationToken cancellationToken)
     {
         var verb = subscribe ? "subscribe" : "unsubscribe";
-        if (!JsonArgs.TryGetStrings(request.Args, out var names) || names.Length == 0)
+        var list = request.Args;
+        if (list.ValueKind == JsonValueKind.Object)
+        {
+            // An extension old clients never send: {"events": NAMES, "shape": "nested" | "sysadm"} chooses this client's shape of the
+            // dispatcher events.
+            if (!JsonArgs.TryGetProperty(list, "events", out list))
+            {
+                return ValueTask.FromResult(ProtocolResult.Error(ProtocolErrorCode.BadRequest,
+                    $"events/{verb} with an object needs \"events\": a channel name or an array of channel names."));
+            }
+
+            if (JsonArgs.TryGetProperty(request.Args, "shape", out var shape))
+            {
+                if (shape.ValueKind != JsonValueKind.String || !Enum.TryParse<DispatcherEventShape>(shape.GetString(), ignoreCase: true, out var parsed)
+                    || !Enum.IsDefined(parsed))
+                {
+                    return ValueTask.FromResult(ProtocolResult.Error(ProtocolErrorCode.BadRequest, "\"shape\" must be \"sysadm\" or \"nested\"."));
+                }
+
+                request.Connection.EventShape = parsed;
+            }
+        }
+
+        if (!JsonArgs.TryGetStrings(list, out var names) || names.Length == 0)
         {
             return ValueTask.FromResult(ProtocolResult.Error(ProtocolErrorCode.BadRequest,
-                $"events/{verb} needs args that are a channel name or a non-empty array of channel names, not {Describe(request.Args)}."));
+                $"events/{verb} needs args that are a channel name or a non-empty array of channel names, not {Describe(list)}."));
         }
 
         var last = subscribe ? hub.Subscribe(request.Connection, names) : hub.Unsubscribe(request.Connection, names);
