@@ -11,7 +11,7 @@ builder.WebHost.UseUrls("http://127.0.0.1:0");
 builder.Services.AddDispatcher()
     .AddWebSocketTransport()
     .AddHttpTransport()
-    .AddAuthenticator<OneUser>()
+    .UseAuthenticator<OneUser>()
     .AddProtocolHandler<Greeter>("acme", "greeter", DispatcherAccess.Read)
     .AddEventChannel("acme-news", DispatcherAccess.Read, replayLast: true);
 var app = builder.Build();

@@ -133,7 +133,9 @@ public sealed class ProtocolServer
             var access = _authenticator.Refresh(connection);
             if (access == DispatcherAccess.None)
             {
-                return ProtocolResponse.Error(ProtocolErrorCode.Unauthorized, "Not authenticated: send rpc/auth, rpc/auth_ssl or rpc/auth_token first.", id);
+                return ProtocolResponse.Error(ProtocolErrorCode.Unauthorized, connection.SupportsEvents
+                    ? "Not authenticated: send rpc/auth, rpc/auth_ssl or rpc/auth_token first."
+                    : "Not authenticated: send an Authorization header, Basic with a user name and password, or Bearer with a token from rpc/auth.", id);
             }
 
             if (access < route.RequiredAccess)
