@@ -470,9 +470,16 @@ public sealed class DispatcherWireEvent
     /// <summary>Gets the frame in a shape, or <see langword="null"/> when that shape sends nothing for this event.</summary>
     /// <param name="shape">The shape.</param>
     /// <returns>The frame, or <see langword="null"/>.</returns>
-    public ReadOnlyMemory<byte>? GetFrame(DispatcherEventShape shape) => shape == DispatcherEventShape.Nested
-        ? _frame
-        : _sysadmFrame is null ? null : _sysadmFrame; // a null array would convert to an empty frame, not to null
+    public ReadOnlyMemory<byte>? GetFrame(DispatcherEventShape shape)
+    {
+        if (shape == DispatcherEventShape.Nested)
+        {
+            return _frame;
+        }
+
+        // A null array converts to an empty ReadOnlyMemory, not to null: test it first.
+        return _sysadmFrame is null ? null : new ReadOnlyMemory<byte>(_sysadmFrame);
+    }
 
     private static byte[] Serialize(JsonObject args) =>
         Encoding.UTF8.GetBytes(WireFormat.Envelope("events", "dispatcher", string.Empty, args).ToJsonString(WireFormat.JsonOptions));
