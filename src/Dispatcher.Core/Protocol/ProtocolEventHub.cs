@@ -215,7 +215,7 @@ internal sealed class ProtocolEventHub : IProtocolEventPublisher, IDisposable
         {
             if (job is not null)
             {
-                if (job.GetFrame(connection.EventShape ?? _shape) is not { } shaped)
+                if (job.GetFrame(connection.EventShape ?? _shape) is not { Length: > 0 } shaped)
                 {
                     continue;
                 }
