@@ -15,6 +15,12 @@ if (Run("spawn"))
     await SpawnBenchmarks.ThroughputAsync(report, jobs: quick ? 200 : 1000, rounds: quick ? 1 : 3);
 }
 
+if (Run("containment"))
+{
+    await ContainmentBenchmarks.SerialAsync(report, jobs: quick ? 200 : 1000, rounds: quick ? 1 : 3);
+    await ContainmentBenchmarks.RunAsAsync(report, jobs: quick ? 200 : 1000, rounds: quick ? 1 : 3);
+}
+
 if (Run("latency"))
 {
     await SpawnBenchmarks.LatencyAsync(report, samples: quick ? 50 : 300);

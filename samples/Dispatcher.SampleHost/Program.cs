@@ -14,12 +14,18 @@ try
 
     ConsoleBanner.Configure(builder.Logging);
 
+    // Under systemd (Type=notify): readiness and stopping are reported to the service manager, and console logs use the
+    // journal's format with priorities (this replaces the sample's console format there only). Elsewhere it does nothing.
+    builder.Services.AddSystemd();
+
     builder.Services.Configure<UsersOptions>(builder.Configuration);
+    builder.Services.Configure<PolicyOptions>(builder.Configuration.GetSection("Policy"));
     var generatedPassword = EnsureUser(builder.Configuration);
     builder.Services.AddDispatcher()
         .AddWebSocketTransport()
         .AddHttpTransport()
-        .UseAuthenticator<ConfigurationAuthenticator>();
+        .UseAuthenticator<ConfigurationAuthenticator>()
+        .UseJobPolicy<AllowListPolicy>();
     builder.Services.AddDispatcherDashboard();
 
     var app = builder.Build();

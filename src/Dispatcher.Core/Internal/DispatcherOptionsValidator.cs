@@ -23,9 +23,17 @@ internal sealed class DispatcherOptionsValidator : IValidateOptions<DispatcherOp
             {
                 errors.Add($"Dispatcher:Queues:{queue} has no options.");
             }
-            else if (q.MaxConcurrency < 0)
+            else
             {
-                errors.Add($"Dispatcher:Queues:{queue}:MaxConcurrency is {q.MaxConcurrency}; it must be 0 (no limit) or more.");
+                if (q.MaxConcurrency < 0)
+                {
+                    errors.Add($"Dispatcher:Queues:{queue}:MaxConcurrency is {q.MaxConcurrency}; it must be 0 (no limit) or more.");
+                }
+
+                if (q.Limits?.Problem($"Dispatcher:Queues:{queue}:Limits") is { } limits)
+                {
+                    errors.Add(limits);
+                }
             }
         }
 

@@ -818,7 +818,9 @@ internal sealed record StoredRecord(
     int? Index = null,
     int? Pid = null,
     ulong? PidStart = null,
-    string? Boot = null)
+    string? Boot = null,
+    JobLimits? Limits = null,
+    string? RunAs = null)
 {
     public int? Priority { get; init; }
 
@@ -892,6 +894,8 @@ internal sealed record StoredRecord(
             Argv = r.ArgumentVectors,
             Stdin = r.StandardInput,
             IdempotencyKey = r.IdempotencyKey,
+            Limits = r.Limits,
+            RunAs = r.RunAs,
         };
 
     private static StoredRecord FromResult(string kind, JobResult result) =>
@@ -932,7 +936,7 @@ internal sealed record StoredRecord(
     /// <summary>The request of an enqueued (or recurrence) record, or null when its content is impossible.</summary>
     private JobRequest? ToRequest(string id) => Commands is null || string.IsNullOrEmpty(Queue)
         || TimeoutSeconds is not (null or (> 0 and <= 1e9)) || (Environment is not null && Environment.Any(kv => kv.Key is null || kv.Value is null))
-        || RetryCount is < 0 || RetryBackoff is < 1 || DelaySeconds is < 0
+        || RetryCount is < 0 || RetryBackoff is < 1 || DelaySeconds is < 0 || Limits?.Problem("a journal record") is not null || RunAs is ""
         ? null
         : new JobRequest(id, Commands)
         {
@@ -950,6 +954,8 @@ internal sealed record StoredRecord(
             ArgumentVectors = Argv,
             StandardInput = Stdin,
             IdempotencyKey = IdempotencyKey,
+            Limits = Limits,
+            RunAs = RunAs,
         };
 
     /// <summary>The result of a finished (or retry, or attempt) record, or null when its content is impossible.</summary>
