@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Dispatcher.Events;
 using Dispatcher.Running;
@@ -40,6 +41,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
     private readonly ITimer _wakeTimer;
     private readonly HashSet<string> _changedQueues = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _idempotencyKeys = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, DateTimeOffset> _lastStarted = new(StringComparer.Ordinal);
     private readonly Dictionary<string, JobResult> _finished = new(StringComparer.Ordinal);
     private readonly Queue<JobResult> _finishedOrder = new();
     private readonly IJobStore? _store;
@@ -138,6 +140,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         JobInfo info;
         Task? durable;
         Job? job;
+        using var enqueueSpan = DispatcherTracing.StartEnqueue(request.Id, request.Queue);
         lock (_gate)
         {
             if (Idempotent(request) is { } existing)
@@ -205,6 +208,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
             }
         }
 
+        job.Activity = DispatcherTracing.StartJob(job.Id, job.Queue, Activity.Current?.Context ?? default);
         if (_store is not null)
         {
             // Appended under the lock, so the journal holds jobs in submission order.
@@ -265,6 +269,8 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                 job.State = JobState.Finished;
                 _metrics.LeftQueueUnstarted(job.Queue);
                 job.CompletionIfAny?.TrySetException(new JobRejectedException(job.Id, JobRejectionReason.StorageFailed, "The job was not recorded."));
+                job.Activity?.SetStatus(ActivityStatusCode.Error, "not recorded");
+                job.Activity?.Stop();
                 _ = job.CompletionIfAny?.Task.Exception;
                 Apply(work, toStart);
             }
@@ -281,6 +287,37 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
             _metrics.Rejected();
             throw new JobRejectedException(job.Id, JobRejectionReason.StorageFailed,
                 $"Job '{job.Id}' was not accepted and did not run: {failure.Message}");
+        }
+    }
+
+    /// <summary>
+    /// Each queue's load and when it last started a job, for the stalled-queue health check. Waiting counts jobs that could
+    /// start now: ready ones, and ones held only until their record is durable (not delayed ones, nor ones after other jobs).
+    /// </summary>
+    internal IReadOnlyList<QueueActivity> QueueActivity()
+    {
+        lock (_gate)
+        {
+            var list = new List<QueueActivity>();
+            foreach (var queue in _scheduler.GetQueues())
+            {
+                var waiting = 0;
+                DateTimeOffset? oldest = null;
+                foreach (var job in _scheduler.JobsOf(queue.Name))
+                {
+                    if (job.State == JobState.Pending && (job.ScheduleState == ScheduleState.Ready
+                        || (job.ScheduleState == ScheduleState.WaitingForDependencies && job.Request.After is not { Count: > 0 })))
+                    {
+                        waiting++;
+                        oldest = oldest is { } o && o <= job.EnqueuedAt ? o : job.EnqueuedAt;
+                    }
+                }
+
+                list.Add(new QueueActivity(queue.Name, queue.Limit, queue.Paused, waiting, queue.Running, oldest,
+                    _lastStarted.TryGetValue(queue.Name, out var last) ? last : null));
+            }
+
+            return list;
         }
     }
 
@@ -700,6 +737,8 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         job.NotBefore = null;
         Journal(new JobStartedRecord(job.Id, job.StartedAt.Value));
         _metrics.Started(job.Queue);
+        _lastStarted[job.Queue] = job.StartedAt.Value;
+        DispatcherTracing.Started(job.Activity);
         DispatcherLog.JobStarted(_logger, job.Id, job.Queue);
         if (_events.HasSubscribers)
         {
@@ -826,6 +865,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                 };
                 var sink = new OutputSink(this, job, i);
                 int exitCode;
+                var commandSpan = DispatcherTracing.StartCommand(job.Activity, job.Id, i);
                 try
                 {
                     exitCode = await _runner.RunAsync(command, sink, job.Forceful.Token, job.Graceful.Token).ConfigureAwait(false);
@@ -836,6 +876,8 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                     sink.Write(ProgramResolver.CannotRun(command.Program, ex.Message));
                     exitCode = ProgramResolver.NotStartedExitCode;
                 }
+
+                DispatcherTracing.CommandFinished(commandSpan, exitCode);
 
                 var finished = _time.GetUtcNow();
                 job.Exits.Add((exitCode, started, finished));
@@ -1005,6 +1047,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         }
 
         _metrics.Finished(job.Queue, outcome, now - job.StartedAt);
+        DispatcherTracing.JobFinished(job.Activity, outcome, result.ExitCode);
         DispatcherLog.JobFinished(_logger, job.Id, job.Queue, outcome, result.ExitCode, ((now - job.StartedAt) ?? TimeSpan.Zero).TotalMilliseconds);
         _events.Publish(new JobFinishedEvent(result));
         job.CompletionIfAny?.TrySetResult(result);
@@ -1364,6 +1407,9 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
 
         public ITimer? TimeoutTimer { get; set; }
 
+        /// <summary>Gets or sets the job's span (enqueue to finish), or null when no listener samples it.</summary>
+        public Activity? Activity { get; set; }
+
         /// <summary>Gets the attempt number, 1 for the first run.</summary>
         public int Attempt { get; private set; } = 1;
 
@@ -1467,3 +1513,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         }
     }
 }
+
+/// <summary>A queue's load at one moment: <paramref name="OldestWaitingSince"/> is when the oldest job that could start was enqueued.</summary>
+internal readonly record struct QueueActivity(string Name, int Limit, bool Paused, int Waiting, int Running, DateTimeOffset? OldestWaitingSince,
+    DateTimeOffset? LastStartedAt);

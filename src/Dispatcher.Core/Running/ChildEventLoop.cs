@@ -49,9 +49,13 @@ internal static class ChildEventLoop
     private static readonly ConcurrentQueue<Watch> s_stopRequests = new();
     private static readonly Lazy<(int Epoll, int Wake)> s_loop = new(Start);
     private static long s_nextId;
+    private static Thread? s_thread;
 
     /// <summary>Gets whether the loop can run here (Linux with epoll and eventfd).</summary>
     public static bool IsSupported => s_loop.Value.Epoll >= 0;
+
+    /// <summary>Gets whether the loop's thread is running: <see langword="null"/> where the loop is not used here.</summary>
+    public static bool? IsAlive => s_loop.IsValueCreated && s_loop.Value.Epoll >= 0 ? s_thread?.IsAlive == true : null;
 
     /// <summary>
     /// Starts copying a command's output and waiting for its end. Takes ownership of <paramref name="outputFd"/>, the
@@ -137,7 +141,8 @@ internal static class ChildEventLoop
             return (-1, -1);
         }
 
-        new Thread(() => Loop(epoll, wake)) { IsBackground = true, Name = "Dispatcher child I/O" }.UnsafeStart();
+        s_thread = new Thread(() => Loop(epoll, wake)) { IsBackground = true, Name = "Dispatcher child I/O" };
+        s_thread.UnsafeStart();
         return (epoll, wake);
     }
 
