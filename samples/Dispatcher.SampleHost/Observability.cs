@@ -1,3 +1,4 @@
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using Dispatcher;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
@@ -11,7 +12,7 @@ namespace Dispatcher.SampleHost;
 /// <summary>OpenTelemetry and the <c>/healthz</c> report of the sample host.</summary>
 internal static class Observability
 {
-    private static readonly JsonWriterOptions s_indented = new() { Indented = true };
+    private static readonly JsonWriterOptions s_indented = new() { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>
     /// Traces (the dispatcher's spans and ASP.NET Core's request spans) and metrics (the dispatcher's meter). They go to an OTLP
