@@ -30,7 +30,7 @@ public sealed class HealthCheckTests
         clock.Advance(TimeSpan.FromMinutes(2));
         var stalled = (await health.CheckHealthAsync()).Entries[Queues];
         Assert.Equal(HealthStatus.Unhealthy, stalled.Status);
-        Assert.Contains("'one' (1 pending, nothing started for 120 s)", stalled.Description, StringComparison.Ordinal);
+        Assert.Contains("'one' (1 waiting, nothing started for 120 s)", stalled.Description, StringComparison.Ordinal);
 
         // Once it starts, the queue is busy (at its limit of one): a job waiting behind it is not a stall, however long it waits.
         firstRecord.Durable.SetResult();
@@ -43,7 +43,7 @@ public sealed class HealthCheckTests
         clock.Advance(TimeSpan.FromHours(1));
         var report = await health.CheckHealthAsync();
         Assert.Equal(HealthStatus.Healthy, report.Entries[Queues].Status);
-        Assert.Equal("1 running, 1 pending", report.Entries[Queues].Data["one"]);
+        Assert.Equal("1 running, 1 waiting", report.Entries[Queues].Data["one"]);
 
         // The posix_spawn runner's event loop (on Linux) read and reaped the first command's start: its thread is alive.
         Assert.Equal(HealthStatus.Healthy, report.Entries[EventLoop].Status);
