@@ -27,6 +27,8 @@ try
         .UseAuthenticator<ConfigurationAuthenticator>()
         .UseJobPolicy<AllowListPolicy>();
     builder.Services.AddDispatcherDashboard();
+    builder.Services.AddHealthChecks().AddDispatcherHealthChecks();
+    Observability.AddOpenTelemetry(builder);
 
     var app = builder.Build();
 
@@ -39,6 +41,7 @@ try
     app.MapDispatcherWebSocket("/");
     app.MapDispatcherHttp();
     app.MapDispatcherDashboard("/dashboard");
+    app.MapHealthChecks("/healthz", new() { ResponseWriter = Observability.WriteHealthAsync });
 
     // After the framework's own start-up lines (registered before them, so called after them).
     app.Lifetime.ApplicationStarted.Register(() => ConsoleBanner.Write(app.Services.GetRequiredService<ILoggerFactory>(), app.Urls, generatedPassword));

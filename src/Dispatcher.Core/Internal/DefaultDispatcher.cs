@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Dispatcher.Containment;
 using Dispatcher.Events;
@@ -41,6 +42,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
     private readonly ITimer _wakeTimer;
     private readonly HashSet<string> _changedQueues = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _idempotencyKeys = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, DateTimeOffset> _lastStarted = new(StringComparer.Ordinal);
     private readonly Dictionary<string, JobResult> _finished = new(StringComparer.Ordinal);
     private readonly Queue<JobResult> _finishedOrder = new();
     private readonly IJobStore? _store;
@@ -160,6 +162,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         JobInfo info;
         Task? durable;
         Job? job;
+        using var enqueueSpan = DispatcherTracing.StartEnqueue(request.Id, request.Queue);
         lock (_gate)
         {
             if (Idempotent(request) is { } existing)
@@ -227,6 +230,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
             }
         }
 
+        job.Activity = DispatcherTracing.StartJob(job.Id, job.Queue, Activity.Current?.Context ?? default);
         if (_store is not null)
         {
             // Appended under the lock, so the journal holds jobs in submission order.
@@ -287,6 +291,8 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                 job.State = JobState.Finished;
                 _metrics.LeftQueueUnstarted(job.Queue);
                 job.CompletionIfAny?.TrySetException(new JobRejectedException(job.Id, JobRejectionReason.StorageFailed, "The job was not recorded."));
+                job.Activity?.SetStatus(ActivityStatusCode.Error, "not recorded");
+                job.Activity?.Stop();
                 _ = job.CompletionIfAny?.Task.Exception;
                 Apply(work, toStart);
             }
@@ -303,6 +309,37 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
             _metrics.Rejected();
             throw new JobRejectedException(job.Id, JobRejectionReason.StorageFailed,
                 $"Job '{job.Id}' was not accepted and did not run: {failure.Message}");
+        }
+    }
+
+    /// <summary>
+    /// Each queue's load and when it last started a job, for the stalled-queue health check. Waiting counts jobs that could
+    /// start now: ready ones, and ones held only until their record is durable (not delayed ones, nor ones after other jobs).
+    /// </summary>
+    internal IReadOnlyList<QueueActivity> QueueActivity()
+    {
+        lock (_gate)
+        {
+            var list = new List<QueueActivity>();
+            foreach (var queue in _scheduler.GetQueues())
+            {
+                var waiting = 0;
+                DateTimeOffset? oldest = null;
+                foreach (var job in _scheduler.JobsOf(queue.Name))
+                {
+                    if (job.State == JobState.Pending && (job.ScheduleState == ScheduleState.Ready
+                        || (job.ScheduleState == ScheduleState.WaitingForDependencies && job.Request.After is not { Count: > 0 })))
+                    {
+                        waiting++;
+                        oldest = oldest is { } o && o <= job.EnqueuedAt ? o : job.EnqueuedAt;
+                    }
+                }
+
+                list.Add(new QueueActivity(queue.Name, queue.Limit, queue.Paused, waiting, queue.Running, oldest,
+                    _lastStarted.TryGetValue(queue.Name, out var last) ? last : null));
+            }
+
+            return list;
         }
     }
 
@@ -728,6 +765,8 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         job.NotBefore = null;
         Journal(new JobStartedRecord(job.Id, job.StartedAt.Value));
         _metrics.Started(job.Queue);
+        _lastStarted[job.Queue] = job.StartedAt.Value;
+        DispatcherTracing.Started(job.Activity);
         DispatcherLog.JobStarted(_logger, job.Id, job.Queue);
         if (_events.HasSubscribers)
         {
@@ -865,6 +904,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                 };
                 var sink = new OutputSink(this, job, i);
                 int exitCode;
+                var commandSpan = DispatcherTracing.StartCommand(job.Activity, job.Id, i);
                 try
                 {
                     exitCode = await _runner.RunAsync(command, sink, job.Forceful.Token, job.Graceful.Token).ConfigureAwait(false);
@@ -875,6 +915,8 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                     sink.Write(ProgramResolver.CannotRun(command.Program, ex.Message));
                     exitCode = ProgramResolver.NotStartedExitCode;
                 }
+
+                DispatcherTracing.CommandFinished(commandSpan, exitCode);
 
                 var finished = _time.GetUtcNow();
                 job.Exits.Add((exitCode, started, finished));
@@ -1052,6 +1094,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         }
 
         _metrics.Finished(job.Queue, outcome, now - job.StartedAt, result.Usage);
+        DispatcherTracing.JobFinished(job.Activity, outcome, result.ExitCode);
         DispatcherLog.JobFinished(_logger, job.Id, job.Queue, outcome, result.ExitCode, ((now - job.StartedAt) ?? TimeSpan.Zero).TotalMilliseconds);
         _events.Publish(new JobFinishedEvent(result));
         job.CompletionIfAny?.TrySetResult(result);
@@ -1418,6 +1461,9 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
 
         public RunAsUser? RunAs { get; set; }
 
+        /// <summary>Gets or sets the job's span (enqueue to finish), or null when no listener samples it.</summary>
+        public Activity? Activity { get; set; }
+
         /// <summary>Gets the attempt number, 1 for the first run.</summary>
         public int Attempt { get; private set; } = 1;
 
@@ -1529,3 +1575,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         }
     }
 }
+
+/// <summary>A queue's load at one moment: <paramref name="OldestWaitingSince"/> is when the oldest job that could start was enqueued.</summary>
+internal readonly record struct QueueActivity(string Name, int Limit, bool Paused, int Waiting, int Running, DateTimeOffset? OldestWaitingSince,
+    DateTimeOffset? LastStartedAt);

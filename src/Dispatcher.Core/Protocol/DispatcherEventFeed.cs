@@ -203,6 +203,7 @@ public sealed class DispatcherEventFeed : IDisposable
                 if (_jobs.Remove(finished.JobId, out var job))
                 {
                     job.Timer?.Dispose();
+                    job.StartedAt ??= finished.Result.StartedAt;
                     if (job.HasDelta)
                     {
                         EmitRunning(finished.JobId, job);
@@ -220,13 +221,20 @@ public sealed class DispatcherEventFeed : IDisposable
         if (!_jobs.TryGetValue(jobId, out var job))
         {
             // The feed started listening after this job started: learn its commands (the keys of its output) and start time
-            // from the dispatcher, once per such job.
+            // from the dispatcher, once per such job. The pump may lag behind the dispatcher, so the job may have finished by
+            // now: then its retained result says when it started.
             var info = commands is null ? Find(jobId) : null;
-            job = new JobFeedState(commands ?? info?.Commands ?? _dispatcher.GetResult(jobId)?.Commands ?? []);
+            var result = commands is null && info is null ? _dispatcher.GetResult(jobId) : null;
+            job = new JobFeedState(commands ?? info?.Commands ?? result?.Commands ?? []);
             if (info is not null)
             {
                 job.StartedAt = info.StartedAt;
                 job.CurrentCommand = info.CurrentCommand ?? -1;
+            }
+            else if (result is not null)
+            {
+                job.StartedAt = result.StartedAt;
+                job.CurrentCommand = result.CommandResults.Count - 1;
             }
 
             _jobs[jobId] = job;

@@ -56,11 +56,15 @@ internal sealed unsafe class ChildEventLoop : IDisposable
     private readonly Lazy<(int Epoll, int Wake)> _loop;
     private long _nextId;
     private volatile bool _disposed;
+    private Thread? _thread;
 
     public ChildEventLoop() => _loop = new(Start);
 
     /// <summary>Gets whether the loop can run here (Linux with /proc, epoll and eventfd).</summary>
     public static bool IsSupported => ProcessTree.IsSupported;
+
+    /// <summary>Gets whether the loop's thread is running: <see langword="null"/> before the first command or where the loop is not used here.</summary>
+    public bool? IsAlive => _loop.IsValueCreated && _loop.Value.Epoll >= 0 ? _thread?.IsAlive == true : null;
 
     /// <summary>
     /// Starts copying a command's output and waiting for its end. Takes ownership of <paramref name="outputFd"/>, the
@@ -217,7 +221,8 @@ internal sealed unsafe class ChildEventLoop : IDisposable
             return (-1, -1);
         }
 
-        new Thread(() => Loop(epoll, wake)) { IsBackground = true, Name = "Dispatcher child I/O" }.UnsafeStart();
+        _thread = new Thread(() => Loop(epoll, wake)) { IsBackground = true, Name = "Dispatcher child I/O" };
+        _thread.UnsafeStart();
         return (epoll, wake);
     }
 

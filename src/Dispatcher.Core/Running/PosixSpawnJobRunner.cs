@@ -34,6 +34,9 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
     private static readonly Lazy<IntPtr> s_attributes = new(CreateAttributes);
 
     private readonly ChildEventLoop _loop = new();
+
+    /// <summary>Gets whether the runner's event-loop thread is running (null before the first command).</summary>
+    internal bool? EventLoopIsAlive => _loop.IsAlive;
     private readonly EnvironmentFilter _environmentFilter;
 
     public PosixSpawnJobRunner(EnvironmentFilter? environmentFilter = null) => _environmentFilter = environmentFilter ?? EnvironmentFilter.Default;
