@@ -12,6 +12,14 @@ bool Run(string name) => only.Count == 0 || only.Contains(name);
 var report = new Report();
 var sw = Stopwatch.StartNew();
 Console.WriteLine($"load average at start: {File.ReadAllText("/proc/loadavg").Trim()}");
+if (only.Contains("profile"))
+{
+    // Not part of a full run: perf record of one user's-path round (extra arguments after "profile" go to the host).
+    var rest = args.SkipWhile(a => a != "profile").Skip(1).ToArray();
+    await UserPathProfile.RunAsync(1000, Path.Combine(Path.GetTempPath(), "dispatcher-profile"), rest);
+    return;
+}
+
 if (Run("userpath"))
 {
     await UserPathBenchmarks.SerialAsync(report, jobs: quick ? 200 : 1000, rounds: quick ? 1 : 3);

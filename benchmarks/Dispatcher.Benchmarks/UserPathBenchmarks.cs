@@ -21,12 +21,18 @@ internal static class UserPathBenchmarks
         var results = cases.ToDictionary(c => c, _ => new List<Round>());
         var c = new List<double>();
         var dotnet = new List<double>();
-        double cpuPerJob = 0;
+        var memory = new List<double>();
+        var noFsync = new List<double>();
+        double cpuPerJob = 0, cpuPerJobMemory = 0, cpuPerJobNoFsync = 0;
         await using (var host = await HostProcess.StartAsync())
+        await using (var memoryHost = await HostProcess.StartAsync(durable: false))
+        await using (var noFsyncHost = await HostProcess.StartAsync(durable: true, "--Dispatcher:FlushToDisk=false"))
         {
-            // Warm-up (JIT tiers of host and clients, thread pools, the journal file): not reported.
+            // Warm-up (JIT tiers of hosts and clients, thread pools, the journal file): not reported.
             await RoundAsync(host, "WebSocket", 1, Math.Min(jobs, 300), "pkg_queue", measureLatency: false);
             await RoundAsync(host, "REST", 1, Math.Min(jobs, 300), "pkg_queue", measureLatency: false);
+            await RoundAsync(memoryHost, "WebSocket", 1, Math.Min(jobs, 300), "pkg_queue", measureLatency: false);
+            await RoundAsync(noFsyncHost, "WebSocket", 1, Math.Min(jobs, 300), "pkg_queue", measureLatency: false);
             _ = await SpawnLimit.CLoopAsync(jobs / 4, 1);
             _ = await SpawnLimit.ProcessLoopAsync(jobs / 4, 1);
             for (var r = 0; r < rounds; r++)
@@ -46,6 +52,13 @@ internal static class UserPathBenchmarks
                         cpuPerJob += round.HostCpu.TotalMilliseconds / jobs / rounds;
                     }
                 }
+
+                var m = await RoundAsync(memoryHost, "WebSocket", 1, jobs, "pkg_queue", measureLatency: false);
+                memory.Add(m.Rate);
+                cpuPerJobMemory += m.HostCpu.TotalMilliseconds / jobs / rounds;
+                var n = await RoundAsync(noFsyncHost, "WebSocket", 1, jobs, "pkg_queue", measureLatency: false);
+                noFsync.Add(n.Rate);
+                cpuPerJobNoFsync += n.HostCpu.TotalMilliseconds / jobs / rounds;
             }
         }
 
@@ -65,6 +78,15 @@ internal static class UserPathBenchmarks
                 $"{F(rate, 0)} jobs/s", baseline, ratio, "≥ 0.8× limit, 0 lost", !double.IsNaN(cRate) && rate / cRate >= 0.8 && lost == 0,
                 $"to the last `finished` at every subscriber; rounds {string.Join("/", rs.Select(x => F(x.Rate, 0)))}, C {string.Join("/", c.Select(x => F(x, 0)))}, Process {string.Join("/", dotnet.Select(x => F(x, 0)))}; "
                 + $"{lost} lost, {disorder} out of order" + (k == cases[0] ? $"; host CPU {F(cpuPerJob * 1000, 0)} µs per job" : string.Empty));
+        }
+
+        foreach (var (what, rates, cpu) in new[] { ("no data directory (in memory)", memory, cpuPerJobMemory), ("journal without fsync", noFsync, cpuPerJobNoFsync) })
+        {
+            var rate = Median(rates);
+            report.Add($"user's path, the same over WebSocket with 1 subscriber, {what}", $"{F(rate, 0)} jobs/s",
+                double.IsNaN(cRate) ? $"no C compiler; .NET Process loop {F(pRate, 0)} jobs/s" : $"limit {F(cRate, 0)} jobs/s",
+                double.IsNaN(cRate) ? $"{F(rate / pRate, 2)}× the Process loop" : $"{F(rate / cRate, 2)}× limit", "(breakdown)", null,
+                $"rounds {string.Join("/", rates.Select(x => F(x, 0)))}; host CPU {F(cpu * 1000, 0)} µs per job");
         }
     }
 
@@ -88,6 +110,10 @@ internal static class UserPathBenchmarks
                 + $"{F(cpuPerFrame, 1)} µs per extra delivered frame; host RSS peak +{F(r.RssGrowth / 1048576.0, 1)} MB ({F(r.RssGrowth / 1024.0 / n, 1)} KiB per subscriber); latency = receipt − `time_finished`");
         }
     }
+
+    internal static Task WarmAsync(HostProcess host, int jobs) => RoundAsync(host, "WebSocket", 1, jobs, "pkg_queue", measureLatency: false);
+
+    internal static Task<Round> OneRoundAsync(HostProcess host, int jobs) => RoundAsync(host, "WebSocket", 1, jobs, "pkg_queue", measureLatency: false);
 
     internal sealed record Round(double Rate, TimeSpan Elapsed, long Lost, long OutOfOrder, long Frames, double P50, double P99, TimeSpan HostCpu, long RssGrowth);
 
@@ -256,4 +282,31 @@ internal static class UserPathBenchmarks
             Done = Stopwatch.GetTimestamp();
         }
     }
+}
+
+/// <summary>
+/// `profile`: one serial user's-path round (WebSocket, 1 subscriber) recorded system-wide by `perf record -a -g`, with the .NET
+/// perf map on in the host, so that kernel threads (the file system's journal), the children and the host are all seen.
+/// Writes perf.data to the given directory; read it with `perf report -i DIR/perf.data --sort comm,dso` or `--sort sym`.
+/// </summary>
+internal static class UserPathProfile
+{
+    public static async Task RunAsync(int jobs, string outputDirectory, params string[] hostSettings)
+    {
+        Environment.SetEnvironmentVariable("DOTNET_PerfMapEnabled", "1");
+        await using var host = await HostProcess.StartAsync(durable: true, hostSettings);
+        Environment.SetEnvironmentVariable("DOTNET_PerfMapEnabled", null);
+        await UserPathBenchmarks.WarmAsync(host, jobs);
+        Directory.CreateDirectory(outputDirectory);
+        var info = new ProcessStartInfo("perf", ["record", "-a", "-g", "-F", "1999", "-o", Path.Combine(outputDirectory, "perf.data")]) { UseShellExecute = false, RedirectStandardError = true };
+        using var perf = Process.Start(info)!;
+        await Task.Delay(1000); // perf's own start-up, so that the round is recorded whole
+        var round = await UserPathBenchmarks.OneRoundAsync(host, jobs);
+        _ = kill(perf.Id, 2);
+        await perf.WaitForExitAsync();
+        Console.WriteLine($"profiled round: {F(round.Rate, 0)} jobs/s, host CPU {F(round.HostCpu.TotalMilliseconds * 1000 / jobs, 0)} µs per job; perf.data in {outputDirectory}");
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc")]
+    private static extern int kill(int pid, int signal);
 }
