@@ -40,9 +40,12 @@ internal sealed class HostProcess : IAsyncDisposable
     /// <summary>Lines the host printed (its console log: three per job at the default level).</summary>
     public long OutputLines => Interlocked.Read(ref _outputLines);
 
-    public static async Task<HostProcess> StartAsync(bool durable = true, params string[] settings)
+    public static Task<HostProcess> StartAsync(bool durable = true, params string[] settings) =>
+        StartAsync(Path.Combine(Repo.Root, "samples", "Dispatcher.SampleHost", "bin", "Release", "net10.0", "Dispatcher.SampleHost.dll"), durable, settings);
+
+    /// <summary>Starts the sample host built at <paramref name="dll"/> (another build of it: a before/after comparison in one run).</summary>
+    public static async Task<HostProcess> StartAsync(string dll, bool durable, params string[] settings)
     {
-        var dll = Path.Combine(Repo.Root, "samples", "Dispatcher.SampleHost", "bin", "Release", "net10.0", "Dispatcher.SampleHost.dll");
         if (!File.Exists(dll))
         {
             throw new FileNotFoundException($"Build the sample host first (dotnet build -c Release samples/Dispatcher.SampleHost): {dll} is missing");

@@ -22,6 +22,18 @@ internal static class UserPathBenchmarks
         var c = new List<double>();
         var dotnet = new List<double>();
         var memory = new List<double>();
+        var before = new List<double>();
+        double cpuPerJobBefore = 0;
+
+        // BENCH_BASELINE_HOST: the sample host dll of another build (for example main before a change), measured in the
+        // same rounds over WebSocket with 1 subscriber.
+        var baselineDll = Environment.GetEnvironmentVariable("BENCH_BASELINE_HOST");
+        await using var beforeHost = baselineDll is null ? null : await HostProcess.StartAsync(baselineDll, durable: true);
+        if (beforeHost is not null)
+        {
+            await RoundAsync(beforeHost, "WebSocket", 1, Math.Min(jobs, 300), "pkg_queue", measureLatency: false);
+        }
+
         var noFsync = new List<double>();
         double cpuPerJob = 0, cpuPerJobMemory = 0, cpuPerJobNoFsync = 0;
         await using (var host = await HostProcess.StartAsync())
@@ -53,6 +65,13 @@ internal static class UserPathBenchmarks
                     }
                 }
 
+                if (beforeHost is not null)
+                {
+                    var b = await RoundAsync(beforeHost, "WebSocket", 1, jobs, "pkg_queue", measureLatency: false);
+                    before.Add(b.Rate);
+                    cpuPerJobBefore += b.HostCpu.TotalMilliseconds / jobs / rounds;
+                }
+
                 var m = await RoundAsync(memoryHost, "WebSocket", 1, jobs, "pkg_queue", measureLatency: false);
                 memory.Add(m.Rate);
                 cpuPerJobMemory += m.HostCpu.TotalMilliseconds / jobs / rounds;
@@ -80,7 +99,13 @@ internal static class UserPathBenchmarks
                 + $"{lost} lost, {disorder} out of order" + (k == cases[0] ? $"; host CPU {F(cpuPerJob * 1000, 0)} µs per job" : string.Empty));
         }
 
-        foreach (var (what, rates, cpu) in new[] { ("no data directory (in memory)", memory, cpuPerJobMemory), ("journal without fsync", noFsync, cpuPerJobNoFsync) })
+        var breakdown = new List<(string, List<double>, double)> { ("no data directory (in memory)", memory, cpuPerJobMemory), ("journal without fsync", noFsync, cpuPerJobNoFsync) };
+        if (before.Count > 0)
+        {
+            breakdown.Add(($"journal + fsync, {Environment.GetEnvironmentVariable("BENCH_BASELINE_NAME") ?? "the baseline build"}", before, cpuPerJobBefore));
+        }
+
+        foreach (var (what, rates, cpu) in breakdown)
         {
             var rate = Median(rates);
             report.Add($"user's path, the same over WebSocket with 1 subscriber, {what}", $"{F(rate, 0)} jobs/s",
