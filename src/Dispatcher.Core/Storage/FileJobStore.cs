@@ -64,6 +64,10 @@ internal sealed partial class FileJobStore : IJobStore
     // spawn rate of this machine (benchmarks/ANALYSIS.md).
     private readonly List<Work> _unflushed = [];
     private long _firstUnflushedAt;
+
+    // Acknowledged records that the last flush carried: how many callers may come back for the next one.
+    private int _lastGroup;
+    private long _lastGroupAt;
     private CancellationTokenSource _flushTimer = new();
     private int _disposed;
 
@@ -101,6 +105,9 @@ internal sealed partial class FileJobStore : IJobStore
     /// a later acknowledged record before it is flushed by itself.
     /// </summary>
     internal TimeSpan FlushDelay { get; set; } = TimeSpan.FromMilliseconds(20);
+
+    /// <summary>Gets or sets how long the writer waits for the callers of the last flush to come back before it flushes fewer records.</summary>
+    internal TimeSpan GatherTimeout { get; set; } = TimeSpan.FromMilliseconds(1);
 
     /// <summary>Gets how many times the journal was flushed to the disk (fsync).</summary>
     internal long Flushes => Interlocked.Read(ref _flushes);
@@ -201,21 +208,34 @@ internal sealed partial class FileJobStore : IJobStore
                     return;
                 }
 
-                while (_work.Reader.TryRead(out var work))
+                Take(batch, buffer);
+
+                // Group commit: the callers that the last flush let go come back with their next records within microseconds.
+                // Waiting for them (awake on each record, never spinning, at most GatherTimeout) lets one flush carry them all;
+                // without it the groups alternated between a few records and the rest (55-77 % of the callers per flush).
+                var acknowledged = batch.Count(Acknowledged);
+                while (_flushToDisk && acknowledged > 0 && acknowledged < _lastGroup && Stopwatch.GetElapsedTime(_lastGroupAt) < GatherTimeout)
                 {
-                    if (work.Rewrite is { } records)
+                    _flushTimer.CancelAfter(GatherTimeout);
+                    try
                     {
-                        // Appends queued before the rewrite go out first (flushed); then the journal is replaced.
-                        Commit(batch, buffer);
-                        FlushUnflushed();
-                        Complete([work], () => Replace(records, buffer));
-                        Interlocked.Exchange(ref _rewriteQueued, 0);
-                        buffer.ResetWrittenCount();
+                        if (!await _work.Reader.WaitToReadAsync(_flushTimer.Token).ConfigureAwait(false))
+                        {
+                            break;
+                        }
                     }
-                    else if (TryEncode(work.Record!, buffer, work))
+                    catch (OperationCanceledException)
                     {
-                        batch.Add(work);
+                        _lastGroup = acknowledged; // fewer callers now
+                        break;
                     }
+                    finally
+                    {
+                        ResetFlushTimer();
+                    }
+
+                    Take(batch, buffer);
+                    acknowledged = batch.Count(Acknowledged);
                 }
 
                 Commit(batch, buffer);
@@ -251,6 +271,36 @@ internal sealed partial class FileJobStore : IJobStore
         }
     }
 
+    /// <summary>Moves every queued record into the batch (encoded); a queued rewrite commits the batch and replaces the journal.</summary>
+    private void Take(List<Work> batch, ArrayBufferWriter<byte> buffer)
+    {
+        while (_work.Reader.TryRead(out var work))
+        {
+            if (work.Rewrite is { } records)
+            {
+                // Appends queued before the rewrite go out first (flushed); then the journal is replaced.
+                Commit(batch, buffer);
+                FlushUnflushed();
+                Complete([work], () => Replace(records, buffer));
+                Interlocked.Exchange(ref _rewriteQueued, 0);
+                buffer.ResetWrittenCount();
+            }
+            else if (TryEncode(work.Record!, buffer, work))
+            {
+                batch.Add(work);
+            }
+        }
+    }
+
+    private void ResetFlushTimer()
+    {
+        if (!_flushTimer.TryReset())
+        {
+            _flushTimer.Dispose();
+            _flushTimer = new CancellationTokenSource();
+        }
+    }
+
     /// <summary>
     /// Waits for records to write. While written records wait for their flush, waits at most until <see cref="FlushDelay"/>
     /// after the first of them, then flushes them.
@@ -281,11 +331,7 @@ internal sealed partial class FileJobStore : IJobStore
             }
             finally
             {
-                if (!_flushTimer.TryReset())
-                {
-                    _flushTimer.Dispose();
-                    _flushTimer = new CancellationTokenSource();
-                }
+                ResetFlushTimer();
             }
         }
 
@@ -388,6 +434,8 @@ internal sealed partial class FileJobStore : IJobStore
         if (flush)
         {
             _unflushed.Clear();
+            _lastGroup = written ? batch.Count(Acknowledged) : 0;
+            _lastGroupAt = Stopwatch.GetTimestamp();
         }
         else if (later && written)
         {
