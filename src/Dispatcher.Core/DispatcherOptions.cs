@@ -27,7 +27,8 @@ public class DispatcherOptions
 
     /// <summary>
     /// Gets or sets whether the journal is flushed to the disk (fsync) before an enqueue returns. Without it an enqueue still
-    /// survives a crash of the host (the data is in the operating system), but not a crash of the machine.
+    /// survives a crash of the host (the data is in the operating system), but not a crash of the machine. A job's start,
+    /// processes and end are written at once and flushed with the next enqueue or at most 20 ms later, not one by one.
     /// </summary>
     /// <value>The default value is <see langword="true"/>.</value>
     public bool FlushToDisk { get; set; } = true;
