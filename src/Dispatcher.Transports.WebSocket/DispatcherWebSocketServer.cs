@@ -17,18 +17,18 @@ namespace Dispatcher.Transports.WebSocket;
 public sealed class DispatcherWebSocketServer
 {
     private readonly ProtocolHandler _handler;
-    private readonly DispatcherEventFeed _feed;
+    private readonly Lazy<DispatcherEventLog> _events;
     private readonly WebSocketTransportOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly CancellationToken _stopping;
 
-    internal DispatcherWebSocketServer(ProtocolHandler handler, DispatcherEventFeed feed, IOptions<WebSocketTransportOptions> options,
+    internal DispatcherWebSocketServer(ProtocolHandler handler, Lazy<DispatcherEventLog> events, IOptions<WebSocketTransportOptions> options,
         TimeProvider timeProvider, ILogger<DispatcherWebSocketServer>? logger = null, CancellationToken stopping = default)
     {
         _stopping = stopping;
         _handler = handler;
-        _feed = feed;
+        _events = events;
         _options = options.Value;
         _time = timeProvider;
         _logger = (ILogger?)logger ?? NullLogger.Instance;
@@ -36,7 +36,7 @@ public sealed class DispatcherWebSocketServer
 
     internal static DispatcherWebSocketServer Create(IServiceProvider services) => new(
         services.GetRequiredService<ProtocolHandler>(),
-        services.GetRequiredService<DispatcherEventFeed>(),
+        new Lazy<DispatcherEventLog>(services.GetRequiredService<DispatcherEventLog>),
         services.GetRequiredService<IOptions<WebSocketTransportOptions>>(),
         services.GetRequiredService<TimeProvider>(),
         services.GetService<ILogger<DispatcherWebSocketServer>>(),
@@ -61,7 +61,7 @@ public sealed class DispatcherWebSocketServer
         ArgumentNullException.ThrowIfNull(socket);
         ArgumentNullException.ThrowIfNull(remoteAddress);
         var session = new ProtocolSession("ws", remoteAddress, user, supportsEvents: true);
-        using var connection = new WebSocketConnection(socket, stream, session, _handler, _feed, _options, _time, _logger, _stopping);
+        using var connection = new WebSocketConnection(socket, stream, session, _handler, _events, _options, _time, _logger, _stopping);
         await connection.RunAsync(cancellationToken).ConfigureAwait(false);
     }
 }

@@ -42,6 +42,7 @@ public static class DispatcherServiceCollectionExtensions
             services.TryAddSingleton<ProtocolHandler>();
             services.TryAddSingleton<DispatcherEventFeed>();
             services.TryAddSingleton<AuditTrail>();
+            services.TryAddSingleton<DispatcherEventLog>();
         }
 
         if (configure is not null)

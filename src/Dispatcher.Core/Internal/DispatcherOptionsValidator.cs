@@ -107,6 +107,11 @@ internal sealed class DispatcherProtocolOptionsValidator : IValidateOptions<Prot
             errors.Add($"Dispatcher:Protocol:MaxJsonDepth is {options.MaxJsonDepth}; it must be between 4 and 1024.");
         }
 
+        if (options.EventReplayCapacity < 1 || options.EventReplayBytes < 1024)
+        {
+            errors.Add($"Dispatcher:Protocol:EventReplayCapacity is {options.EventReplayCapacity} and EventReplayBytes {options.EventReplayBytes}; they must be at least 1 and 1024.");
+        }
+
         if (options.MaxHistoryPageSize < 1)
         {
             errors.Add($"Dispatcher:Protocol:MaxHistoryPageSize is {options.MaxHistoryPageSize}; it must be at least 1.");

@@ -33,6 +33,7 @@ internal sealed partial class ProtocolHandler
     private readonly ILogger _logger;
     private readonly string _hostName;
     private readonly CancellationToken _stopping;
+    private readonly Lazy<DispatcherEventLog?> _eventLog;
 
     public ProtocolHandler(IDispatcher dispatcher, IOptions<DispatcherProtocolOptions> options, TokenService tokens, LoginThrottle throttle,
         IServiceProvider services, ILogger<ProtocolHandler>? logger = null)
@@ -47,6 +48,7 @@ internal sealed partial class ProtocolHandler
         _logger = (ILogger?)logger ?? NullLogger.Instance;
         _hostName = _options.HostName ?? Environment.MachineName;
         _stopping = services.GetService<IHostApplicationLifetime>()?.ApplicationStopping ?? CancellationToken.None;
+        _eventLog = new Lazy<DispatcherEventLog?>(services.GetService<DispatcherEventLog>);
     }
 
     public TokenService Tokens => _tokens;
@@ -340,18 +342,47 @@ internal sealed partial class ProtocolHandler
             return denied;
         }
 
-        if (!TryGetStrings(args, out var names))
+        var resume = default(EventResume);
+        if (args.ValueKind == JsonValueKind.Object)
         {
-            return Error(id, 400, $"events/{name} needs args that are an event name or an array of event names, not {Describe(args.ValueKind)}.");
+            // The resumable form {"channels": [...], "since": N, "stream": S} (see DispatcherEventLog); strings and arrays stay as they were.
+            if (EventResume.Parse(args, out resume) is { } problem)
+            {
+                return Error(id, 400, $"events/{name}: {problem}");
+            }
+        }
+        else if (TryGetStrings(args, out var plain))
+        {
+            resume = new EventResume(plain, null, null);
+        }
+        else
+        {
+            return Error(id, 400, $"events/{name} needs args that are an event name, an array of event names, or an object with \"channels\" (and \"since\"), not {Describe(args.ValueKind)}.");
         }
 
-        if (names.Any(n => string.Equals(n, "dispatcher", StringComparison.OrdinalIgnoreCase)))
+        if (resume.Channels.Any(n => string.Equals(n, "dispatcher", StringComparison.OrdinalIgnoreCase)))
         {
             session.EventsSubscribed = subscribe;
+            session.EventsSince = subscribe ? resume.Since : null;
+            session.EventsStream = subscribe ? resume.Stream : null;
         }
 
         // Unknown event names are ignored, as the sysadm server did; the reply echoes the request.
-        return Ok(ns, name, id, new JsonObject { [subscribe ? "subscribe" : "unsubscribe"] = JsonNode.Parse(args.GetRawText()) });
+        var reply = new JsonObject { [subscribe ? "subscribe" : "unsubscribe"] = JsonNode.Parse(args.GetRawText()) };
+        if (args.ValueKind == JsonValueKind.Object && subscribe && _eventLog.Value is { } log)
+        {
+            // The reply says where the stream stands; without "since" the subscription starts exactly there.
+            var head = log.Head;
+            reply["stream"] = log.Stream;
+            reply["seq"] = head;
+            if (session.EventsSubscribed && session.EventsSince is null)
+            {
+                session.EventsSince = head;
+                session.EventsStream = log.Stream;
+            }
+        }
+
+        return Ok(ns, name, id, reply);
     }
 
     private async ValueTask<ProtocolReply> DispatcherAsync(ProtocolSession session, string ns, string name, string? id, JsonElement args,

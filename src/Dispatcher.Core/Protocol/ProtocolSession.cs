@@ -20,6 +20,12 @@ internal sealed class ProtocolSession(string transport, string remoteAddress, Cl
 
     /// <summary>Whether the client asked for <c>dispatcher</c> events (WebSocket only).</summary>
     public bool EventsSubscribed { get; set; }
+
+    /// <summary>The sequence number a subscription resumes after (<c>"since"</c>), or null for only new events; taken by the transport.</summary>
+    public long? EventsSince { get; set; }
+
+    /// <summary>The stream id the client's <see cref="EventsSince"/> came from, when it said.</summary>
+    public string? EventsStream { get; set; }
 }
 
 /// <summary>The answer to one request: the envelope to send, its status code, and whether to close the connection after it.</summary>

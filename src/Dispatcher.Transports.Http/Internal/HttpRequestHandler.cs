@@ -67,7 +67,7 @@ internal sealed partial class HttpRequestHandler(ProtocolHandler handler, IOptio
     }
 
     /// <summary>Applies Basic or Bearer credentials; returns the error to send, or null to go on (unauthenticated requests reach the handler, which answers 401 where needed).</summary>
-    private async Task<ProtocolReply?> AuthenticateAsync(HttpContext context, ProtocolSession session, CancellationToken ct)
+    internal async Task<ProtocolReply?> AuthenticateAsync(HttpContext context, ProtocolSession session, CancellationToken ct)
     {
         var header = context.Request.Headers.Authorization.ToString();
         if (string.IsNullOrEmpty(header))
@@ -182,7 +182,7 @@ internal sealed partial class HttpRequestHandler(ProtocolHandler handler, IOptio
         }
     }
 
-    private static async Task WriteAsync(HttpContext context, ProtocolReply reply)
+    internal static async Task WriteAsync(HttpContext context, ProtocolReply reply)
     {
         var response = context.Response;
         response.StatusCode = reply.Status;

@@ -16,7 +16,7 @@ internal sealed partial class WebSocketConnection : IDisposable
     private readonly CorkingStream? _stream;
     private readonly ProtocolSession _session;
     private readonly ProtocolHandler _handler;
-    private readonly DispatcherEventFeed _feed;
+    private readonly Lazy<DispatcherEventLog> _events;
     private readonly WebSocketTransportOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
@@ -28,7 +28,7 @@ internal sealed partial class WebSocketConnection : IDisposable
     private int _closing;
     private Outgoing? _closeFrame;
 
-    public WebSocketConnection(System.Net.WebSockets.WebSocket socket, CorkingStream? stream, ProtocolSession session, ProtocolHandler handler, DispatcherEventFeed feed,
+    public WebSocketConnection(System.Net.WebSockets.WebSocket socket, CorkingStream? stream, ProtocolSession session, ProtocolHandler handler, Lazy<DispatcherEventLog> events,
         WebSocketTransportOptions options, TimeProvider time, ILogger logger, CancellationToken stopping = default)
     {
         _stopping = stopping;
@@ -36,7 +36,7 @@ internal sealed partial class WebSocketConnection : IDisposable
         _stream = stream;
         _session = session;
         _handler = handler;
-        _feed = feed;
+        _events = events;
         _options = options;
         _time = time;
         _logger = logger;
@@ -141,7 +141,7 @@ internal sealed partial class WebSocketConnection : IDisposable
 
                 // A full queue (by frame count) holds this loop, and so the client's further requests, until the client reads.
                 await _send.Writer.WriteAsync(new Outgoing(frame), token).ConfigureAwait(false);
-                UpdateSubscription();
+                await UpdateSubscriptionAsync(token).ConfigureAwait(false);
                 if (reply.CloseReason is { } reason)
                 {
                     Close(WebSocketCloseStatus.PolicyViolation, reason);
@@ -181,11 +181,25 @@ internal sealed partial class WebSocketConnection : IDisposable
         return false;
     }
 
-    private void UpdateSubscription()
+    private async ValueTask UpdateSubscriptionAsync(CancellationToken token)
     {
         if (_session.EventsSubscribed && Volatile.Read(ref _closing) == 0 && _feedRegistration is null)
         {
-            _feedRegistration = _feed.Listen(OnEvent);
+            var cursor = _events.Value.Subscribe(_session.EventsSince, _session.EventsStream, OnEvent);
+            _feedRegistration = cursor;
+            if (_session.EventsSince is not null)
+            {
+                // The backlog waits for room like a reply (it holds this loop, not memory: the frames are the log's own). It
+                // counts towards SendQueueBytes but is never refused: DispatcherProtocolOptions.EventReplayBytes bounds it.
+                await cursor.CatchUpAsync(async (e, ct) =>
+                {
+                    if (Volatile.Read(ref _closing) == 0)
+                    {
+                        Interlocked.Add(ref _queuedBytes, e.Frame.Length);
+                        await _send.Writer.WriteAsync(new Outgoing(e.Frame, IsEvent: true), ct).ConfigureAwait(false);
+                    }
+                }, token).ConfigureAwait(false);
+            }
         }
         else if (!_session.EventsSubscribed)
         {
@@ -194,7 +208,7 @@ internal sealed partial class WebSocketConnection : IDisposable
     }
 
     /// <summary>Called on the feed's thread: queue the frame, or disconnect a client that lets its queue fill up.</summary>
-    private void OnEvent(DispatcherWireEvent e)
+    private void OnEvent(SequencedEvent e)
     {
         if (Volatile.Read(ref _closing) != 0 || !_session.EventsSubscribed)
         {
