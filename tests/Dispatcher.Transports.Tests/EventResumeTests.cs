@@ -15,8 +15,14 @@ public sealed class EventResumeTests
             JsonNode.Parse("""{"args":{"subscribe":"dispatcher"},"id":"req-2","name":"response","namespace":"events"}"""),
             await client.RequestAsync("events", "subscribe", "dispatcher"));
 
+        // The job is held pending (paused queue) until its pending event has arrived: a `true` that ends at once may reach the
+        // feed only as finished.
+        await server.Dispatcher.PauseQueueAsync(DispatcherQueues.NoQueue);
         await server.Dispatcher.EnqueueAsync(new JobRequest("one", ["true"]));
-        var frames = await ReceiveUntilFinishedAsync(client, "one");
+        var pending = await client.ReceiveAsync(f => (string?)f["name"] == "dispatcher");
+        await server.Dispatcher.ResumeQueueAsync(DispatcherQueues.NoQueue);
+        var frames = new List<JsonNode> { pending };
+        frames.AddRange(await ReceiveUntilFinishedAsync(client, "one"));
         var seqs = frames.Select(f => (long)f["seq"]!).ToList();
         Assert.Equal("pending", (string?)frames[0]["args"]!["state"]);
         Assert.Equal(Enumerable.Range((int)seqs[0], seqs.Count).Select(i => (long)i), seqs);
