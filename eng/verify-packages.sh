@@ -7,7 +7,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 version="0.1.0-verify.$(date +%s)"
 
-for p in Dispatcher.Core Dispatcher.Transports.WebSocket Dispatcher.Transports.Http Dispatcher.Client Dispatcher.Cli; do
+for p in Dispatcher.Core Dispatcher.Transports.WebSocket Dispatcher.Transports.Http Dispatcher.Dashboard Dispatcher.Client Dispatcher.Cli; do
   dotnet pack "src/$p/$p.csproj" -c Release -o "$work/feed" -p:Version="$version" -v q -nologo
 done
 ls "$work/feed"
@@ -41,4 +41,6 @@ dotnet build -c Release --no-restore -p:DispatcherVersion="$version" -v q -nolog
 dotnet run -c Release --no-build -p:DispatcherVersion="$version" | tee "$work/out.txt"
 grep -q "consumer: Succeeded, exit 0, output: hello from the package" "$work/out.txt"
 grep -q "host class and channel: ok" "$work/out.txt"
+grep -q "dashboard: 200 text/html" "$work/out.txt"
+grep -q "health: Healthy" "$work/out.txt"
 echo "package verification passed ($version)"

@@ -56,6 +56,7 @@ internal static class Stats
 
 internal sealed class Report
 {
+    private readonly string _loadAtStart = Load();
     private readonly List<(string Figure, string Result, string Baseline, string Ratio, string Target, string Verdict, string Note)> _rows = [];
 
     public void Add(string figure, string result, string baseline, string ratio, string target, bool? met, string note = "")
@@ -74,6 +75,7 @@ internal sealed class Report
         sb.AppendLine(CultureInfo.InvariantCulture, $"* Date: {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC; run took {elapsed.TotalMinutes:F1} min");
         sb.AppendLine(CultureInfo.InvariantCulture, $"* Command: `{command}`");
         sb.AppendLine(CultureInfo.InvariantCulture, $"* Machine: {Environment.ProcessorCount} cores ({Cpu()}), {Memory()}, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"* Load average (1, 5, 15 min) at the start: {_loadAtStart}; at the end: {Load()}");
         sb.AppendLine("* Every comparison runs both sides in this same process run, alternating rounds; figures are medians unless a percentile is named.");
         sb.AppendLine();
         sb.AppendLine("| figure | result | baseline (same run) | ratio | target | verdict | note |");
@@ -84,6 +86,18 @@ internal sealed class Report
         }
 
         return sb.ToString();
+    }
+
+    private static string Load()
+    {
+        try
+        {
+            return string.Join(", ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
+        }
+        catch (IOException)
+        {
+            return "?";
+        }
     }
 
     private static string Cpu()

@@ -4,15 +4,46 @@ using Dispatcher.Benchmarks;
 // Dispatcher benchmarks: every figure with its baseline, measured in this one run, written to benchmarks/RESULTS.md.
 //   dotnet run -c Release --project benchmarks/Dispatcher.Benchmarks            (everything, about a minute on 2 cores)
 //   dotnet run -c Release --project benchmarks/Dispatcher.Benchmarks -- quick   (fewer rounds, to try it out; writes nothing)
+//   ... -- userpath fanout growth spawn                                         (only the named sections; writes nothing)
 var quick = args.Contains("quick");
 var only = args.Where(a => a != "quick").ToHashSet();
 bool Run(string name) => only.Count == 0 || only.Contains(name);
 
 var report = new Report();
 var sw = Stopwatch.StartNew();
+Console.WriteLine($"load average at start: {File.ReadAllText("/proc/loadavg").Trim()}");
+if (only.Contains("profile"))
+{
+    // Not part of a full run: perf record of one user's-path round (extra arguments after "profile" go to the host).
+    var rest = args.SkipWhile(a => a != "profile").Skip(1).ToArray();
+    await UserPathProfile.RunAsync(1000, Path.Combine(Path.GetTempPath(), "dispatcher-profile"), rest);
+    return;
+}
+
+if (Run("userpath"))
+{
+    await UserPathBenchmarks.SerialAsync(report, jobs: quick ? 200 : 1000, rounds: quick ? 1 : 3);
+}
+
+if (Run("fanout"))
+{
+    await UserPathBenchmarks.FanOutAsync(report, jobs: quick ? 200 : 1000, quick ? [10, 100] : [10, 100, 1000]);
+}
+
+if (Run("growth"))
+{
+    await GrowthBenchmarks.PendingAsync(report, quick ? [1_000, 10_000] : [1_000, 10_000, 100_000]);
+}
+
 if (Run("spawn"))
 {
     await SpawnBenchmarks.ThroughputAsync(report, jobs: quick ? 200 : 1000, rounds: quick ? 1 : 3);
+}
+
+if (Run("containment"))
+{
+    await ContainmentBenchmarks.SerialAsync(report, jobs: quick ? 200 : 1000, rounds: quick ? 1 : 3);
+    await ContainmentBenchmarks.RunAsAsync(report, jobs: quick ? 200 : 1000, rounds: quick ? 1 : 3);
 }
 
 if (Run("latency"))

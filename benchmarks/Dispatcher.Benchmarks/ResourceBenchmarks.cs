@@ -125,6 +125,14 @@ internal static class ResourceBenchmarks
                     "report both; group commits keep the store within 2×", memory.Parallel / p <= 2,
                     $"{jobs} enqueues one at a time, {jobs * 10} concurrently, medians of 3 rounds; judged on the concurrent callers; {F(perCommit, 1)} records per commit, {F(commitMs, 3)} ms per commit"
                     + (double.IsNaN(bound) ? string.Empty : $"; even {callers} records per commit would leave it ≥ {F(bound, 1)}× slower"));
+                if (mode == "journal, fsync")
+                {
+                    // The flush bound: every commit carrying all `callers` records, back to back.
+                    var flushBound = callers / (commitMs / 1000);
+                    report.Add($"fsync'd enqueue against the flush bound, {callers} concurrent callers", $"{F(p, 0)}/s",
+                        $"flush bound {F(flushBound, 0)}/s ({callers} callers ÷ {F(commitMs, 3)} ms per flush, measured by the journal)", $"{F(p / flushBound, 2)}×",
+                        "≥ 0.9× the flush bound", p / flushBound >= 0.9, $"{F(perCommit, 1)} of {callers} possible records per commit");
+                }
             }
         }
     }

@@ -3,9 +3,11 @@ using System.Text;
 using System.Text.Json.Nodes;
 using Dispatcher;
 using Dispatcher.Protocol;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 
-// A user's program: references the three packages by id and version, starts a dispatcher, runs a job, prints the result; then,
-// as an embedding host, adds its own class and event channel through the public API only and uses them over a WebSocket.
+// A user's program: references the packages by id and version, starts a dispatcher with its dashboard and health checks, runs a
+// job, prints the result, fetches the dashboard page (embedded in its package) and the health report; then, as an embedding
+// host, adds its own class and event channel through the public API only and uses them over a WebSocket.
 var builder = WebApplication.CreateSlimBuilder(args);
 builder.WebHost.UseUrls("http://127.0.0.1:0");
 builder.Services.AddDispatcher()
@@ -14,15 +16,24 @@ builder.Services.AddDispatcher()
     .UseAuthenticator<OneUser>()
     .AddProtocolHandler<Greeter>("acme", "greeter", DispatcherAccess.Read)
     .AddEventChannel("acme-news", DispatcherAccess.Read, replayLast: true);
+builder.Services.AddDispatcherDashboard();
+builder.Services.AddHealthChecks().AddDispatcherHealthChecks();
 var app = builder.Build();
 app.MapDispatcherWebSocket("/");
 app.MapDispatcherHttp();
+app.MapDispatcherDashboard("/dashboard");
 await app.StartAsync();
 
 var dispatcher = app.Services.GetRequiredService<IDispatcher>();
 await dispatcher.EnqueueAsync(new JobRequest("consumer", ["echo hello from the package"]));
 var result = await dispatcher.WaitForCompletionAsync("consumer").WaitAsync(TimeSpan.FromSeconds(30));
 Console.WriteLine($"{result.Id}: {result.Outcome}, exit {result.ExitCode}, output: {result.CommandResults[0].Output.Trim()}");
+
+using var http = new HttpClient { BaseAddress = new Uri(app.Urls.First()) };
+using var page = await http.GetAsync("/dashboard");
+Console.WriteLine($"dashboard: {(int)page.StatusCode} {page.Content.Headers.ContentType?.MediaType}");
+var health = await app.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync();
+Console.WriteLine($"health: {health.Status}");
 
 // The host's class and channel, through the packed packages.
 app.Services.GetRequiredService<IProtocolEventPublisher>().Publish("acme-news", new JsonObject { ["headline"] = "replayed" });
@@ -44,7 +55,7 @@ Console.WriteLine(ok ? "host class and channel: ok" : $"host class and channel: 
 await ws.CloseAsync(WebSocketCloseStatus.NormalClosure, "done", CancellationToken.None);
 
 await app.StopAsync();
-return result.Outcome == JobOutcome.Succeeded && ok ? 0 : 1;
+return result.Outcome == JobOutcome.Succeeded && ok && page.IsSuccessStatusCode && health.Status == HealthStatus.Healthy ? 0 : 1;
 
 async Task SendAsync(string text) => await ws.SendAsync(Encoding.UTF8.GetBytes(text), WebSocketMessageType.Text, true, CancellationToken.None);
 

@@ -16,7 +16,12 @@ try
 
     ConsoleBanner.Configure(builder.Logging);
 
+    // Under systemd (Type=notify): readiness and stopping are reported to the service manager, and console logs use the
+    // journal's format with priorities (this replaces the sample's console format there only). Elsewhere it does nothing.
+    builder.Services.AddSystemd();
+
     builder.Services.Configure<UsersOptions>(builder.Configuration);
+    builder.Services.Configure<PolicyOptions>(builder.Configuration.GetSection("Policy"));
     var generatedPassword = EnsureUser(builder.Configuration);
     // A small sysadm server: the dispatcher, the read-only sysadm/systemmanager class, system-state events, and the sysadm
     // event fields for sysadm_pkg/update/sourcectl/iohyve jobs.
@@ -28,8 +33,11 @@ try
         .UseAuthenticator<ConfigurationAuthenticator>()
         .AddProtocolHandler<SystemManagerHandler>("sysadm", "systemmanager", DispatcherAccess.Read)
         .AddEventChannel(SystemStatePublisher.Channel, DispatcherAccess.Read, replayLast: true)
-        .AddSysadmEventEnrichers();
+        .AddSysadmEventEnrichers()
+        .UseJobPolicy<AllowListPolicy>();
     builder.Services.AddDispatcherDashboard();
+    builder.Services.AddHealthChecks().AddDispatcherHealthChecks();
+    Observability.AddOpenTelemetry(builder);
 
     var app = builder.Build();
 
@@ -42,6 +50,7 @@ try
     app.MapDispatcherWebSocket("/");
     app.MapDispatcherHttp();
     app.MapDispatcherDashboard("/dashboard");
+    app.MapHealthChecks("/healthz", new() { ResponseWriter = Observability.WriteHealthAsync });
 
     // After the framework's own start-up lines (registered before them, so called after them).
     app.Lifetime.ApplicationStarted.Register(() => ConsoleBanner.Write(app.Services.GetRequiredService<ILoggerFactory>(), app.Urls, generatedPassword));

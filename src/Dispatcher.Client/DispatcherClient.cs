@@ -95,14 +95,40 @@ public sealed class DispatcherClient : IAsyncDisposable
         return Wire.Strings(Wire.Object(reply, "kill")["killed"]?["jobs"]);
     }
 
-    /// <summary>Reads the retained results of finished jobs (<c>history</c>), oldest first.</summary>
+    /// <summary>
+    /// Reads the retained results of finished jobs (<c>history</c>), oldest first: every page, following the server's
+    /// <c>next</c> cursor (one request per page).
+    /// </summary>
     /// <param name="jobIds">Only these ids, or <see langword="null"/> for all.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <returns>The finished jobs.</returns>
     public async Task<IReadOnlyList<RemoteJobResult>> HistoryAsync(IEnumerable<string>? jobIds = null, CancellationToken cancellationToken = default)
     {
-        var args = jobIds is null ? null : new JsonObject { ["job_id"] = Array(jobIds) };
-        return Wire.History(await SendAsync("history", args, cancellationToken).ConfigureAwait(false));
+        var ids = jobIds is null ? null : Array(jobIds);
+        var all = new List<RemoteJobResult>();
+        string? after = null;
+        do
+        {
+            var args = new JsonObject();
+            if (ids is not null)
+            {
+                args["job_id"] = ids.DeepClone();
+            }
+
+            if (after is not null)
+            {
+                args["after"] = after;
+            }
+
+            var (page, next) = Wire.History(await SendAsync("history", args, cancellationToken).ConfigureAwait(false));
+            all.AddRange(page);
+
+            // A cursor that does not move would loop for ever: a server that repeats it has no further page to give.
+            after = next is not null && next != after && page.Count > 0 ? next : null;
+        }
+        while (after is not null);
+
+        return all;
     }
 
     /// <summary>Pauses a queue (<c>{"action": "pause", "queue": Q}</c>): its pending jobs wait until it is resumed.</summary>
@@ -182,7 +208,8 @@ public sealed class DispatcherClient : IAsyncDisposable
     /// <summary>
     /// Subscribes to events over WebSocket and yields them until cancelled. When the connection drops, it reconnects (waiting
     /// <see cref="DispatcherClientOptions.ReconnectDelay"/>, doubling up to <see cref="DispatcherClientOptions.MaxReconnectDelay"/>),
-    /// subscribes again and yields a <see cref="RemoteEventKind.Reconnected"/> event: events sent meanwhile may be missing.
+    /// yields a <see cref="RemoteEventKind.Reconnected"/> event and resumes after the last event received: the server sends the
+    /// events sent meanwhile, each once, or a <see cref="RemoteEventKind.Gap"/> event when it no longer holds them (or restarted).
     /// </summary>
     /// <param name="events">The event names (default <c>"dispatcher"</c>).</param>
     /// <param name="cancellationToken">Ends the subscription.</param>
@@ -284,11 +311,15 @@ public sealed class DispatcherClient : IAsyncDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         var delay = _options.ReconnectDelay;
         var first = true;
-        var subscribe = new JsonArray(names.Select(n => (JsonNode?)JsonValue.Create(n)).ToArray());
+        var channels = new JsonArray(names.Select(n => (JsonNode?)JsonValue.Create(n)).ToArray());
+
+        // Where the subscription resumes: the stream id the server gave, and the last sequence number received from it.
+        var position = new StreamPosition();
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var session = await TrySubscribeAsync(subscribe, cancellationToken).ConfigureAwait(false);
+            var resumedAfter = position.Resumable ? position.Last : null;
+            var session = await TrySubscribeAsync(channels, position, cancellationToken).ConfigureAwait(false);
             if (session is null)
             {
                 await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
@@ -301,7 +332,7 @@ public sealed class DispatcherClient : IAsyncDisposable
                 delay = _options.ReconnectDelay;
                 if (!first || announceFirst)
                 {
-                    yield return new RemoteEvent { Kind = RemoteEventKind.Reconnected, Name = string.Empty, Args = [] };
+                    yield return new RemoteEvent { Kind = RemoteEventKind.Reconnected, Name = string.Empty, Args = [], Sequence = first ? null : resumedAfter };
                 }
 
                 first = false;
@@ -310,7 +341,22 @@ public sealed class DispatcherClient : IAsyncDisposable
                 {
                     while (reader.TryRead(out var frame))
                     {
-                        yield return Wire.Event(frame);
+                        var e = Wire.Event(frame);
+                        if (e.Sequence is { } seq && e.Name == "dispatcher")
+                        {
+                            if (position.Last is { } last && seq <= last && e.Kind != RemoteEventKind.Gap)
+                            {
+                                continue;
+                            }
+
+                            position.Last = seq;
+                            if (e.Kind == RemoteEventKind.Gap && Wire.Text(e.Args["stream"]) is { } stream)
+                            {
+                                position.Stream = stream;
+                            }
+                        }
+
+                        yield return e;
                     }
                 }
             }
@@ -321,8 +367,12 @@ public sealed class DispatcherClient : IAsyncDisposable
         }
     }
 
-    /// <summary>A subscribed session, or null when the connection failed (worth retrying); server refusals are thrown.</summary>
-    private async Task<WebSocketSession?> TrySubscribeAsync(JsonArray names, CancellationToken cancellationToken)
+    /// <summary>
+    /// A subscribed session, or null when the connection failed (worth retrying); server refusals are thrown. Subscribes with
+    /// the object form (<c>channels</c>, <c>since</c>, <c>stream</c>), which also tells the stream id; a server that refuses that
+    /// form (400) gets the plain array, and the subscription does not resume.
+    /// </summary>
+    private async Task<WebSocketSession?> TrySubscribeAsync(JsonArray names, StreamPosition position, CancellationToken cancellationToken)
     {
         WebSocketSession? session = null;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -330,17 +380,39 @@ public sealed class DispatcherClient : IAsyncDisposable
         try
         {
             session = await WebSocketSession.ConnectAsync(_options, _token, _options.EventBufferCapacity, timeout.Token).ConfigureAwait(false);
+            if (position.Plain)
+            {
+                await session.RequestAsync("events", "subscribe", names.DeepClone(), timeout.Token).ConfigureAwait(false);
+                return session;
+            }
+
+            // The nested shape carries every job's pending, running and finished events with their output; a server's default
+            // (the sysadm shape) sends only a start marker and the flat log for jobs it does not recognise. A server from before
+            // the shape option ignores the member and sends the nested shape anyway.
+            var args = new JsonObject { ["channels"] = names.DeepClone(), ["shape"] = "nested" };
+            if (position.Resumable)
+            {
+                args["since"] = position.Last;
+                args["stream"] = position.Stream;
+            }
+
+            JsonNode? reply;
             try
             {
-                // The nested shape carries every job's pending, running and finished events with their output; a server's default
-                // (the sysadm shape) sends only a start marker and the flat log for jobs it does not recognise.
-                await session.RequestAsync("events", "subscribe", new JsonObject { ["events"] = names.DeepClone(), ["shape"] = "nested" }, timeout.Token)
-                    .ConfigureAwait(false);
+                reply = await session.RequestAsync("events", "subscribe", args, timeout.Token).ConfigureAwait(false);
             }
             catch (DispatcherClientException ex) when (ex.Code == "400")
             {
-                // A server from before the shape option refuses the object; it sends the nested shape anyway.
+                position.Plain = true;
                 await session.RequestAsync("events", "subscribe", names.DeepClone(), timeout.Token).ConfigureAwait(false);
+                return session;
+            }
+
+            if (!position.Resumable && reply is JsonObject o && Wire.Text(o["stream"]) is { } stream && Wire.Sequence(o["seq"]) is { } head)
+            {
+                // First subscription: events from here on, numbered after the head the server reported.
+                position.Stream = stream;
+                position.Last = head;
             }
 
             return session;
@@ -377,7 +449,13 @@ public sealed class DispatcherClient : IAsyncDisposable
         await foreach (var e in EventsAsync(["dispatcher"], announceFirst: true, cancellationToken).ConfigureAwait(false))
         {
             RemoteJobResult? finished = null;
-            if (e.Kind == RemoteEventKind.Reconnected)
+            if (e.Kind == RemoteEventKind.Reconnected && e.Sequence is not null)
+            {
+                // Resumed: the server sends what was missed, or a gap.
+                continue;
+            }
+
+            if (e.Kind is RemoteEventKind.Reconnected or RemoteEventKind.Gap)
             {
                 // Subscribed (again): events before this point are not coming, so ask where the job is now.
                 var (state, result) = await WhereAsync(jobId, cancellationToken).ConfigureAwait(false);
@@ -436,6 +514,19 @@ public sealed class DispatcherClient : IAsyncDisposable
         return history.LastOrDefault(h => h.Id == jobId) is { } result
             ? ("finished", result)
             : throw new DispatcherClientException("404", $"Job '{jobId}' is neither pending, running nor in the history of {Url}.");
+    }
+
+    /// <summary>Where a subscription is in the server's event stream.</summary>
+    private sealed class StreamPosition
+    {
+        public string? Stream { get; set; }
+
+        public long? Last { get; set; }
+
+        /// <summary>The server refused the object form: subscribe with the plain array, without resuming.</summary>
+        public bool Plain { get; set; }
+
+        public bool Resumable => !Plain && Stream is not null && Last is not null;
     }
 
     private sealed record WatchItem(RemoteOutputChunk? Chunk, RemoteJobResult? Result);

@@ -138,10 +138,18 @@ public enum RemoteEventKind
     JobFinished,
 
     /// <summary>
-    /// Not from the server: the subscription lost its connection and is subscribed again. Events sent meanwhile may be lost:
-    /// re-read the state you need (<c>list</c>, <c>history</c>).
+    /// Not from the server: the subscription lost its connection and is subscribed again. When <see cref="RemoteEvent.Sequence"/>
+    /// is set, the subscription resumed after that event and the server sends what was missed (or a <see cref="Gap"/> when it no
+    /// longer holds it); otherwise (a server without resumable events) events sent meanwhile may be lost: re-read the state you
+    /// need (<c>list</c>, <c>history</c>).
     /// </summary>
     Reconnected,
+
+    /// <summary>
+    /// From the server, after a reconnect: events after the last one received are no longer held (or the server restarted), so
+    /// some are lost. Re-read the state you need (<c>list</c>, <c>history</c>); the events that follow are complete again.
+    /// </summary>
+    Gap,
 }
 
 /// <summary>One event from a subscription.</summary>
@@ -155,6 +163,12 @@ public sealed class RemoteEvent
 
     /// <summary>Gets the job id of a job event.</summary>
     public string? JobId { get; init; }
+
+    /// <summary>
+    /// Gets the event's sequence number (<c>seq</c>; on a <see cref="RemoteEventKind.Reconnected"/> event, the one the
+    /// subscription resumed after), or <see langword="null"/> when the server does not number its events.
+    /// </summary>
+    public long? Sequence { get; init; }
 
     /// <summary>Gets the job details of a running or finished event.</summary>
     public RemoteJobResult? Details { get; init; }

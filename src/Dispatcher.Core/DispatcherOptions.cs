@@ -27,7 +27,8 @@ public class DispatcherOptions
 
     /// <summary>
     /// Gets or sets whether the journal is flushed to the disk (fsync) before an enqueue returns. Without it an enqueue still
-    /// survives a crash of the host (the data is in the operating system), but not a crash of the machine.
+    /// survives a crash of the host (the data is in the operating system), but not a crash of the machine. A job's start,
+    /// processes and end are written at once and flushed with the next enqueue or at most 20 ms later, not one by one.
     /// </summary>
     /// <value>The default value is <see langword="true"/>.</value>
     public bool FlushToDisk { get; set; } = true;
@@ -80,6 +81,15 @@ public class DispatcherOptions
     /// <summary>Gets or sets how many events a subscriber may fall behind before it is unsubscribed.</summary>
     /// <value>The default value is 1 024 (output events hold up to 16 Ki characters each, so this bounds a stalled subscriber to about 32 MiB). At least 16.</value>
     public int EventBufferCapacity { get; set; } = 1024;
+
+    /// <summary>Gets how the processes of jobs are contained (cgroups per job, and whether they are used at all).</summary>
+    public ContainmentOptions Containment { get; } = new();
+
+    /// <summary>
+    /// Gets the users a job may ask to run as (<see cref="JobRequest.RunAs"/>) besides its queue's (<see cref="QueueOptions.RunAs"/>).
+    /// Empty by default: only the host decides who jobs run as.
+    /// </summary>
+    public IList<string> AllowedRunAsUsers { get; } = [];
 }
 
 /// <summary>Options of one queue.</summary>
@@ -88,4 +98,17 @@ public class QueueOptions
     /// <summary>Gets or sets how many jobs of the queue may run at once; 0 means no limit.</summary>
     /// <value>The default value is 1: one job at a time, first in first out.</value>
     public int MaxConcurrency { get; set; } = 1;
+
+    /// <summary>Gets or sets the resource limits of the queue's jobs, or <see langword="null"/> for none (needs containment).</summary>
+    public JobLimits? Limits { get; set; }
+
+    /// <summary>Gets or sets what happens to a job's processes still running when its last command ends (needs containment).</summary>
+    /// <value>The default value is <see cref="LeftoverProcesses.Keep"/>.</value>
+    public LeftoverProcesses Leftovers { get; set; } = LeftoverProcesses.Keep;
+
+    /// <summary>
+    /// Gets or sets the user the queue's jobs run as (uid, gid and supplementary groups of that user, set without a shell through
+    /// <c>setpriv</c>), or <see langword="null"/> for the host's own user.
+    /// </summary>
+    public string? RunAs { get; set; }
 }

@@ -63,6 +63,18 @@ public sealed record JobRequest
     /// </summary>
     public bool RerunIfInterrupted { get; init; }
 
+    /// <summary>
+    /// Gets the job's resource limits, each on top of its queue's (<see cref="QueueOptions.Limits"/>), or <see langword="null"/>.
+    /// Enforced only with containment (<see cref="ContainmentOptions"/>).
+    /// </summary>
+    public JobLimits? Limits { get; init; }
+
+    /// <summary>
+    /// Gets the user the job runs as, or <see langword="null"/> for its queue's (<see cref="QueueOptions.RunAs"/>). Accepted
+    /// only if it is the queue's user or listed in <see cref="DispatcherOptions.AllowedRunAsUsers"/>.
+    /// </summary>
+    public string? RunAs { get; init; }
+
     /// <summary>Gets the job's priority in its queue: a higher one starts first; equal ones start in the order they were enqueued.</summary>
     /// <value>The default value is 0. Negative values are allowed.</value>
     public int Priority { get; init; }

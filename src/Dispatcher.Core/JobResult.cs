@@ -54,6 +54,9 @@ public sealed class JobResult
     /// </summary>
     public int? FailedCommand => Outcome == JobOutcome.Failed && CommandResults.Count > 0 ? CommandResults.Count - 1 : null;
 
+    /// <summary>Gets what the job's commands used together (CPU times added, the largest peak), or <see langword="null"/> if no command reported it.</summary>
+    public CommandUsage? Usage => CommandUsage.Total(CommandResults.Select(c => c.Usage));
+
     /// <summary>Gets the exit code of the last command that ran, or <see langword="null"/> if none ran.</summary>
     public int? ExitCode => CommandResults.Count > 0 ? CommandResults[^1].ExitCode : null;
 
@@ -116,4 +119,7 @@ public sealed class CommandResult
 
     /// <summary>Gets when the command exited.</summary>
     public DateTimeOffset FinishedAt { get; }
+
+    /// <summary>Gets what the command used, or <see langword="null"/> where the runner does not report it (or after a restart).</summary>
+    public CommandUsage? Usage { get; init; }
 }

@@ -33,4 +33,6 @@ public enum JobOutcome
 
     /// <summary>A job it depended on (<see cref="JobRequest.After"/>) did not succeed, so it never ran.</summary>
     Skipped,
+    /// <summary>A command failed after the kernel killed a process of the job for going over its memory limit (<see cref="JobLimits.MemoryBytes"/>).</summary>
+    OomKilled,
 }

@@ -14,11 +14,14 @@ internal sealed class TestDispatcher : IAsyncDisposable
         Directory = directory ?? System.IO.Directory.CreateTempSubdirectory("dispatcher-test-").FullName;
         var options = new DispatcherOptions { KillGracePeriod = TimeSpan.FromSeconds(2) };
         configure?.Invoke(options);
-        Dispatcher = new DefaultDispatcher(Options.Create(options), runner ?? JobRunners.CreateDefault(), time ?? TimeProvider.System);
+        _ownedRunner = runner is null ? JobRunners.CreateDefault() : null;
+        Dispatcher = new DefaultDispatcher(Options.Create(options), runner ?? _ownedRunner!, time ?? TimeProvider.System);
 
         // What the hosted service does when the host starts: replay the job store.
         Dispatcher.StartAsync().WaitAsync(Patience).GetAwaiter().GetResult();
     }
+
+    private readonly IJobRunner? _ownedRunner;
 
     public DefaultDispatcher Dispatcher { get; }
 
@@ -39,6 +42,7 @@ internal sealed class TestDispatcher : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await Dispatcher.DisposeAsync();
+        (_ownedRunner as IDisposable)?.Dispose();
         if (KeepDirectory)
         {
             return;

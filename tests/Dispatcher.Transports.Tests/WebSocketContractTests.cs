@@ -19,6 +19,16 @@ public sealed class WebSocketContractTests
         // The spec's WebSocket requests, byte for byte.
         await client.SendTextAsync("""{ "args" : { "action" : "list" }, "namespace" : "rpc", "name" : "dispatcher", "id" : "fooid" }""");
         JsonAssert.Equal(JsonAssert.Golden("ws-list.json"), await client.ReceiveAsync());
+
+        // The fake pkg has printed its arguments before the kill (on a loaded machine the kill could come first, and the
+        // output asserted below would be empty).
+        var deadline = DateTime.UtcNow + TestServer.Patience;
+        while ((await server.Dispatcher.ReadLogAsync(SpecJobId, 0, 64)).Text.Length == 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "The fake pkg printed nothing.");
+            await Task.Delay(10);
+        }
+
         await client.SendTextAsync($$"""{ "args" : { "action" : "kill", "job_id" : "{{SpecJobId}}" }, "namespace" : "rpc", "name" : "dispatcher", "id" : "fooid" }""");
         JsonAssert.Equal(JsonAssert.Golden("ws-kill.json"), await client.ReceiveAsync());
 

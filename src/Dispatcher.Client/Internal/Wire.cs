@@ -186,8 +186,13 @@ internal static class Wire
         };
     }
 
-    public static IReadOnlyList<RemoteJobResult> History(JsonNode? reply) =>
-        Object(reply, "history")["history"] is JsonArray a ? a.OfType<JsonObject>().Select(d => JobResult(d)).ToArray() : [];
+    /// <summary>One <c>history</c> page and the cursor of the next (null on the last page).</summary>
+    public static (IReadOnlyList<RemoteJobResult> Page, string? Next) History(JsonNode? reply)
+    {
+        var args = Object(reply, "history");
+        var page = args["history"] is JsonArray a ? a.OfType<JsonObject>().Select(d => JobResult(d)).ToArray() : [];
+        return (page, Text(args["next"]));
+    }
 
     public static RemoteEvent Event(JsonObject frame)
     {
@@ -198,6 +203,7 @@ internal static class Wire
             "pending" => RemoteEventKind.JobPending,
             "running" => RemoteEventKind.JobRunning,
             "finished" => RemoteEventKind.JobFinished,
+            "gap" => RemoteEventKind.Gap,
             _ => RemoteEventKind.Other,
         };
         var id = Text(args["process_id"]);
@@ -205,11 +211,15 @@ internal static class Wire
         {
             Kind = kind,
             Name = name,
-            JobId = id,
+            JobId = kind == RemoteEventKind.Gap ? null : id,
+            Sequence = Sequence(frame["seq"]),
             Details = args["process_details"] is JsonObject d ? JobResult(d, id) : null,
             Args = args,
         };
     }
+
+    public static long? Sequence(JsonNode? node) =>
+        node is JsonValue v && v.TryGetValue<long>(out var n) ? n : null;
 
     private static DateTimeOffset? Time(JsonNode? node) =>
         DateTimeOffset.TryParse(Text(node), CultureInfo.InvariantCulture, DateTimeStyles.None, out var t) ? t : null;

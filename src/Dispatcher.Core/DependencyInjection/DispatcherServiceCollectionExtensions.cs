@@ -40,6 +40,8 @@ public static class DispatcherServiceCollectionExtensions
             services.TryAddSingleton<TokenService>();
             services.TryAddSingleton<LoginThrottle>();
             services.TryAddSingleton<DispatcherEventFeed>();
+            services.TryAddSingleton<AuditTrail>();
+            services.TryAddSingleton<DispatcherEventLog>();
             ProtocolBuilderExtensions.AddProtocolServices(services);
         }
 
@@ -136,6 +138,21 @@ public static class DispatcherBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IDispatcherEventEnricher, TEnricher>());
+        return builder;
+    }
+
+    /// <summary>
+    /// Sets the policy that approves, rewrites or rejects every job clients submit over the transports (see <see cref="IJobPolicy"/>).
+    /// </summary>
+    /// <typeparam name="TPolicy">The policy type, resolved as a singleton.</typeparam>
+    /// <param name="builder">The builder.</param>
+    /// <returns>The builder.</returns>
+    public static IDispatcherBuilder UseJobPolicy<TPolicy>(this IDispatcherBuilder builder)
+        where TPolicy : class, IJobPolicy
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.Services.RemoveAll<IJobPolicy>();
+        builder.Services.AddSingleton<IJobPolicy, TPolicy>();
         return builder;
     }
 

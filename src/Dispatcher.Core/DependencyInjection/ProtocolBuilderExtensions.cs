@@ -139,7 +139,8 @@ public static class ProtocolBuilderExtensions
         yield return new ProtocolRoute("rpc", "dispatcher", DispatcherAccess.Read, s => new DispatcherActions(s.GetRequiredService<Dispatcher.IDispatcher>(),
             s.GetRequiredService<IOptions<DispatcherProtocolOptions>>().Value,
             (Logging.ILogger?)s.GetService<Logging.ILogger<DispatcherActions>>() ?? Logging.Abstractions.NullLogger.Instance,
-            s.GetService<Hosting.IHostApplicationLifetime>()?.ApplicationStopping ?? CancellationToken.None));
+            s.GetService<Hosting.IHostApplicationLifetime>()?.ApplicationStopping ?? CancellationToken.None,
+            s.GetService<IJobPolicy>(), s.GetService<AuditTrail>()));
         yield return new ProtocolRoute("rpc", "settings", DispatcherAccess.Read, s => new SettingsHandler(s.GetRequiredService<PublicKeyStore>()));
         yield return new ProtocolRoute("rpc", "auth_token", DispatcherAccess.None,
             s => new TokenLoginHandler(s.GetRequiredService<ProtocolAuthenticator>())) { ListedInQuery = false };

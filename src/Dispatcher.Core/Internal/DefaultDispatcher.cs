@@ -1,4 +1,6 @@
+using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using Dispatcher.Containment;
 using Dispatcher.Events;
 using Dispatcher.Running;
 using Dispatcher.Scheduling;
@@ -40,6 +42,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
     private readonly ITimer _wakeTimer;
     private readonly HashSet<string> _changedQueues = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _idempotencyKeys = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, DateTimeOffset> _lastStarted = new(StringComparer.Ordinal);
     private readonly Dictionary<string, JobResult> _finished = new(StringComparer.Ordinal);
     private readonly Queue<JobResult> _finishedOrder = new();
     private readonly IJobStore? _store;
@@ -47,6 +50,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
     private readonly bool _ownsStore;
     private Task? _startTask;
     private Task _lastWrite = Task.CompletedTask;
+    private JobContainment? _containment;
     private int _repairNeeded;
     private int _repairInFlight;
     private DateTimeOffset? _armedFor;
@@ -91,7 +95,12 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
     {
         lock (_gate)
         {
-            _startTask ??= _store is null ? LogInMemory() : Task.Run(() => RecoverAsync(_store, cancellationToken), CancellationToken.None);
+            // Containment first (it kills what a crash left in the cgroups of running jobs), then the journal.
+            _startTask ??= Task.Run(() =>
+            {
+                _containment = JobContainment.Create(_options, _logger);
+                return _store is null ? LogInMemory() : RecoverAsync(_store, cancellationToken);
+            }, CancellationToken.None);
         }
 
         return _startTask.WaitAsync(cancellationToken);
@@ -123,6 +132,12 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         }
     }
 
+    /// <summary>The configured options of a queue; <see langword="null"/> for one added at run time (no limits, run-as or leftover policy).</summary>
+    private QueueOptions? QueueOptionsOf(string queue) => _options.Queues.TryGetValue(queue, out var options) ? options : null;
+
+    /// <summary>Gets the containment in force, or <see langword="null"/> without.</summary>
+    internal JobContainment? Containment => _containment;
+
     public async ValueTask<JobInfo> EnqueueAsync(JobRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
@@ -133,11 +148,21 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         }
 
         Validate(request);
+        try
+        {
+            _ = RunAsUser.ForJob(request, QueueOptionsOf(request.Queue), _options);
+        }
+        catch (InvalidOperationException ex)
+        {
+            throw Reject(request.Id, JobRejectionReason.InvalidRequest, ex.Message);
+        }
+
         await EnsureStartedAsync(cancellationToken).ConfigureAwait(false);
         var toStart = new List<Job>();
         JobInfo info;
         Task? durable;
         Job? job;
+        using var enqueueSpan = DispatcherTracing.StartEnqueue(request.Id, request.Queue);
         lock (_gate)
         {
             if (Idempotent(request) is { } existing)
@@ -205,6 +230,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
             }
         }
 
+        job.Activity = DispatcherTracing.StartJob(job.Id, job.Queue, Activity.Current?.Context ?? default);
         if (_store is not null)
         {
             // Appended under the lock, so the journal holds jobs in submission order.
@@ -265,6 +291,8 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                 job.State = JobState.Finished;
                 _metrics.LeftQueueUnstarted(job.Queue);
                 job.CompletionIfAny?.TrySetException(new JobRejectedException(job.Id, JobRejectionReason.StorageFailed, "The job was not recorded."));
+                job.Activity?.SetStatus(ActivityStatusCode.Error, "not recorded");
+                job.Activity?.Stop();
                 _ = job.CompletionIfAny?.Task.Exception;
                 Apply(work, toStart);
             }
@@ -281,6 +309,37 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
             _metrics.Rejected();
             throw new JobRejectedException(job.Id, JobRejectionReason.StorageFailed,
                 $"Job '{job.Id}' was not accepted and did not run: {failure.Message}");
+        }
+    }
+
+    /// <summary>
+    /// Each queue's load and when it last started a job, for the stalled-queue health check. Waiting counts jobs that could
+    /// start now: ready ones, and ones held only until their record is durable (not delayed ones, nor ones after other jobs).
+    /// </summary>
+    internal IReadOnlyList<QueueActivity> QueueActivity()
+    {
+        lock (_gate)
+        {
+            var list = new List<QueueActivity>();
+            foreach (var queue in _scheduler.GetQueues())
+            {
+                var waiting = 0;
+                DateTimeOffset? oldest = null;
+                foreach (var job in _scheduler.JobsOf(queue.Name))
+                {
+                    if (job.State == JobState.Pending && (job.ScheduleState == ScheduleState.Ready
+                        || (job.ScheduleState == ScheduleState.WaitingForDependencies && job.Request.After is not { Count: > 0 })))
+                    {
+                        waiting++;
+                        oldest = oldest is { } o && o <= job.EnqueuedAt ? o : job.EnqueuedAt;
+                    }
+                }
+
+                list.Add(new QueueActivity(queue.Name, queue.Limit, queue.Paused, waiting, queue.Running, oldest,
+                    _lastStarted.TryGetValue(queue.Name, out var last) ? last : null));
+            }
+
+            return list;
         }
     }
 
@@ -420,6 +479,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
     {
         await StopAsync().ConfigureAwait(false);
         await _wakeTimer.DisposeAsync().ConfigureAwait(false);
+        _containment?.Dispose();
         _metrics.Dispose();
     }
 
@@ -540,6 +600,11 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         if (request.Timeout is { } timeout && timeout <= TimeSpan.Zero)
         {
             throw new JobRejectedException(id, JobRejectionReason.InvalidRequest, $"Job '{id}' has a timeout of {timeout}; it must be positive.");
+        }
+
+        if (request.Limits?.Problem($"Job '{id}'") is { } limits)
+        {
+            throw new JobRejectedException(id, JobRejectionReason.InvalidRequest, limits);
         }
 
         if (request.Delay is { } delay && delay < TimeSpan.Zero)
@@ -700,6 +765,8 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         job.NotBefore = null;
         Journal(new JobStartedRecord(job.Id, job.StartedAt.Value));
         _metrics.Started(job.Queue);
+        _lastStarted[job.Queue] = job.StartedAt.Value;
+        DispatcherTracing.Started(job.Activity);
         DispatcherLog.JobStarted(_logger, job.Id, job.Queue);
         if (_events.HasSubscribers)
         {
@@ -792,6 +859,14 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         var failed = false;
         try
         {
+            // Resolved again at the start: a job restored from the journal runs as it was meant to, or not at all.
+            job.RunAs = RunAsUser.ForJob(job.Request, QueueOptionsOf(job.Queue), _options);
+            if (_containment is not null)
+            {
+                job.Cgroup = _containment.Start(job.Id, JobLimits.Combine(QueueOptionsOf(job.Queue)?.Limits, job.Request.Limits),
+                    job.Graceful.Token, job.Forceful.Token);
+            }
+
             if (job.Timeout is { } timeout)
             {
                 job.TimeoutTimer = _time.CreateTimer(static state =>
@@ -820,12 +895,16 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                     _events.Publish(new JobCommandStartedEvent(job.Id, i, job.Commands[i], started));
                 }
 
-                var command = new JobCommand(job.Id, i, job.Commands[i], job.ArgvOf(i), job.Request.WorkingDirectory, job.Request.Environment)
+                var command = new JobCommand(job.Id, i, job.Commands[i], job.ArgvOf(i), job.Request.WorkingDirectory,
+                    job.RunAs is null ? job.Request.Environment : job.RunAs.Environment(job.Request.Environment))
                 {
                     StandardInputFile = job.StandardInputFile ??= WriteStandardInput(job),
+                    Cgroup = job.Cgroup,
+                    RunAs = job.RunAs,
                 };
                 var sink = new OutputSink(this, job, i);
                 int exitCode;
+                var commandSpan = DispatcherTracing.StartCommand(job.Activity, job.Id, i);
                 try
                 {
                     exitCode = await _runner.RunAsync(command, sink, job.Forceful.Token, job.Graceful.Token).ConfigureAwait(false);
@@ -837,8 +916,11 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
                     exitCode = ProgramResolver.NotStartedExitCode;
                 }
 
+                DispatcherTracing.CommandFinished(commandSpan, exitCode);
+
                 var finished = _time.GetUtcNow();
                 job.Exits.Add((exitCode, started, finished));
+                job.Usages.Add(sink.Usage);
                 if (_events.HasSubscribers)
                 {
                     _events.Publish(new JobCommandFinishedEvent(job.Id, i, job.Commands[i], exitCode, finished));
@@ -934,7 +1016,14 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         {
             var (text, dropped) = job.Output.Snapshot(i);
             var (code, started, finished) = job.Exits[i];
-            results[i] = new CommandResult(i, job.Commands[i], text, dropped, code, started, finished);
+            results[i] = new CommandResult(i, job.Commands[i], text, dropped, code, started, finished) { Usage = job.Usages[i] };
+        }
+
+        var oomKilled = false;
+        if (job.Cgroup is { } cgroup)
+        {
+            oomKilled = failed && cgroup.OomKills() > 0;
+            _containment!.End(cgroup, QueueOptionsOf(job.Queue)?.Leftovers ?? LeftoverProcesses.Keep);
         }
 
         var toStart = new List<Job>();
@@ -942,7 +1031,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         lock (_gate)
         {
             attemptDone = job.Run!.Done;
-            var outcome = job.StopReason ?? (failed ? JobOutcome.Failed : JobOutcome.Succeeded);
+            var outcome = job.StopReason ?? (oomKilled ? JobOutcome.OomKilled : failed ? JobOutcome.Failed : JobOutcome.Succeeded);
             SchedulerWork<Job> work;
             if (!_stopping && IsRetried(job, outcome) is { } retryAt)
             {
@@ -1004,7 +1093,8 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
             Journal(new JobFinishedRecord(result));
         }
 
-        _metrics.Finished(job.Queue, outcome, now - job.StartedAt);
+        _metrics.Finished(job.Queue, outcome, now - job.StartedAt, result.Usage);
+        DispatcherTracing.JobFinished(job.Activity, outcome, result.ExitCode);
         DispatcherLog.JobFinished(_logger, job.Id, job.Queue, outcome, result.ExitCode, ((now - job.StartedAt) ?? TimeSpan.Zero).TotalMilliseconds);
         _events.Publish(new JobFinishedEvent(result));
         job.CompletionIfAny?.TrySetResult(result);
@@ -1160,6 +1250,9 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         // Before anything starts: a command of a job the crash interrupted may still be running, and its queue's limit
         // counts it (two pkg_queue jobs at once otherwise). Its processes are found by session and start time, never by pid alone.
         await EndLeftoversAsync(active.Values.Where(e => e.StartedAt is not null).ToList(), cancellationToken).ConfigureAwait(false);
+
+        // Then by cgroup: what left the job's sessions (a grandchild that called setsid) is still in the job's cgroup.
+        _containment?.KillLeftoversOfPreviousRun();
 
         var interrupted = 0;
         var restored = 0;
@@ -1364,6 +1457,13 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
 
         public ITimer? TimeoutTimer { get; set; }
 
+        public JobCgroup? Cgroup { get; set; }
+
+        public RunAsUser? RunAs { get; set; }
+
+        /// <summary>Gets or sets the job's span (enqueue to finish), or null when no listener samples it.</summary>
+        public Activity? Activity { get; set; }
+
         /// <summary>Gets the attempt number, 1 for the first run.</summary>
         public int Attempt { get; private set; } = 1;
 
@@ -1379,6 +1479,8 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         public OutputLog Output => Run!.Output;
 
         public List<(int ExitCode, DateTimeOffset Started, DateTimeOffset Finished)> Exits => Run!.Exits;
+
+        public List<CommandUsage?> Usages => Run!.Usages;
 
         /// <summary>Gets the task of the job's end, made when someone first waits for it. Under the dispatcher's lock.</summary>
         public TaskCompletionSource<JobResult> Completion => _completion ??= new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -1429,10 +1531,16 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         public OutputLog Output { get; } = new(outputLimit);
 
         public List<(int ExitCode, DateTimeOffset Started, DateTimeOffset Finished)> Exits { get; } = [];
+
+        public List<CommandUsage?> Usages { get; } = [];
     }
 
-    private sealed class OutputSink(DefaultDispatcher dispatcher, Job job, int index) : IJobOutput, IJobProcessListener
+    private sealed class OutputSink(DefaultDispatcher dispatcher, Job job, int index) : IJobOutput, IJobProcessListener, ICommandUsageSink
     {
+        public CommandUsage? Usage { get; private set; }
+
+        public void Report(CommandUsage usage) => Usage = usage;
+
         public void ProcessStarted(int processId)
         {
             if (dispatcher._store is null || ProcessTree.Identify(processId) is not { } identity)
@@ -1467,3 +1575,7 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         }
     }
 }
+
+/// <summary>A queue's load at one moment: <paramref name="OldestWaitingSince"/> is when the oldest job that could start was enqueued.</summary>
+internal readonly record struct QueueActivity(string Name, int Limit, bool Paused, int Waiting, int Running, DateTimeOffset? OldestWaitingSince,
+    DateTimeOffset? LastStartedAt);

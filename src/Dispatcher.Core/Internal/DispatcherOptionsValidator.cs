@@ -23,9 +23,17 @@ internal sealed class DispatcherOptionsValidator : IValidateOptions<DispatcherOp
             {
                 errors.Add($"Dispatcher:Queues:{queue} has no options.");
             }
-            else if (q.MaxConcurrency < 0)
+            else
             {
-                errors.Add($"Dispatcher:Queues:{queue}:MaxConcurrency is {q.MaxConcurrency}; it must be 0 (no limit) or more.");
+                if (q.MaxConcurrency < 0)
+                {
+                    errors.Add($"Dispatcher:Queues:{queue}:MaxConcurrency is {q.MaxConcurrency}; it must be 0 (no limit) or more.");
+                }
+
+                if (q.Limits?.Problem($"Dispatcher:Queues:{queue}:Limits") is { } limits)
+                {
+                    errors.Add(limits);
+                }
             }
         }
 
@@ -97,6 +105,11 @@ internal sealed class DispatcherProtocolOptionsValidator : IValidateOptions<Prot
         if (options.MaxJsonDepth is < 4 or > 1024)
         {
             errors.Add($"Dispatcher:Protocol:MaxJsonDepth is {options.MaxJsonDepth}; it must be between 4 and 1024.");
+        }
+
+        if (options.EventReplayCapacity < 1 || options.EventReplayBytes < 1024)
+        {
+            errors.Add($"Dispatcher:Protocol:EventReplayCapacity is {options.EventReplayCapacity} and EventReplayBytes {options.EventReplayBytes}; they must be at least 1 and 1024.");
         }
 
         if (options.MaxHistoryPageSize < 1)

@@ -90,6 +90,18 @@ public class DispatcherProtocolOptions
     /// <value>The default value is 16 777 216 (16 MiB).</value>
     public int MaxHistoryReplyBytes { get; set; } = 16 * 1024 * 1024;
 
+    /// <summary>
+    /// Gets or sets how many of the latest <c>events/dispatcher</c> frames are kept for subscribers that resume with <c>since</c>
+    /// (after a reconnect); a subscriber that missed more gets a <c>gap</c> event telling it to list the jobs again. A burst of
+    /// 1 000 one-command jobs makes about 3 000 events.
+    /// </summary>
+    /// <value>The default value is 10 000.</value>
+    public int EventReplayCapacity { get; set; } = 10_000;
+
+    /// <summary>Gets or sets how many bytes of frames the replay buffer keeps at most; the oldest go first (the latest always stays).</summary>
+    /// <value>The default value is 16 777 216 (16 MiB).</value>
+    public long EventReplayBytes { get; set; } = 16L * 1024 * 1024;
+
     /// <summary>Gets or sets the host name the <c>rpc/identify</c> reply gives, or <see langword="null"/> for the machine name.</summary>
     public string? HostName { get; set; }
 

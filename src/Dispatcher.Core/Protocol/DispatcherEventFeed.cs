@@ -32,6 +32,7 @@ public sealed class DispatcherEventFeed : IDisposable
     private readonly int _bufferCapacity;
     private readonly Dictionary<string, JobFeedState> _jobs = new(StringComparer.Ordinal);
     private Action<DispatcherWireEvent>[] _listeners = [];
+    private long _sequence;
     private DispatcherSubscription? _subscription;
 
     /// <summary>Creates the feed. Resolve it from dependency injection rather than creating it.</summary>
@@ -58,11 +59,15 @@ public sealed class DispatcherEventFeed : IDisposable
     /// <summary>Adds a listener; dispose the result to remove it.</summary>
     /// <param name="listener">Called for every event, on the feed's thread; it must not block.</param>
     /// <returns>The registration.</returns>
-    public IDisposable Listen(Action<DispatcherWireEvent> listener)
+    public IDisposable Listen(Action<DispatcherWireEvent> listener) => Listen(listener, out _);
+
+    /// <summary>Adds a listener and tells the <see cref="DispatcherWireEvent.Sequence"/> of the last event before it.</summary>
+    internal IDisposable Listen(Action<DispatcherWireEvent> listener, out long lastSequence)
     {
         ArgumentNullException.ThrowIfNull(listener);
         lock (_gate)
         {
+            lastSequence = _sequence;
             _listeners = [.. _listeners, listener];
             if (_subscription is null)
             {
@@ -212,6 +217,7 @@ public sealed class DispatcherEventFeed : IDisposable
                 if (_jobs.Remove(finished.JobId, out var job))
                 {
                     job.Timer?.Dispose();
+                    job.StartedAt ??= finished.Result.StartedAt;
                     if (job.HasDelta)
                     {
                         EmitRunning(finished.JobId, job);
@@ -229,13 +235,20 @@ public sealed class DispatcherEventFeed : IDisposable
         if (!_jobs.TryGetValue(jobId, out var job))
         {
             // The feed started listening after this job started: learn its commands (the keys of its output) and start time
-            // from the dispatcher, once per such job.
+            // from the dispatcher, once per such job. The pump may lag behind the dispatcher, so the job may have finished by
+            // now: then its retained result says when it started.
             var info = commands is null ? Find(jobId) : null;
-            job = new JobFeedState(commands ?? info?.Commands ?? _dispatcher.GetResult(jobId)?.Commands ?? []);
+            var result = commands is null && info is null ? _dispatcher.GetResult(jobId) : null;
+            job = new JobFeedState(commands ?? info?.Commands ?? result?.Commands ?? []);
             if (info is not null)
             {
                 job.StartedAt = info.StartedAt;
                 job.CurrentCommand = info.CurrentCommand ?? -1;
+            }
+            else if (result is not null)
+            {
+                job.StartedAt = result.StartedAt;
+                job.CurrentCommand = result.CommandResults.Count - 1;
             }
 
             _jobs[jobId] = job;
@@ -357,7 +370,7 @@ public sealed class DispatcherEventFeed : IDisposable
         // Both shapes, each serialized once: connections choose theirs (the sysadm shape drops some events of unrecognised jobs).
         var sysadm = new DispatcherEventContext(jobId, state, commands, result, (JsonObject)context.Args.DeepClone()) { Kind = context.Kind };
         Sysadm.SysadmEventShape.Apply(sysadm);
-        var wire = new DispatcherWireEvent(jobId, state, context.Args, sysadm.Suppressed ? null : sysadm.Args);
+        var wire = new DispatcherWireEvent(jobId, state, ++_sequence, context.Args, sysadm.Suppressed ? null : sysadm.Args);
         foreach (var listener in _listeners)
         {
             try
@@ -447,13 +460,20 @@ public sealed class DispatcherWireEvent
     private readonly byte[] _frame;
     private readonly byte[]? _sysadmFrame;
 
-    internal DispatcherWireEvent(string jobId, JobState state, JsonObject args, JsonObject? sysadmArgs)
+    internal DispatcherWireEvent(string jobId, JobState state, long sequence, JsonObject args, JsonObject? sysadmArgs)
     {
         JobId = jobId;
         State = state;
-        _frame = Serialize(args);
-        _sysadmFrame = sysadmArgs is null ? null : Serialize(sysadmArgs);
+        Sequence = sequence;
+        _frame = Serialize(args, sequence);
+        _sysadmFrame = sysadmArgs is null ? null : Serialize(sysadmArgs, sequence);
     }
+
+    /// <summary>
+    /// Gets the event's number (member <c>seq</c> of both frames): 1, 2, 3… for the life of the process, whichever shape a
+    /// client reads, so that a subscriber can resume after the last one it saw.
+    /// </summary>
+    public long Sequence { get; }
 
     /// <summary>Gets the job id.</summary>
     public string JobId { get; }
@@ -481,8 +501,15 @@ public sealed class DispatcherWireEvent
         return _sysadmFrame is null ? null : new ReadOnlyMemory<byte>(_sysadmFrame);
     }
 
-    private static byte[] Serialize(JsonObject args) =>
-        Encoding.UTF8.GetBytes(WireFormat.Envelope("events", "dispatcher", string.Empty, args).ToJsonString(WireFormat.JsonOptions));
+    /// <summary>Gets the bytes both frames hold.</summary>
+    internal int Size => _frame.Length + (_sysadmFrame?.Length ?? 0);
+
+    private static byte[] Serialize(JsonObject args, long sequence)
+    {
+        var envelope = WireFormat.Envelope("events", "dispatcher", string.Empty, args);
+        envelope["seq"] = sequence;
+        return Encoding.UTF8.GetBytes(envelope.ToJsonString(WireFormat.JsonOptions));
+    }
 }
 
 internal static partial class FeedLog

@@ -13,7 +13,11 @@ public sealed class ProtocolConnection : IDisposable
     private readonly object _gate = new();
     private readonly HashSet<string> _subscriptions = new(StringComparer.Ordinal);
     private readonly Action<ReadOnlyMemory<byte>>? _events;
+
+    // Never disposed: it has no timer, and a token read after the connection ended must still work.
+    private readonly CancellationTokenSource _loginEnded = new();
     private Action<ProtocolConnection>? _disposed;
+    private DispatcherEventLog.Cursor? _dispatcherCursor;
 
     /// <summary>Creates a connection.</summary>
     /// <param name="transport">A short transport name for logs, such as <c>ws</c> or <c>http</c>.</param>
@@ -74,8 +78,46 @@ public sealed class ProtocolConnection : IDisposable
         }
     }
 
+    /// <summary>
+    /// Gets a token that is cancelled when the server ends this client's subscriptions because its login expired or was revoked
+    /// (for example by <c>rpc/auth_clear</c> on another connection with the same token). A transport that streams events, such
+    /// as Server-Sent Events, ends the stream then.
+    /// </summary>
+    public CancellationToken LoginEnded => _loginEnded.Token;
+
     /// <summary>Gets or sets the token the client authenticated with (in-band or Bearer), which must stay valid.</summary>
     internal string? Token { get; set; }
+
+    /// <summary>Gets or sets the shape this client's <c>dispatcher</c> events are sent in (set when it subscribes).</summary>
+    internal DispatcherEventShape DispatcherShape { get; set; }
+
+    /// <summary>
+    /// Sends the <c>dispatcher</c> events a subscription made with the object form of <c>events/subscribe</c> is owed: with
+    /// <c>since</c>, what followed that number (or a <c>gap</c> event when the server no longer holds it); without it, what
+    /// happened between the reply and now. Until this has run, such a subscription gets no live events, so that none arrives
+    /// before the reply or out of order. Transports that deliver events call it after sending each reply; it returns at once
+    /// when nothing is owed.
+    /// </summary>
+    /// <param name="write">Writes one event frame; it may wait for room (the backlog is bounded by the replay buffer).</param>
+    /// <param name="cancellationToken">Stops the catch-up.</param>
+    /// <returns>A task that completes when the subscription is live.</returns>
+    public async ValueTask CatchUpAsync(Func<ReadOnlyMemory<byte>, CancellationToken, ValueTask> write, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(write);
+        if (Volatile.Read(ref _dispatcherCursor) is not { IsLive: false } cursor)
+        {
+            return;
+        }
+
+        var shape = DispatcherShape;
+        await cursor.CatchUpAsync(async (e, ct) =>
+        {
+            if (e.FrameFor(shape) is { Length: > 0 } frame)
+            {
+                await write(frame, ct).ConfigureAwait(false);
+            }
+        }, cancellationToken).ConfigureAwait(false);
+    }
 
     /// <summary>Ends the client's subscriptions.</summary>
     public void Dispose()
@@ -91,6 +133,22 @@ public sealed class ProtocolConnection : IDisposable
     }
 
     internal void SendEvent(ReadOnlyMemory<byte> frame) => _events?.Invoke(frame);
+
+    /// <summary>Replaces the <c>dispatcher</c> subscription's cursor (null ends it).</summary>
+    internal void SetDispatcherCursor(DispatcherEventLog.Cursor? cursor) => Interlocked.Exchange(ref _dispatcherCursor, cursor)?.Dispose();
+
+    /// <summary>The login is gone: signal <see cref="LoginEnded"/> and end the subscriptions.</summary>
+    internal void EndLogin()
+    {
+        try
+        {
+            _loginEnded.Cancel();
+        }
+        finally
+        {
+            Dispose();
+        }
+    }
 
     internal bool AddSubscription(string channel, Action<ProtocolConnection> onDispose)
     {

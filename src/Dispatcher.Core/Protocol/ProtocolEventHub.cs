@@ -8,8 +8,8 @@ namespace Dispatcher.Protocol;
 
 /// <summary>
 /// The event channels: who is subscribed to what, the last event of each replaying channel, and the fan-out of frames to the
-/// connections' event sinks. The <c>dispatcher</c> channel is fed by <see cref="DispatcherEventFeed"/>, which the hub listens to
-/// only while that channel has subscribers.
+/// connections' event sinks. The <c>dispatcher</c> channel is fed by <see cref="DispatcherEventLog"/> (the numbered events of
+/// <see cref="DispatcherEventFeed"/>): each of its subscribers has a cursor there, which lets it resume after the last number it saw.
 /// </summary>
 internal sealed class ProtocolEventHub : IProtocolEventPublisher, IDisposable
 {
@@ -17,18 +17,17 @@ internal sealed class ProtocolEventHub : IProtocolEventPublisher, IDisposable
 
     private readonly object _gate = new();
     private readonly Dictionary<string, ChannelState> _channels = new(StringComparer.Ordinal);
-    private readonly DispatcherEventFeed _feed;
+    private readonly DispatcherEventLog _log;
     private readonly ProtocolAuthenticator _authenticator;
     private readonly DispatcherEventShape _shape;
     private readonly ILogger _logger;
     private readonly Action<ProtocolConnection> _onDispose;
-    private IDisposable? _feedRegistration;
 
-    public ProtocolEventHub(IEnumerable<ProtocolEventChannel> channels, DispatcherEventFeed feed, ProtocolAuthenticator authenticator,
+    public ProtocolEventHub(IEnumerable<ProtocolEventChannel> channels, DispatcherEventLog log, ProtocolAuthenticator authenticator,
         IOptions<DispatcherProtocolOptions> options, ILogger<ProtocolEventHub>? logger = null)
     {
         _shape = options.Value.EventShape;
-        _feed = feed;
+        _log = log;
         _authenticator = authenticator;
         _logger = (ILogger?)logger ?? NullLogger.Instance;
         _onDispose = connection => UnsubscribeAll(connection);
@@ -50,6 +49,9 @@ internal sealed class ProtocolEventHub : IProtocolEventPublisher, IDisposable
     }
 
     public IReadOnlyCollection<ProtocolEventChannel> Channels => [.. _channels.Values.Select(c => c.Channel)];
+
+    /// <summary>Gets the replay buffer of the <c>dispatcher</c> channel.</summary>
+    public DispatcherEventLog Log => _log;
 
     public void Publish(string channel, JsonObject args)
     {
@@ -81,8 +83,14 @@ internal sealed class ProtocolEventHub : IProtocolEventPublisher, IDisposable
     /// Subscribes a connection to each known channel it may read, pushing each replaying channel's last event to it first; unknown
     /// names and channels it may not read are skipped, as the sysadm server skipped unknown names.
     /// </summary>
+    /// <param name="connection">The subscriber.</param>
+    /// <param name="names">The channel names.</param>
+    /// <param name="resume">
+    /// For the <c>dispatcher</c> channel: <see langword="null"/> for live events at once (the plain forms of sysadm clients), or where
+    /// the subscription starts (the object form); then the events are owed until <see cref="ProtocolConnection.CatchUpAsync"/> runs.
+    /// </param>
     /// <returns>The last name that was valid, or <see langword="null"/> when none was.</returns>
-    public string? Subscribe(ProtocolConnection connection, IEnumerable<string> names)
+    public string? Subscribe(ProtocolConnection connection, IEnumerable<string> names, DispatcherResume? resume = null)
     {
         string? last = null;
         foreach (var name in names)
@@ -94,26 +102,31 @@ internal sealed class ProtocolEventHub : IProtocolEventPublisher, IDisposable
 
             last = name;
             ReadOnlyMemory<byte>? replay = null;
-            var startFeed = false;
+            bool added;
             lock (_gate)
             {
-                if (connection.AddSubscription(name, _onDispose))
+                added = connection.AddSubscription(name, _onDispose);
+                if (added)
                 {
                     state.Subscribers = [.. state.Subscribers, connection];
-                    startFeed = name == DispatcherChannel && _feedRegistration is null;
                 }
 
                 replay = state.Last;
             }
 
+            if (name == DispatcherChannel)
+            {
+                connection.DispatcherShape = connection.EventShape ?? _shape;
+                if (added || resume is { Since: not null })
+                {
+                    // A resume on a live subscription starts it again from the number given (the client missed events).
+                    connection.SetDispatcherCursor(_log.Subscribe(resume?.Since, resume?.Stream, e => OnDispatcherEvent(connection, e)));
+                }
+            }
+
             if (replay is { } frame)
             {
                 connection.SendEvent(frame);
-            }
-
-            if (startFeed)
-            {
-                StartFeed();
             }
         }
 
@@ -160,15 +173,11 @@ internal sealed class ProtocolEventHub : IProtocolEventPublisher, IDisposable
 
     public void Dispose()
     {
-        lock (_gate)
-        {
-            _feedRegistration?.Dispose();
-            _feedRegistration = null;
-        }
+        // The connections' cursors end with their connections; the log is the container's.
     }
 
     /// <summary>Called under the lock.</summary>
-    private void Remove(ChannelState state, ProtocolConnection connection)
+    private static void Remove(ChannelState state, ProtocolConnection connection)
     {
         var index = Array.IndexOf(state.Subscribers, connection);
         if (index >= 0)
@@ -176,58 +185,30 @@ internal sealed class ProtocolEventHub : IProtocolEventPublisher, IDisposable
             state.Subscribers = [.. state.Subscribers.AsSpan(0, index), .. state.Subscribers.AsSpan(index + 1)];
         }
 
-        if (state.Channel.Name == DispatcherChannel && state.Subscribers.Length == 0)
+        if (state.Channel.Name == DispatcherChannel)
         {
-            _feedRegistration?.Dispose();
-            _feedRegistration = null;
+            connection.SetDispatcherCursor(null);
         }
     }
 
-    private void StartFeed()
+    /// <summary>Called on the feed's thread, inside the log's lock, for one live subscriber.</summary>
+    private void OnDispatcherEvent(ProtocolConnection connection, SequencedEvent e)
     {
-        var registration = _feed.Listen(OnDispatcherEvent);
-        lock (_gate)
+        if (e.FrameFor(connection.DispatcherShape) is { Length: > 0 } frame)
         {
-            if (_feedRegistration is null && _channels[DispatcherChannel].Subscribers.Length > 0)
-            {
-                _feedRegistration = registration;
-                return;
-            }
+            Send([connection], frame);
         }
-
-        registration.Dispose();
     }
 
-    private void OnDispatcherEvent(DispatcherWireEvent e)
-    {
-        ProtocolConnection[] subscribers;
-        lock (_gate)
-        {
-            subscribers = _channels[DispatcherChannel].Subscribers;
-        }
-
-        Send(subscribers, e.Frame, e);
-    }
-
-    private void Send(ProtocolConnection[] subscribers, ReadOnlyMemory<byte> frame, DispatcherWireEvent? job = null)
+    private void Send(ProtocolConnection[] subscribers, ReadOnlyMemory<byte> frame)
     {
         foreach (var connection in subscribers)
         {
-            if (job is not null)
-            {
-                if (job.GetFrame(connection.EventShape ?? _shape) is not { Length: > 0 } shaped)
-                {
-                    continue;
-                }
-
-                frame = shaped;
-            }
-
             if (!_authenticator.MayReceiveEvents(connection))
             {
                 // The token expired or was revoked (auth_clear on another connection): the subscriptions end with it. They are
-                // removed off this thread, which may be the feed's, inside the feed's lock.
-                ThreadPool.UnsafeQueueUserWorkItem(static c => c.Dispose(), connection, preferLocal: false);
+                // removed off this thread, which may be the feed's, inside the feed's and the log's locks.
+                ThreadPool.UnsafeQueueUserWorkItem(static c => c.EndLogin(), connection, preferLocal: false);
                 continue;
             }
 
@@ -254,6 +235,9 @@ internal sealed class ProtocolEventHub : IProtocolEventPublisher, IDisposable
         public ReadOnlyMemory<byte>? Last { get; set; }
     }
 }
+
+/// <summary>Where a <c>dispatcher</c> subscription starts: after <see cref="Since"/> (null: the current head) of <see cref="Stream"/>.</summary>
+internal readonly record struct DispatcherResume(long? Since, string? Stream);
 
 internal static partial class HubLog
 {

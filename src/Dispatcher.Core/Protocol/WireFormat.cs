@@ -249,6 +249,14 @@ internal static class WireFormat
 
         details["time_finished"] = Iso(result.FinishedAt);
         details["outcome"] = Outcome(result.Outcome);
+        if (result.Usage is { } usage)
+        {
+            // Extension members: what the job's commands used together.
+            details["cpu_user_seconds"] = Math.Round(usage.UserCpuTime.TotalSeconds, 6);
+            details["cpu_system_seconds"] = Math.Round(usage.SystemCpuTime.TotalSeconds, 6);
+            details["peak_memory_bytes"] = usage.PeakMemoryBytes;
+        }
+
         AddCommandResults(details, result);
         AddSchedulingMembers(details, result);
         return details;
@@ -352,6 +360,7 @@ internal static class WireFormat
         JobOutcome.Killed => "killed",
         JobOutcome.TimedOut => "timed_out",
         JobOutcome.Skipped => "skipped",
+        JobOutcome.OomKilled => "oom_killed",
         _ => "interrupted",
     };
 }

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using System.Text;
+using Dispatcher.Interop;
 
 namespace Dispatcher.Running;
 
@@ -17,11 +18,15 @@ namespace Dispatcher.Running;
 /// dispatcher's own short, non-blocking bookkeeping; output is handed to <see cref="IJobOutput"/> on this thread too.
 /// </para>
 /// <para>
+/// The loop belongs to its runner (<see cref="PosixSpawnJobRunner"/>): its thread, epoll set and wake-up eventfd are made on the
+/// first command and released when the runner is disposed.
+/// </para>
+/// <para>
 /// A command still running when its output ends (it closed its output early, or the moment between a child closing its files and
 /// becoming reapable) is waited for through a pidfd (Linux 5.3 and later); where pidfds are refused, on a thread of its own.
 /// </para>
 /// </remarks>
-internal static class ChildEventLoop
+internal sealed unsafe class ChildEventLoop : IDisposable
 {
     private const int PidfdOpenSyscall = 434; // the same number on every Linux architecture (unified syscall table)
     private const int EpollCloexec = 0x80000;
@@ -29,9 +34,9 @@ internal static class ChildEventLoop
     private const int EfdNonblock = 0x800;
     private const int EpollCtlAdd = 1;
     private const int EpollIn = 0x001;
-    private const int EAgain = 11;
-    private const int EIntr = 4;
-    private const int WNoHang = 1;
+    private const int EAgain = Libc.EAgain;
+    private const int EIntr = Libc.EIntr;
+    private const int WNoHang = Libc.WNoHang;
     private const int MaxEvents = 64;
     // 16 KiB per read: each read becomes one output event of at most 16 Ki characters, which is what bounds a stalled
     // subscriber's buffer (DispatcherOptions.EventBufferCapacity). Up to 256 KiB per command per wake, then the other commands
@@ -41,17 +46,25 @@ internal static class ChildEventLoop
     private const long KindOutput = 0;
     private const long KindExit = 1;
     private const long WakeToken = -1;
+    private const int RusageLongs = 18; // sizeof(struct rusage) is 144 bytes on 64-bit Linux
 
     // struct epoll_event is packed on x86-64 (12 bytes) and naturally aligned elsewhere (16 bytes).
     private static readonly int s_eventSize = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 12 : 16;
     private static readonly int s_dataOffset = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 4 : 8;
-    private static readonly ConcurrentDictionary<long, Watch> s_watches = new();
-    private static readonly ConcurrentQueue<Watch> s_stopRequests = new();
-    private static readonly Lazy<(int Epoll, int Wake)> s_loop = new(Start);
-    private static long s_nextId;
+    private readonly ConcurrentDictionary<long, Watch> _watches = new();
+    private readonly ConcurrentQueue<Watch> _stopRequests = new();
+    private readonly Lazy<(int Epoll, int Wake)> _loop;
+    private long _nextId;
+    private volatile bool _disposed;
+    private Thread? _thread;
 
-    /// <summary>Gets whether the loop can run here (Linux with epoll and eventfd).</summary>
-    public static bool IsSupported => s_loop.Value.Epoll >= 0;
+    public ChildEventLoop() => _loop = new(Start);
+
+    /// <summary>Gets whether the loop can run here (Linux with /proc, epoll and eventfd).</summary>
+    public static bool IsSupported => ProcessTree.IsSupported;
+
+    /// <summary>Gets whether the loop's thread is running: <see langword="null"/> before the first command or where the loop is not used here.</summary>
+    public bool? IsAlive => _loop.IsValueCreated && _loop.Value.Epoll >= 0 ? _thread?.IsAlive == true : null;
 
     /// <summary>
     /// Starts copying a command's output and waiting for its end. Takes ownership of <paramref name="outputFd"/>, the
@@ -61,11 +74,19 @@ internal static class ChildEventLoop
     /// <param name="outputFd">The read end of its output.</param>
     /// <param name="output">Where the decoded output goes (called on the loop's thread).</param>
     /// <returns>The watch; its completion is the command's exit code once its output has ended and it has been reaped.</returns>
-    public static Watch Add(int pid, int outputFd, IJobOutput output)
+    /// <exception cref="ObjectDisposedException">The runner was disposed.</exception>
+    /// <exception cref="IOException">The loop cannot run here (no epoll or eventfd).</exception>
+    public Watch Add(int pid, int outputFd, IJobOutput output)
     {
-        var (epoll, _) = s_loop.Value;
-        var watch = new Watch(Interlocked.Increment(ref s_nextId), pid, outputFd, output);
-        s_watches[watch.Id] = watch;
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var (epoll, _) = _loop.Value;
+        if (epoll < 0)
+        {
+            throw new IOException("The child event loop cannot run here: epoll or eventfd is not available.");
+        }
+
+        var watch = new Watch(this, Interlocked.Increment(ref _nextId), pid, outputFd, output);
+        _watches[watch.Id] = watch;
         if (EpollAdd(epoll, outputFd, Token(watch.Id, KindOutput)) != 0)
         {
             // Cannot happen for a fresh pipe short of running out of kernel memory: read nothing, still reap the command.
@@ -78,14 +99,55 @@ internal static class ChildEventLoop
 
     /// <summary>Reaps a child if it has exited; <see langword="null"/> if it is still running or was reaped by someone else.</summary>
     public static int? TryReap(int pid) =>
-        NativeMethods.waitpid(pid, out var status, WNoHang) == pid ? Decode(status) : null;
+        Libc.waitpid(pid, out var status, WNoHang) == pid ? Decode(status) : null;
+
+    /// <summary>Reaps a watched command if it has exited, keeping what it used.</summary>
+    private static int? TryReap(Watch watch)
+    {
+        var usage = stackalloc long[RusageLongs];
+        if (Libc.wait4(watch.Pid, out var status, WNoHang, usage) != watch.Pid)
+        {
+            return null;
+        }
+
+        watch.Usage = ToUsage(new ReadOnlySpan<long>(usage, RusageLongs));
+        return Decode(status);
+    }
+
+    /// <summary>Waits for a watched command on the calling thread, keeping what it used.</summary>
+    private static int WaitBlocking(Watch watch)
+    {
+        var usage = stackalloc long[RusageLongs];
+        while (true)
+        {
+            var result = Libc.wait4(watch.Pid, out var status, 0, usage);
+            if (result == watch.Pid)
+            {
+                watch.Usage = ToUsage(new ReadOnlySpan<long>(usage, RusageLongs));
+                return Decode(status);
+            }
+
+            if (result < 0 && Marshal.GetLastPInvokeError() != EIntr)
+            {
+                return 128 + ProcessTree.SigKill;
+            }
+        }
+    }
+
+    /// <summary>struct rusage (64-bit Linux): ru_utime and ru_stime (timeval: seconds, microseconds), then ru_maxrss in KiB.</summary>
+    private static CommandUsage ToUsage(ReadOnlySpan<long> rusage) => new()
+    {
+        UserCpuTime = TimeSpan.FromTicks((rusage[0] * TimeSpan.TicksPerSecond) + (rusage[1] * 10)),
+        SystemCpuTime = TimeSpan.FromTicks((rusage[2] * TimeSpan.TicksPerSecond) + (rusage[3] * 10)),
+        PeakMemoryBytes = rusage[4] * 1024,
+    };
 
     /// <summary>Waits for a child on the calling thread.</summary>
     public static int WaitBlocking(int pid)
     {
         while (true)
         {
-            var result = NativeMethods.waitpid(pid, out var status, 0);
+            var result = Libc.waitpid(pid, out var status, 0);
             if (result == pid)
             {
                 return Decode(status);
@@ -99,22 +161,42 @@ internal static class ChildEventLoop
         }
     }
 
-    private static void RequestStop(Watch watch)
+    /// <summary>Stops the loop's thread and releases its descriptors; commands still watched complete with <see cref="ObjectDisposedException"/>.</summary>
+    public void Dispose()
     {
-        s_stopRequests.Enqueue(watch);
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        if (_loop.IsValueCreated && _loop.Value.Wake >= 0)
+        {
+            Wake(_loop.Value.Wake);
+        }
+    }
+
+    private void RequestStop(Watch watch)
+    {
+        _stopRequests.Enqueue(watch);
+        Wake(_loop.Value.Wake);
+    }
+
+    private static void Wake(int eventFd)
+    {
         long one = 1;
-        _ = NativeMethods.write(s_loop.Value.Wake, ref one, sizeof(long));
+        _ = Libc.write(eventFd, &one, sizeof(long));
     }
 
     private static long Token(long id, long kind) => (id << 1) | kind;
 
     private static int EpollAdd(int epoll, int fd, long token)
     {
-        Span<byte> ev = stackalloc byte[16];
-        ev.Clear();
-        MemoryMarshal.Write(ev, EpollIn);
-        MemoryMarshal.Write(ev[s_dataOffset..], token);
-        return NativeMethods.epoll_ctl(epoll, EpollCtlAdd, fd, ref MemoryMarshal.GetReference(ev));
+        var ev = stackalloc byte[16];
+        new Span<byte>(ev, 16).Clear();
+        *(int*)ev = EpollIn;
+        *(long*)(ev + s_dataOffset) = token;
+        return Libc.epoll_ctl(epoll, EpollCtlAdd, fd, ev);
     }
 
     private static int Decode(int status)
@@ -123,48 +205,75 @@ internal static class ChildEventLoop
         return signal == 0 ? (status >> 8) & 0xff : 128 + signal;
     }
 
-    private static (int Epoll, int Wake) Start()
+    private (int Epoll, int Wake) Start()
     {
-        if (!ProcessTree.IsSupported)
+        if (!IsSupported)
         {
             return (-1, -1);
         }
 
-        var epoll = NativeMethods.epoll_create1(EpollCloexec);
-        var wake = NativeMethods.eventfd(0, EfdCloexec | EfdNonblock);
+        var epoll = Libc.epoll_create1(EpollCloexec);
+        var wake = Libc.eventfd(0, EfdCloexec | EfdNonblock);
         if (epoll < 0 || wake < 0 || EpollAdd(epoll, wake, WakeToken) != 0)
         {
+            _ = epoll >= 0 ? Libc.close(epoll) : 0;
+            _ = wake >= 0 ? Libc.close(wake) : 0;
             return (-1, -1);
         }
 
-        new Thread(() => Loop(epoll, wake)) { IsBackground = true, Name = "Dispatcher child I/O" }.UnsafeStart();
+        _thread = new Thread(() => Loop(epoll, wake)) { IsBackground = true, Name = "Dispatcher child I/O" };
+        _thread.UnsafeStart();
         return (epoll, wake);
     }
 
-    private static void Loop(int epoll, int wake)
+    private void Loop(int epoll, int wake)
     {
-        var events = Marshal.AllocHGlobal(MaxEvents * 16); // lives as long as the process, like the thread
+        var events = Marshal.AllocHGlobal(MaxEvents * 16);
         var bytes = new byte[ReadSize];
         var chars = new char[Encoding.UTF8.GetMaxCharCount(ReadSize)];
-        while (true)
+        try
         {
-            var count = NativeMethods.epoll_wait(epoll, events, MaxEvents, -1);
+            while (!_disposed)
+            {
+                RunOnce(epoll, wake, (byte*)events, bytes, chars);
+            }
+        }
+        finally
+        {
+            foreach (var watch in _watches.Values)
+            {
+                if (_watches.TryRemove(watch.Id, out _))
+                {
+                    Abandon(watch, new ObjectDisposedException(nameof(ChildEventLoop), "The runner was disposed while the command ran."));
+                }
+            }
+
+            _ = Libc.close(epoll);
+            _ = Libc.close(wake);
+            Marshal.FreeHGlobal(events);
+        }
+    }
+
+    private void RunOnce(int epoll, int wake, byte* events, byte[] bytes, char[] chars)
+    {
+        {
+            var count = Libc.epoll_wait(epoll, events, MaxEvents, -1);
             for (var i = 0; i < count; i++)
             {
-                var token = Marshal.ReadInt64(events, (i * s_eventSize) + s_dataOffset);
+                var token = *(long*)(events + (i * s_eventSize) + s_dataOffset);
                 try
                 {
                     if (token == WakeToken)
                     {
                         long drained = 0;
-                        _ = NativeMethods.read(wake, ref drained, sizeof(long));
-                        while (s_stopRequests.TryDequeue(out var stop))
+                        _ = Libc.read(wake, &drained, sizeof(long));
+                        while (_stopRequests.TryDequeue(out var stop))
                         {
                             EndOutput(stop, chars);
                             TryComplete(stop, epoll);
                         }
                     }
-                    else if (s_watches.TryGetValue(token >> 1, out var watch))
+                    else if (_watches.TryGetValue(token >> 1, out var watch))
                     {
                         if ((token & 1) == KindOutput)
                         {
@@ -176,8 +285,8 @@ internal static class ChildEventLoop
                         else
                         {
                             // The pidfd is readable: the command has exited.
-                            watch.ExitCode = TryReap(watch.Pid) ?? WaitBlocking(watch.Pid);
-                            _ = NativeMethods.close(watch.Pidfd);
+                            watch.ExitCode = TryReap(watch) ?? WaitBlocking(watch);
+                            _ = Libc.close(watch.Pidfd);
                             watch.Pidfd = -1;
                             TryComplete(watch, epoll);
                         }
@@ -187,7 +296,7 @@ internal static class ChildEventLoop
                 catch (Exception ex)
 #pragma warning restore CA1031
                 {
-                    if (s_watches.TryRemove(token >> 1, out var failed))
+                    if (_watches.TryRemove(token >> 1, out var failed))
                     {
                         Abandon(failed, ex);
                     }
@@ -197,17 +306,17 @@ internal static class ChildEventLoop
     }
 
     /// <summary>Gives up on a watch after an unexpected failure: its files are closed, the command is still reaped.</summary>
-    private static void Abandon(Watch watch, Exception exception)
+    private void Abandon(Watch watch, Exception exception)
     {
         if (!watch.OutputEnded)
         {
             watch.OutputEnded = true;
-            _ = NativeMethods.close(watch.OutputFd);
+            _ = Libc.close(watch.OutputFd);
         }
 
         if (watch.Pidfd >= 0)
         {
-            _ = NativeMethods.close(watch.Pidfd);
+            _ = Libc.close(watch.Pidfd);
             watch.Pidfd = -1;
         }
 
@@ -219,11 +328,11 @@ internal static class ChildEventLoop
     /// Completes a watch that leaves the loop: now if the command is reaped (or reapable), otherwise once it exits, waited for
     /// on a thread of its own (rare: a command that outlives its output where pidfds are refused, or a failed watch).
     /// </summary>
-    private static void CompleteWhenReaped(Watch watch)
+    private void CompleteWhenReaped(Watch watch)
     {
         watch.Completing = true;
-        s_watches.TryRemove(watch.Id, out _);
-        if ((watch.ExitCode ?? TryReap(watch.Pid)) is { } exitCode)
+        _watches.TryRemove(watch.Id, out _);
+        if ((watch.ExitCode ?? TryReap(watch)) is { } exitCode)
         {
             watch.Complete(exitCode);
             return;
@@ -232,7 +341,7 @@ internal static class ChildEventLoop
         _ = Task.Factory.StartNew(static state =>
         {
             var w = (Watch)state!;
-            w.Complete(WaitBlocking(w.Pid));
+            w.Complete(WaitBlocking(w));
         }, watch, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
     }
 
@@ -241,7 +350,12 @@ internal static class ChildEventLoop
     {
         for (var round = 0; round < ReadsPerWake; round++)
         {
-            var read = NativeMethods.read(watch.OutputFd, bytes, ReadSize);
+            nint read;
+            fixed (byte* buffer = bytes)
+            {
+                read = Libc.read(watch.OutputFd, buffer, ReadSize);
+            }
+
             if (read > 0)
             {
                 var count = watch.Decoder.GetChars(bytes, 0, (int)read, chars, 0, flush: false);
@@ -270,7 +384,7 @@ internal static class ChildEventLoop
         }
 
         watch.OutputEnded = true;
-        _ = NativeMethods.close(watch.OutputFd); // also takes it out of the epoll set
+        _ = Libc.close(watch.OutputFd); // also takes it out of the epoll set
         var tail = watch.Decoder.GetChars([], 0, 0, chars, 0, flush: true);
         Deliver(watch, chars.AsSpan(0, tail));
     }
@@ -295,7 +409,7 @@ internal static class ChildEventLoop
         }
     }
 
-    private static void TryComplete(Watch watch, int epoll)
+    private void TryComplete(Watch watch, int epoll)
     {
         if (!watch.OutputEnded || watch.Completing)
         {
@@ -304,10 +418,10 @@ internal static class ChildEventLoop
 
         if (watch.ExitCode is null && watch.Pidfd < 0)
         {
-            watch.ExitCode = TryReap(watch.Pid);
+            watch.ExitCode = TryReap(watch);
             if (watch.ExitCode is null)
             {
-                var pidfd = (int)NativeMethods.syscall(PidfdOpenSyscall, watch.Pid, 0);
+                var pidfd = (int)Libc.syscall(PidfdOpenSyscall, watch.Pid, 0);
                 if (pidfd >= 0 && EpollAdd(epoll, pidfd, Token(watch.Id, KindExit)) == 0)
                 {
                     watch.Pidfd = pidfd;
@@ -316,7 +430,7 @@ internal static class ChildEventLoop
 
                 if (pidfd >= 0)
                 {
-                    _ = NativeMethods.close(pidfd);
+                    _ = Libc.close(pidfd);
                 }
 
                 // No pidfds here: the command is waited for on a thread of its own.
@@ -336,8 +450,11 @@ internal static class ChildEventLoop
     {
         private readonly TaskCompletionSource<int> _completion = new(TaskCreationOptions.None);
 
-        internal Watch(long id, int pid, int outputFd, IJobOutput output)
+        private readonly ChildEventLoop _loop;
+
+        internal Watch(ChildEventLoop loop, long id, int pid, int outputFd, IJobOutput output)
         {
+            _loop = loop;
             Id = id;
             Pid = pid;
             OutputFd = outputFd;
@@ -367,8 +484,11 @@ internal static class ChildEventLoop
 
         internal Exception? Error { get; set; }
 
+        /// <summary>Gets what the command used, once reaped.</summary>
+        internal CommandUsage? Usage { get; set; }
+
         /// <summary>Stops reading the output (a killed command whose escaped descendants still hold it) and completes once the command is reaped.</summary>
-        public void StopReading() => RequestStop(this);
+        public void StopReading() => _loop.RequestStop(this);
 
         internal void Complete(int exitCode)
         {
@@ -382,41 +502,4 @@ internal static class ChildEventLoop
             }
         }
     }
-
-#pragma warning disable SA1300, IDE1006, CA5392, CA1401 // libc names
-    private static class NativeMethods
-    {
-        private const string Libc = "libc.so.6";
-
-        [DllImport(Libc, SetLastError = true)]
-        internal static extern long syscall(long number, int pid, uint flags);
-
-        [DllImport(Libc, SetLastError = true)]
-        internal static extern int epoll_create1(int flags);
-
-        [DllImport(Libc, SetLastError = true)]
-        internal static extern int epoll_ctl(int epoll, int op, int fd, ref byte ev);
-
-        [DllImport(Libc, SetLastError = true)]
-        internal static extern int epoll_wait(int epoll, IntPtr events, int maxEvents, int timeout);
-
-        [DllImport(Libc, SetLastError = true)]
-        internal static extern int eventfd(uint initial, int flags);
-
-        [DllImport(Libc, SetLastError = true)]
-        internal static extern nint read(int fd, byte[] buffer, nint count);
-
-        [DllImport(Libc, SetLastError = true)]
-        internal static extern nint read(int fd, ref long value, nint count);
-
-        [DllImport(Libc, SetLastError = true)]
-        internal static extern nint write(int fd, ref long value, nint count);
-
-        [DllImport(Libc, SetLastError = true)]
-        internal static extern int close(int fd);
-
-        [DllImport(Libc, SetLastError = true)]
-        internal static extern int waitpid(int pid, out int status, int options);
-    }
-#pragma warning restore SA1300, IDE1006, CA5392, CA1401
 }

@@ -75,6 +75,12 @@ public sealed class JobCommand
     /// <summary>Gets environment variables to set on top of the host's, or <see langword="null"/>.</summary>
     public IReadOnlyDictionary<string, string>? Environment { get; }
 
+    /// <summary>Gets the job's cgroups, which the command must start in, or <see langword="null"/> without containment.</summary>
+    internal Containment.JobCgroup? Cgroup { get; init; }
+
+    /// <summary>Gets the user the command runs as, or <see langword="null"/> for the host's own.</summary>
+    internal Containment.RunAsUser? RunAs { get; init; }
+
     /// <summary>
     /// Gets a file whose content is the command's standard input (<see cref="JobRequest.StandardInput"/>), or <see langword="null"/>
     /// for none (<c>/dev/null</c>). The dispatcher deletes the file when the job ends.

@@ -1,4 +1,6 @@
 using System.Runtime.InteropServices;
+using Dispatcher.Containment;
+using Dispatcher.Interop;
 
 namespace Dispatcher.Running;
 
@@ -14,7 +16,7 @@ namespace Dispatcher.Running;
 /// about two thirds of the throughput (see benchmarks/RESULTS.md). This runner needs glibc 2.29 or later (for
 /// <c>posix_spawn_file_actions_addchdir_np</c>) and falls back to <see cref="CliWrapJobRunner"/> where that is missing.
 /// </remarks>
-internal sealed class PosixSpawnJobRunner : IJobRunner
+internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
 {
     private const int PosixSpawnSetSigDef = 0x04;
     private const int PosixSpawnSetSigMask = 0x08;
@@ -31,14 +33,17 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
     // Built once: the runtime sets its signal dispositions at start-up, and a host rarely changes them later.
     private static readonly Lazy<IntPtr> s_attributes = new(CreateAttributes);
 
+    private readonly ChildEventLoop _loop = new();
+
+    /// <summary>Gets whether the runner's event-loop thread is running (null before the first command).</summary>
+    internal bool? EventLoopIsAlive => _loop.IsAlive;
     private readonly EnvironmentFilter _environmentFilter;
 
     public PosixSpawnJobRunner(EnvironmentFilter? environmentFilter = null) => _environmentFilter = environmentFilter ?? EnvironmentFilter.Default;
 
     public static bool IsSupported { get; } = ProcessTree.IsSupported
         && ChildEventLoop.IsSupported
-        && NativeLibrary.TryLoad("libc.so.6", out var libc)
-        && NativeLibrary.TryGetExport(libc, "posix_spawn_file_actions_addchdir_np", out _);
+        && Libc.Has("posix_spawn_file_actions_addchdir_np");
 
     public async Task<int> RunAsync(JobCommand command, IJobOutput output, CancellationToken forcefulCancellationToken,
         CancellationToken gracefulCancellationToken)
@@ -74,7 +79,19 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
         }
 
         (output as IJobProcessListener)?.ProcessStarted(pid);
-        var watch = ChildEventLoop.Add(pid, outputEnd, output);
+        ChildEventLoop.Watch watch;
+        try
+        {
+            watch = _loop.Add(pid, outputEnd, output);
+        }
+        catch (Exception ex) when (ex is ObjectDisposedException or IOException)
+        {
+            _ = Libc.close(outputEnd);
+            ProcessTree.Kill(pid);
+            _ = ChildEventLoop.WaitBlocking(pid);
+            throw;
+        }
+
         using var onGraceful = gracefulCancellationToken.Register(static p => ProcessTree.Terminate((int)p!), pid);
         using var onForceful = forcefulCancellationToken.Register(static w =>
         {
@@ -86,65 +103,127 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
         }, watch);
 
         // Completes on the loop's thread once the output has ended and the command was reaped; what follows runs there too.
-        return await watch.Completion.ConfigureAwait(false);
+        var exitCode = await watch.Completion.ConfigureAwait(false);
+        if (watch.Usage is { } usage && output is ICommandUsageSink sink)
+        {
+            sink.Report(usage);
+        }
+
+        return exitCode;
     }
+
+    /// <summary>Stops the runner's child event loop (its thread and descriptors).</summary>
+    public void Dispose() => _loop.Dispose();
 
     private static (int Pid, int OutputEnd, int Error) Spawn(string path, JobCommand command, IntPtr environment)
     {
         var fds = new int[2];
-        if (NativeMethods.pipe2(fds, OCloExec) != 0)
+        if (Libc.Pipe2(fds, OCloExec) != 0)
         {
             return (-1, -1, Marshal.GetLastPInvokeError());
         }
 
         // Only the parent's end is non-blocking: the command writes to a blocking pipe, as it would anywhere else.
-        if (NativeMethods.fcntl(fds[0], FSetFl, ONonBlock) != 0)
+        if (Libc.fcntl(fds[0], FSetFl, ONonBlock) != 0)
         {
             var fcntlError = Marshal.GetLastPInvokeError();
-            _ = NativeMethods.close(fds[0]);
-            _ = NativeMethods.close(fds[1]);
+            _ = Libc.close(fds[0]);
+            _ = Libc.close(fds[1]);
             return (-1, -1, fcntlError);
         }
 
-        using var argv = NativeStringArray.Create([path, .. command.Arguments]);
+        // In a cgroup: a stub that waits until it has been placed, then execs the command (see CgroupSpawn).
+        var cgroup = command.Cgroup;
+        (int Read, int Write) start = (-1, -1);
+        if (cgroup is not null)
+        {
+            try
+            {
+                start = CgroupSpawn.CreateStartPipe();
+            }
+            catch (IOException)
+            {
+                _ = Libc.close(fds[0]);
+                _ = Libc.close(fds[1]);
+                throw;
+            }
+        }
+
+        var (program, arguments) = command.RunAs is { } user ? user.Wrap(path, command.Arguments) : (path, command.Arguments);
+        using var argv = NativeStringArray.Create(cgroup is null ? [program, .. arguments] : CgroupSpawn.Arguments(program, arguments));
         var actions = Marshal.AllocHGlobal(256);
         var actionsReady = false;
         try
         {
-            Check(NativeMethods.posix_spawn_file_actions_init(actions));
+            Check(Libc.posix_spawn_file_actions_init(actions));
             actionsReady = true;
-            Check(NativeMethods.posix_spawn_file_actions_addopen(actions, 0, command.StandardInputFile ?? "/dev/null", ORdOnly, 0));
-            Check(NativeMethods.posix_spawn_file_actions_adddup2(actions, fds[1], 1));
-            Check(NativeMethods.posix_spawn_file_actions_adddup2(actions, fds[1], 2));
-            if (command.WorkingDirectory is { } workingDirectory)
+            if (cgroup is not null)
             {
-                Check(NativeMethods.posix_spawn_file_actions_addchdir_np(actions, workingDirectory));
+                Check(Libc.posix_spawn_file_actions_adddup2(actions, start.Read, CgroupSpawn.StartFd));
             }
 
-            var error = NativeMethods.posix_spawn(out var pid, path, actions, s_attributes.Value, argv.DangerousGetHandle(), environment);
-            _ = NativeMethods.close(fds[1]);
+            Check(Libc.posix_spawn_file_actions_addopen(actions, 0, command.StandardInputFile ?? "/dev/null", ORdOnly, 0));
+            Check(Libc.posix_spawn_file_actions_adddup2(actions, fds[1], 1));
+            Check(Libc.posix_spawn_file_actions_adddup2(actions, fds[1], 2));
+            if (command.WorkingDirectory is { } workingDirectory)
+            {
+                Check(Libc.posix_spawn_file_actions_addchdir_np(actions, workingDirectory));
+            }
+
+            var error = Libc.posix_spawn(out var pid, cgroup is null ? program : CgroupSpawn.Shell, actions, s_attributes.Value, argv.DangerousGetHandle(), environment);
+            _ = Libc.close(fds[1]);
             if (error != 0)
             {
-                _ = NativeMethods.close(fds[0]);
+                _ = Libc.close(fds[0]);
+                CloseStartPipe(start.Read, start.Write);
                 return (-1, -1, error);
+            }
+
+            if (cgroup is not null)
+            {
+                CloseStartPipe(start.Read, -1);
+                start.Read = -1;
+                try
+                {
+                    CgroupSpawn.Release(cgroup, pid, start.Write);
+                }
+                catch
+                {
+                    _ = Libc.close(fds[0]);
+                    throw;
+                }
             }
 
             return (pid, fds[0], 0);
         }
         catch (SpawnSetupException ex)
         {
-            _ = NativeMethods.close(fds[0]);
-            _ = NativeMethods.close(fds[1]);
+            _ = Libc.close(fds[0]);
+            _ = Libc.close(fds[1]);
+            CloseStartPipe(start.Read, start.Write);
             return (-1, -1, ex.Error);
         }
         finally
         {
             if (actionsReady)
             {
-                _ = NativeMethods.posix_spawn_file_actions_destroy(actions);
+                _ = Libc.posix_spawn_file_actions_destroy(actions);
             }
 
             Marshal.FreeHGlobal(actions);
+        }
+    }
+
+    private static void CloseStartPipe(int read, int write)
+    {
+        if (read >= 0)
+        {
+            _ = Libc.close(read);
+        }
+
+        if (write >= 0)
+        {
+            _ = Libc.close(write);
         }
     }
 
@@ -159,17 +238,17 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
         var signals = Marshal.AllocHGlobal(256);
         try
         {
-            Check(NativeMethods.posix_spawnattr_init(attributes));
-            Check(NativeMethods.posix_spawnattr_setflags(attributes, (short)(PosixSpawnSetSid | PosixSpawnSetSigDef | PosixSpawnSetSigMask)));
-            Check(NativeMethods.sigemptyset(signals) == 0 ? 0 : Marshal.GetLastPInvokeError());
+            Check(Libc.posix_spawnattr_init(attributes));
+            Check(Libc.posix_spawnattr_setflags(attributes, (short)(PosixSpawnSetSid | PosixSpawnSetSigDef | PosixSpawnSetSigMask)));
+            Check(Libc.sigemptyset(signals) == 0 ? 0 : Marshal.GetLastPInvokeError());
             foreach (var signal in IgnoredSignals())
             {
-                Check(NativeMethods.sigaddset(signals, signal) == 0 ? 0 : Marshal.GetLastPInvokeError());
+                Check(Libc.sigaddset(signals, signal) == 0 ? 0 : Marshal.GetLastPInvokeError());
             }
 
-            Check(NativeMethods.posix_spawnattr_setsigdefault(attributes, signals));
-            Check(NativeMethods.sigemptyset(signals) == 0 ? 0 : Marshal.GetLastPInvokeError());
-            Check(NativeMethods.posix_spawnattr_setsigmask(attributes, signals));
+            Check(Libc.posix_spawnattr_setsigdefault(attributes, signals));
+            Check(Libc.sigemptyset(signals) == 0 ? 0 : Marshal.GetLastPInvokeError());
+            Check(Libc.posix_spawnattr_setsigmask(attributes, signals));
             return attributes;
         }
         finally
@@ -203,57 +282,4 @@ internal sealed class PosixSpawnJobRunner : IJobRunner
     {
         public int Error { get; } = error;
     }
-
-#pragma warning disable SA1300, IDE1006, CA5392, CA1401 // libc names
-    private static class NativeMethods
-    {
-        private const string Libc = "libc.so.6";
-
-        [DllImport(Libc, SetLastError = true)]
-        internal static extern int pipe2([Out] int[] fds, int flags);
-
-        [DllImport(Libc, SetLastError = true)]
-        internal static extern int fcntl(int fd, int command, int argument);
-
-        [DllImport(Libc, SetLastError = true)]
-        internal static extern int close(int fd);
-
-        [DllImport(Libc, SetLastError = true)]
-        internal static extern int sigemptyset(IntPtr set);
-
-        [DllImport(Libc, SetLastError = true)]
-        internal static extern int sigaddset(IntPtr set, int signal);
-
-        [DllImport(Libc)]
-        internal static extern int posix_spawn_file_actions_init(IntPtr actions);
-
-        [DllImport(Libc)]
-        internal static extern int posix_spawn_file_actions_destroy(IntPtr actions);
-
-        [DllImport(Libc)]
-        internal static extern int posix_spawn_file_actions_addopen(IntPtr actions, int fd, [MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags, int mode);
-
-        [DllImport(Libc)]
-        internal static extern int posix_spawn_file_actions_adddup2(IntPtr actions, int fd, int newFd);
-
-        [DllImport(Libc)]
-        internal static extern int posix_spawn_file_actions_addchdir_np(IntPtr actions, [MarshalAs(UnmanagedType.LPUTF8Str)] string path);
-
-        [DllImport(Libc)]
-        internal static extern int posix_spawnattr_init(IntPtr attributes);
-
-        [DllImport(Libc)]
-        internal static extern int posix_spawnattr_setflags(IntPtr attributes, short flags);
-
-        [DllImport(Libc)]
-        internal static extern int posix_spawnattr_setsigdefault(IntPtr attributes, IntPtr signals);
-
-        [DllImport(Libc)]
-        internal static extern int posix_spawnattr_setsigmask(IntPtr attributes, IntPtr signals);
-
-        [DllImport(Libc)]
-        internal static extern int posix_spawn(out int pid, [MarshalAs(UnmanagedType.LPUTF8Str)] string path, IntPtr actions, IntPtr attributes,
-            IntPtr argv, IntPtr envp);
-    }
-#pragma warning restore SA1300, IDE1006, CA5392, CA1401
 }

@@ -1,5 +1,5 @@
 using System.Globalization;
-using System.Runtime.InteropServices;
+using Dispatcher.Interop;
 
 namespace Dispatcher.Running;
 
@@ -20,10 +20,10 @@ internal static class ProcessTree
     {
         // Collect the tree before signalling: once a parent dies its children are re-parented and lose the link.
         var tree = Descendants(leaderPid, includeSession: false);
-        _ = NativeMethods.kill(-leaderPid, SigTerm);
+        _ = Libc.kill(-leaderPid, SigTerm);
         foreach (var pid in tree)
         {
-            _ = NativeMethods.kill(pid, SigTerm);
+            _ = Libc.kill(pid, SigTerm);
         }
     }
 
@@ -32,7 +32,7 @@ internal static class ProcessTree
         for (var round = 0; round < 10; round++)
         {
             var targets = Descendants(leaderPid, includeSession: true);
-            _ = NativeMethods.kill(-leaderPid, SigKill);
+            _ = Libc.kill(-leaderPid, SigKill);
             if (targets.Count == 0)
             {
                 return;
@@ -40,7 +40,7 @@ internal static class ProcessTree
 
             foreach (var pid in targets)
             {
-                _ = NativeMethods.kill(pid, SigKill);
+                _ = Libc.kill(pid, SigKill);
             }
         }
     }
@@ -172,7 +172,7 @@ internal static class ProcessTree
     {
         foreach (var pid in Leftovers(processes))
         {
-            _ = NativeMethods.kill(pid, signal);
+            _ = Libc.kill(pid, signal);
         }
     }
 
@@ -231,13 +231,5 @@ internal static class ProcessTree
 
         stat = new ProcStat(pid, ppid, session, fields[0].Length > 0 ? fields[0][0] : '?', startTime);
         return true;
-    }
-
-    private static class NativeMethods
-    {
-        [DllImport("libc", SetLastError = true)]
-#pragma warning disable CA5392, IDE1006 // the libc name
-        internal static extern int kill(int pid, int sig);
-#pragma warning restore CA5392, IDE1006
     }
 }

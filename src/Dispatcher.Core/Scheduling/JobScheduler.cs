@@ -178,6 +178,12 @@ internal sealed class JobScheduler<TJob>
         job.Sequence = ++_sequence;
         job.QueueState = queue;
         job.UnmetDependencies = unmet + (held ? 1 : 0);
+        if (held)
+        {
+            job.Held = true;
+            queue.Held.Add(job);
+        }
+
         _jobs.Add(job.Id, job);
         work = new SchedulerWork<TJob>();
         Place(job, work);
@@ -188,13 +194,21 @@ internal sealed class JobScheduler<TJob>
     public SchedulerWork<TJob> Release(TJob job)
     {
         var work = new SchedulerWork<TJob>();
-        if (job.ScheduleState == ScheduleState.WaitingForDependencies && ReferenceEquals(_jobs.GetValueOrDefault(job.Id), job)
-            && --job.UnmetDependencies == 0)
+        if (!job.Held || !ReferenceEquals(_jobs.GetValueOrDefault(job.Id), job))
+        {
+            return work;
+        }
+
+        // Records become durable together, but their continuations run in any order: a queue starts a job only when no
+        // earlier job of it is still held, so a later job released first waits (first in, first out among equal priorities).
+        Unhold(job);
+        if (job.ScheduleState == ScheduleState.WaitingForDependencies && --job.UnmetDependencies == 0)
         {
             job.QueueState.Waiting.Remove(job);
             Place(job, work);
         }
 
+        StartRunnable(job.QueueState, work);
         return work;
     }
 
@@ -257,6 +271,12 @@ internal sealed class JobScheduler<TJob>
         _jobs.Remove(job.Id);
         job.ScheduleState = ScheduleState.None;
         var work = new SchedulerWork<TJob>();
+        if (job.Held)
+        {
+            Unhold(job);
+            StartRunnable(queue, work);
+        }
+
         Resolve(job, succeeded: false, work);
         CheckDrained(queue, work);
         return work;
@@ -366,6 +386,12 @@ internal sealed class JobScheduler<TJob>
         }
     }
 
+    private static void Unhold(ScheduledJob job)
+    {
+        job.Held = false;
+        job.QueueState.Held.Remove(job);
+    }
+
     private void MakeReady(ScheduledJob job, SchedulerWork<TJob> work)
     {
         job.ScheduleState = ScheduleState.Ready;
@@ -383,6 +409,11 @@ internal sealed class JobScheduler<TJob>
         while (queue.HasRoom && queue.Ready.Count > 0)
         {
             var job = queue.Ready.Min!;
+            if (queue.Held.Count > 0 && PriorityOrder.Compare(queue.Held.Min!, job) < 0)
+            {
+                break;
+            }
+
             queue.Ready.Remove(job);
             job.ScheduleState = ScheduleState.Running;
             queue.Running.Add(job);
@@ -434,6 +465,12 @@ internal sealed class JobScheduler<TJob>
                 queue.Waiting.Remove(dependent);
                 _jobs.Remove(dependent.Id);
                 dependent.ScheduleState = ScheduleState.None;
+                if (dependent.Held)
+                {
+                    Unhold(dependent);
+                    StartRunnable(queue, work);
+                }
+
                 work.Skip.Add((TJob)dependent);
                 CheckDrained(queue, work);
                 stack.Push((dependent, false));
@@ -490,6 +527,9 @@ internal sealed class SchedulerQueue(string name, int limit)
     public SortedSet<ScheduledJob> Ready { get; } = new(JobScheduler<ScheduledJob>.PriorityOrder);
 
     public SortedSet<ScheduledJob> Waiting { get; } = new(JobScheduler<ScheduledJob>.PriorityOrder);
+
+    /// <summary>Jobs whose records are not durable yet, in start order: a ready job after one of them waits.</summary>
+    public SortedSet<ScheduledJob> Held { get; } = new(JobScheduler<ScheduledJob>.PriorityOrder);
 
     public List<ScheduledJob> Running { get; } = [];
 

@@ -33,6 +33,9 @@ internal abstract class ScheduledJob
 
     internal int UnmetDependencies { get; set; }
 
+    /// <summary>Whether the job waits for <c>Release</c> (its record is not durable yet); later jobs of its queue wait behind it.</summary>
+    internal bool Held { get; set; }
+
     /// <summary>Jobs waiting for this one (null while none: most jobs have none, and an empty list costs 32 bytes a job).</summary>
     internal List<ScheduledJob>? Dependents { get; set; }
 

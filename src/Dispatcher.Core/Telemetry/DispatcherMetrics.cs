@@ -17,6 +17,8 @@ internal sealed class DispatcherMetrics : IDisposable
     private readonly Counter<long> _rejected;
     private readonly UpDownCounter<long> _queueLength;
     private readonly Histogram<double> _duration;
+    private readonly Histogram<double> _cpuTime;
+    private readonly Histogram<long> _peakMemory;
     private readonly Histogram<int> _commitRecords;
     private readonly Histogram<double> _commitDuration;
 
@@ -29,6 +31,8 @@ internal sealed class DispatcherMetrics : IDisposable
         _rejected = _meter.CreateCounter<long>("dispatcher.jobs.rejected", "{job}", "Jobs that were not accepted.");
         _queueLength = _meter.CreateUpDownCounter<long>("dispatcher.queue.length", "{job}", "Jobs waiting in a queue.");
         _duration = _meter.CreateHistogram<double>("dispatcher.job.duration", "s", "Time from a job's start to its end.");
+        _cpuTime = _meter.CreateHistogram<double>("dispatcher.job.cpu_time", "s", "CPU time (user and system) a job's commands used.");
+        _peakMemory = _meter.CreateHistogram<long>("dispatcher.job.peak_memory", "By", "The largest resident set size among a job's commands.");
         _commitRecords = _meter.CreateHistogram<int>("dispatcher.journal.commit.records", "{record}", "Journal records written and flushed together (group commit).");
         _commitDuration = _meter.CreateHistogram<double>("dispatcher.journal.commit.duration", "s", "Time to write and flush one group of journal records.");
     }
@@ -54,13 +58,19 @@ internal sealed class DispatcherMetrics : IDisposable
 
     public void Rejected() => _rejected.Add(1);
 
-    public void Finished(string queue, JobOutcome outcome, TimeSpan? duration)
+    public void Finished(string queue, JobOutcome outcome, TimeSpan? duration, CommandUsage? usage = null)
     {
         var tags = new TagList { { QueueTag, queue }, { OutcomeTag, outcome.ToString() } };
         _finished.Add(1, tags);
         if (duration is { } d)
         {
             _duration.Record(d.TotalSeconds, tags);
+        }
+
+        if (usage is not null)
+        {
+            _cpuTime.Record((usage.UserCpuTime + usage.SystemCpuTime).TotalSeconds, tags);
+            _peakMemory.Record(usage.PeakMemoryBytes, tags);
         }
     }
 

@@ -5,10 +5,12 @@ const TOKEN_KEY = 'dispatcher-dashboard.token';
 const USER_KEY = 'dispatcher-dashboard.user';
 const KEEPALIVE_MS = 60_000;           // a request a minute renews the token (5 min after last use) and the idle timeout (10 min)
 const SHOWN_OUTPUT_CHARS = 200_000;    // per running job in the page; the whole log is one click away
-const HISTORY_ROWS = 500;              // newest finished jobs shown
+const HISTORY_ROWS = 500;              // newest finished jobs kept and shown
+const HISTORY_PAGE = 200;              // jobs per history request (the reply stays small; the server sends oldest first)
+const OUTCOMES = ['succeeded', 'failed', 'killed', 'timed_out', 'interrupted', 'skipped'];
 const PENDING_CARDS = 100;             // pending jobs shown as cards (a queue of thousands stays cheap to draw)
 const LOG_PAGE = 65536;
-const LOG_MAX_PAGES = 256;
+const LOG_MAX_PAGES = 1024;            // 64 MiB, the server's default MaxLogBytes
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, props = {}, ...children) => {
@@ -48,7 +50,7 @@ const state = {
   user: null,
   jobs: new Map(),          // pending and running: id -> job
   finished: new Map(),      // id -> job (from history and finished events)
-  queues: new Map(),        // name -> { name, limit, paused, running, pending } (from the queues action when offered)
+  queues: new Map(),        // name -> { name, limit, paused, draining, drained, running, pending } (the queues action)
   queuesSupported: null,    // null = not asked yet
   logSupported: null,
   order: 0,
@@ -56,10 +58,16 @@ const state = {
 
 function newJob(id) {
   return { id, queue: null, state: 'pending', commands: [], position: null, started: null, finishedAt: null, outcome: null,
-    output: new Map(), codes: new Map(), current: null, extra: {}, seen: ++state.order, shownChars: 0 };
+    output: new Map(), codes: new Map(), current: null, extra: {}, seen: ++state.order, shownChars: 0,
+    attempt: null, previousAttempts: [], labels: {} };
 }
 
-const KNOWN = new Set(['process_id', 'state', 'cmd_list', 'time_started', 'time_finished', 'current_cmd', 'outcome', 'queue']);
+const KNOWN = new Set(['process_id', 'state', 'cmd_list', 'time_started', 'time_finished', 'current_cmd', 'outcome', 'queue',
+  'attempt', 'previous_attempts', 'labels']);
+
+function setLabels(job, labels) {
+  if (labels && typeof labels === 'object' && !Array.isArray(labels)) job.labels = Object.fromEntries(Object.entries(labels).map(([k, v]) => [k, String(v)]));
+}
 
 /** Merges process_details (events, history) into a job. `delta`: output members are additions, not the whole output. */
 function mergeDetails(job, d, delta) {
@@ -68,6 +76,9 @@ function mergeDetails(job, d, delta) {
   if (d.time_started) job.started = parseTime(d.time_started) ?? job.started;
   if (d.time_finished) job.finishedAt = parseTime(d.time_finished);
   if (typeof d.outcome === 'string') job.outcome = d.outcome;
+  if (d.attempt != null) job.attempt = num(d.attempt);
+  if (Array.isArray(d.previous_attempts)) job.previousAttempts = d.previous_attempts.filter((a) => a && typeof a === 'object');
+  setLabels(job, d.labels);
   job.current = typeof d.current_cmd === 'string' ? d.current_cmd : null;
   const commands = new Set(job.commands);
   for (const [k, v] of Object.entries(d)) {
@@ -221,11 +232,7 @@ async function logout() {
 // ---- loading ----
 async function reload() {
   listAsked = state.order;
-  const [list, history] = await Promise.all([dispatcher({ action: 'list' }), dispatcher({ action: 'history' }).catch(() => null)]);
-  if (history && Array.isArray(history.history)) {
-    state.finished.clear();
-    for (const d of history.history) addFinished(d);
-  }
+  const [list] = await Promise.all([dispatcher({ action: 'list' }), loadHistory()]);
   // After the history: an id that finished once and runs again is shown running.
   applyList(list, true);
   await refreshQueues();
@@ -248,6 +255,8 @@ function applyList(reply, authoritative) {
       if (Array.isArray(info.commands)) job.commands = info.commands.map(String);
       if (info.state === 'running' || info.state === 'pending') job.state = info.state;
       job.position = info.queue_position != null ? Number(info.queue_position) : null;
+      job.attempt = info.attempt != null ? num(info.attempt) : null;
+      setLabels(job, info.labels);
     }
   }
   for (const [id, job] of state.jobs) {
@@ -295,32 +304,56 @@ async function refreshQueues() {
     const reply = await dispatcher({ action: 'queues' });
     state.queuesSupported = true;
     state.queues.clear();
-    for (const q of normaliseQueues(reply)) state.queues.set(q.name, q);
+    for (const q of readQueues(reply)) state.queues.set(q.name, q);
   } catch (e) {
-    if (e.code === '0') return;
-    state.queuesSupported = false;   // the server does not offer queue control (yet): counts come from the list
+    // A server without queue control answers 400 (unknown action): the counts then come from the list.
+    if (e.code === '400') state.queuesSupported = false;
   }
 }
 
 function num(v) { const n = Number(v); return v == null || v === '' || Number.isNaN(n) ? null : n; }
-function normaliseQueues(reply) {
-  let raw = reply?.queues ?? reply;
+/** {"queues": {NAME: {"limit", "paused", "draining", "drained", "running", "pending"}}}, queues in their configured order. */
+function readQueues(reply) {
   const out = [];
-  const one = (name, q) => {
-    if (typeof q !== 'object' || q == null) return;
-    const stateText = String(q.state ?? '');
-    out.push({
-      name: String(q.name ?? q.queue ?? name),
-      limit: num(q.limit ?? q.max_concurrency ?? q.maxConcurrency ?? q.concurrency),
-      paused: q.paused === true || q.paused === 'true' || stateText === 'paused',
-      draining: q.draining === true || stateText === 'draining',
-      running: num(q.running ?? q.running_count),
-      pending: num(q.pending ?? q.pending_count),
-    });
-  };
-  if (Array.isArray(raw)) raw.forEach((q, i) => one(q?.name ?? q?.queue ?? String(i), q));
-  else if (raw && typeof raw === 'object') for (const [name, q] of Object.entries(raw)) one(name, q);
+  for (const [name, q] of Object.entries(reply?.queues ?? {})) {
+    if (typeof q !== 'object' || q == null) continue;
+    out.push({ name, limit: num(q.limit), paused: q.paused === true, draining: q.draining === true, drained: q.drained === true,
+      running: num(q.running), pending: num(q.pending) });
+  }
   return out;
+}
+
+/**
+ * Loads the newest finished jobs that match the filters, a page (`limit`, `after`, `next`) at a time. The server sends the
+ * oldest first and offers no newest-first order, so every page is read but only the newest HISTORY_ROWS are kept.
+ */
+let historyGeneration = 0;
+async function loadHistory(keepActive = false) {
+  const generation = ++historyGeneration;
+  const filters = {};
+  const outcome = $('filter-outcome').value;
+  const queue = $('filter-queue').value;
+  if (outcome) filters.outcome = outcome;
+  if (queue) filters.queue = queue;
+  const kept = [];
+  let after = null;
+  for (;;) {
+    let reply;
+    try {
+      reply = await dispatcher({ action: 'history', limit: HISTORY_PAGE, ...filters, ...(after ? { after } : {}) });
+    } catch (e) {
+      if (e.code === '0') throw e;
+      return;   // no history on this server: finished events still fill the table
+    }
+    if (generation !== historyGeneration) return;   // the filters changed meanwhile: a newer load is running
+    for (const d of reply?.history ?? []) kept.push(d);
+    if (kept.length > HISTORY_ROWS) kept.splice(0, kept.length - HISTORY_ROWS);
+    if (typeof reply?.next !== 'string' || !reply.next || !(reply.history?.length)) break;
+    after = reply.next;
+  }
+  state.finished.clear();
+  // keepActive: no list follows, so an id that runs again stays shown running.
+  for (const d of kept) if (!(keepActive && state.jobs.has(d.process_id))) addFinished(d);
 }
 
 function addFinished(d) {
@@ -398,11 +431,13 @@ function renderQueues() {
   const control = state.access === 'full' && state.queuesSupported === true;
   $('queues-table').classList.toggle('detailed', state.queuesSupported === true);
   body.replaceChildren(...rows.map((q) => {
-    const stateText = q.paused ? 'Paused' : q.draining ? 'Draining' : 'Active';
+    const stateText = q.paused ? 'Paused' : q.drained ? 'Drained' : q.draining ? 'Draining' : 'Active';
     const actions = el('td', { 'data-label': '' });
     if (control) {
-      const b = el('button', { type: 'button', class: 'secondary', text: q.paused ? 'Resume' : 'Pause', 'aria-label': `${q.paused ? 'Resume' : 'Pause'} ${q.name}` });
-      b.addEventListener('click', () => pauseOrResume(q.name, q.paused ? 'resume' : 'pause', b));
+      // resume ends a pause and a drain alike
+      const verb = q.paused || q.draining ? 'Resume' : 'Pause';
+      const b = el('button', { type: 'button', class: 'secondary', text: verb, 'aria-label': `${verb} ${q.name}` });
+      b.addEventListener('click', () => pauseOrResume(q.name, verb.toLowerCase(), b));
       actions.append(b);
     }
     return el('tr', { 'data-queue': q.name },
@@ -410,7 +445,7 @@ function renderQueues() {
       el('td', { class: 'num detail', 'data-label': 'Limit', text: q.limit == null ? '—' : q.limit === 0 ? 'no limit' : String(q.limit) }),
       el('td', { class: 'num', 'data-label': 'Running', text: q.running == null ? '—' : String(q.running) }),
       el('td', { class: 'num', 'data-label': 'Pending', text: q.pending == null ? '—' : String(q.pending) }),
-      el('td', { class: 'detail', 'data-label': 'State' }, el('span', { class: `badge ${q.paused ? 'paused' : 'active'}`, text: stateText })),
+      el('td', { class: 'detail', 'data-label': 'State' }, el('span', { class: `badge ${stateText.toLowerCase()}`, text: stateText })),
       actions);
   }));
   if (!rows.length) body.append(el('tr', {}, el('td', { colSpan: 6, class: 'empty', text: 'No queue has had a job yet.' })));
@@ -476,7 +511,9 @@ function updateCard(c, job) {
   c.badge.textContent = job.state;
   const where = job.queue ? `in ${job.queue}` : '';
   const pos = job.position != null && job.state === 'pending' ? `, position ${job.position}` : '';
-  c.meta.textContent = `${where}${pos}`;
+  const attempt = job.attempt > 1 ? `, attempt ${job.attempt}` : '';
+  const labels = labelText(job);
+  c.meta.textContent = `${where}${pos}${attempt}${labels ? ` · ${labels}` : ''}`;
   const since = job.started != null ? ` since ${timeFormat.format(job.started)}` : '';
   c.elapsed.dataset.started = job.started ?? '';
   c.elapsed.title = since.trim();
@@ -534,12 +571,12 @@ function renderHistory() {
   const outcome = $('filter-outcome').value;
   const queue = $('filter-queue').value;
   const all = [...state.finished.values()];
-  syncOptions($('filter-outcome'), all.map((j) => j.outcome ?? 'unknown'), 'All outcomes');
+  syncOptions($('filter-outcome'), [...OUTCOMES, ...all.map((j) => j.outcome ?? 'unknown')], 'All outcomes');
   const rows = all
     .filter((j) => (!outcome || (j.outcome ?? 'unknown') === outcome) && (!queue || j.queue === queue))
     .sort((a, b) => (b.finishedAt ?? 0) - (a.finishedAt ?? 0) || b.seen - a.seen);
   const shown = rows.slice(0, HISTORY_ROWS);
-  const key = `${outcome}|${queue}|${state.access}|${shown.map((j) => `${j.id}:${j.seen}:${j.queue}:${j.outcome}`).join(',')}`;
+  const key = `${outcome}|${queue}|${state.access}|${shown.map((j) => `${j.id}:${j.seen}:${j.queue}:${j.outcome}:${j.attempt}`).join(',')}`;
   const counted = rows.length === all.length ? `${all.length}` : `${rows.length} of ${all.length}`;
   $('history-count').textContent = all.length ? `(${counted}${rows.length > shown.length ? `, newest ${shown.length} shown` : ''})` : '';
   $('history-empty').hidden = rows.length > 0;
@@ -552,10 +589,15 @@ function historyRow(job) {
   const codes = job.commands.filter((c) => job.codes.has(c)).map((c) => job.codes.get(c));
   const log = el('button', { type: 'button', class: 'secondary', text: 'Log', 'aria-label': `Show log of ${job.id}` });
   log.addEventListener('click', () => showLog(job.id));
+  const labels = labelText(job);
+  const attempts = job.attempt > 1
+    ? el('span', { class: 'attempts', text: ` attempt ${job.attempt}`,
+      title: job.previousAttempts.map((a) => `attempt ${a.attempt}: ${outcomeLabel(a.outcome)}${a.exit_code != null ? `, exit ${a.exit_code}` : ''}`).join('\n') })
+    : null;
   return el('tr', { 'data-job': job.id },
-    el('th', { scope: 'row', class: 'mono', text: job.id }),
+    el('th', { scope: 'row', class: 'mono' }, job.id, labels ? el('span', { class: 'labels', text: labels }) : null),
     el('td', { 'data-label': 'Queue', class: 'mono', text: job.queue ?? '—' }),
-    el('td', { 'data-label': 'Outcome' }, el('span', { class: `badge ${job.outcome ?? ''}`, text: outcomeLabel(job.outcome) })),
+    el('td', { 'data-label': 'Outcome' }, el('span', { class: `badge ${job.outcome ?? ''}`, text: outcomeLabel(job.outcome) }), attempts),
     el('td', { 'data-label': 'Exit codes', class: 'codes', text: codes.length ? codes.join(', ') : '—', title: job.commands.map((c) => `${c}: ${job.codes.get(c) ?? 'did not run'}`).join('\n') }),
     el('td', { 'data-label': 'Started' }, timeElement(job.started)),
     el('td', { 'data-label': 'Finished' }, timeElement(job.finishedAt)),
@@ -563,6 +605,8 @@ function historyRow(job) {
     el('td', { 'data-label': 'Usage', class: 'usage', text: usageText(job.extra) }),
     el('td', { 'data-label': '' }, log));
 }
+
+const labelText = (job) => Object.entries(job.labels).map(([k, v]) => `${k}=${v}`).join(' ');
 
 /** Resource usage and other extension members the server reports (names vary by server version): short scalars only. */
 function usageText(extra) {
@@ -624,12 +668,15 @@ async function pauseOrResume(queue, action, button) {
   const message = $('queues-message');
   message.classList.remove('error');
   try {
-    await dispatcher({ action, queue });
+    const reply = await dispatcher({ action, queue });
+    const done = action === 'pause' ? reply?.paused : reply?.resumed;
+    if (!Array.isArray(done) || !done.includes(queue)) throw new ProtocolError(500, 'The server did not confirm it.');
     message.textContent = `${action === 'pause' ? 'Paused' : 'Resumed'} ${queue}.`;
     await refreshQueues();
     render();
   } catch (e) {
-    if (e.code === '400' && /action/i.test(e.message)) { state.queuesSupported = false; render(); }
+    if (e.code !== '0') await refreshQueues().catch(() => {});
+    render();
     message.classList.add('error');
     message.textContent = `Could not ${action} ${queue}: ${e.message}`;
     button.disabled = false;
@@ -641,32 +688,48 @@ async function showLog(id) {
   const text = $('log-text');
   $('log-title').textContent = `Log of ${id}`;
   const job = state.finished.get(id) ?? state.jobs.get(id);
-  $('log-meta').textContent = job ? `${outcomeLabel(job.outcome ?? job.state)}${job.queue ? ` · ${job.queue}` : ''}` : '';
+  const meta = job ? `${outcomeLabel(job.outcome ?? job.state)}${job.queue ? ` · ${job.queue}` : ''}` : '';
+  $('log-meta').textContent = meta;
   text.textContent = 'Loading…';
   if (!dialog.open) dialog.showModal();
-  let whole = null;
+  const shown = ++logShown;
+  let log = null;
   if (state.logSupported !== false) {
-    try { whole = await readLog(id); state.logSupported = true; } catch (e) {
-      if (e.code === '400' || e.code === '404') state.logSupported = state.logSupported ?? false;
+    try { log = await readLog(id, shown); state.logSupported = true; } catch (e) {
+      if (e.code === '400') state.logSupported = false;   // a server without the log action: the retained output below
+      else if (e.code === '0' || e.code === '404') { if (shown === logShown) text.textContent = e.code === '404' ? 'This job is no longer retained.' : e.message; return; }
     }
   }
-  text.textContent = whole ?? (job ? outputText(job, true) : '') ?? '';
-  if (!text.textContent) text.textContent = '(no output)';
+  if (shown !== logShown) return;
+  if (log) {
+    const notes = [log.trimmed ? `the first ${log.trimmed} bytes were cut off by the server` : '', log.finished ? '' : 'still running: output until now',
+      log.partial ? 'longer than the dashboard reads' : ''].filter(Boolean);
+    $('log-meta').textContent = [meta, `${log.bytes} bytes`, ...notes].filter(Boolean).join(' · ');
+    text.textContent = log.text || '(no output)';
+  } else {
+    text.textContent = (job ? outputText(job, true) : '') || '(no output)';
+  }
 }
+let logShown = 0;
 
-/** Reads a job's whole log page by page with the log action (when the server offers it). */
-async function readLog(id) {
+/**
+ * Reads a job's whole log with the log action, a page at a time from `offset` to `next_offset`, until the end the server
+ * reports (`end_offset`); for a running job that is the output until now.
+ */
+async function readLog(id, shown) {
   let offset = 0;
   let text = '';
-  for (let page = 0; page < LOG_MAX_PAGES; page++) {
-    const r = await dispatcher({ action: 'log', job_id: id, offset, limit: LOG_PAGE });
-    const chunk = r?.output ?? r?.text ?? r?.log ?? r?.data ?? '';
-    text += typeof chunk === 'string' ? chunk : '';
-    const next = num(r?.next_offset ?? r?.nextOffset ?? r?.next);
-    if (next == null || next <= offset || !chunk) break;
+  let r = null;
+  let partial = true;
+  for (let page = 0; page < LOG_MAX_PAGES && shown === logShown; page++) {
+    r = await dispatcher({ action: 'log', job_id: id, offset, limit: LOG_PAGE });
+    text += typeof r?.output === 'string' ? r.output : '';
+    const next = num(r?.next_offset);
+    const end = num(r?.end_offset);
+    if (next == null || next <= offset || (end != null && next >= end)) { partial = false; break; }
     offset = next;
   }
-  return text;
+  return { text, trimmed: num(r?.trimmed) ?? 0, finished: r?.finished === true, bytes: num(r?.end_offset) ?? offset, partial };
 }
 
 // ---- page state ----
@@ -728,8 +791,10 @@ $('login-form').addEventListener('submit', async (e) => {
 });
 $('logout').addEventListener('click', logout);
 $('run-form').addEventListener('submit', (e) => { e.preventDefault(); runJob(); });
-$('filter-outcome').addEventListener('change', renderHistory);
-$('filter-queue').addEventListener('change', renderHistory);
+// The table filters what it has at once, then asks the server for the newest jobs that match.
+const onFilter = () => { renderHistory(); loadHistory(true).then(render, () => {}); };
+$('filter-outcome').addEventListener('change', onFilter);
+$('filter-queue').addEventListener('change', onFilter);
 $('log-close').addEventListener('click', () => $('log-dialog').close());
 
 connect();

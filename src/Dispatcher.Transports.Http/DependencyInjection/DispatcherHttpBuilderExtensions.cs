@@ -22,6 +22,7 @@ public static class DispatcherHttpBuilderExtensions
         {
             services.AddBoundOptions<HttpTransportOptions, HttpTransportOptionsValidator>(HttpTransportOptions.SectionName);
             services.TryAddSingleton<HttpRequestHandler>();
+            services.TryAddSingleton<EventStreamHandler>();
         }
 
         if (configure is not null)
@@ -34,8 +35,21 @@ public static class DispatcherHttpBuilderExtensions
 
     private sealed class HttpTransportOptionsValidator : IValidateOptions<HttpTransportOptions>
     {
-        public ValidateOptionsResult Validate(string? name, HttpTransportOptions options) => options.MaxRequestBodyBytes >= 1024
-            ? ValidateOptionsResult.Success
-            : ValidateOptionsResult.Fail($"Dispatcher:Http:MaxRequestBodyBytes is {options.MaxRequestBodyBytes}; it must be at least 1024.");
+        public ValidateOptionsResult Validate(string? name, HttpTransportOptions options)
+        {
+            if (options.MaxRequestBodyBytes < 1024)
+            {
+                return ValidateOptionsResult.Fail($"Dispatcher:Http:MaxRequestBodyBytes is {options.MaxRequestBodyBytes}; it must be at least 1024.");
+            }
+
+            if (options.EventStreamQueueCapacity < 1 || options.EventStreamQueueBytes < 1024)
+            {
+                return ValidateOptionsResult.Fail($"Dispatcher:Http:EventStreamQueueCapacity is {options.EventStreamQueueCapacity} and EventStreamQueueBytes {options.EventStreamQueueBytes}; they must be at least 1 and 1024.");
+            }
+
+            return options.EventStreamHeartbeat > TimeSpan.Zero
+                ? ValidateOptionsResult.Success
+                : ValidateOptionsResult.Fail($"Dispatcher:Http:EventStreamHeartbeat is {options.EventStreamHeartbeat}; it must be positive.");
+        }
     }
 }

@@ -109,7 +109,7 @@ internal sealed partial class HttpRequestHandler(ProtocolServer handler, IOption
         }
     }
 
-    private static async Task WriteAsync(HttpContext context, ProtocolResponse reply)
+    internal static async Task WriteAsync(HttpContext context, ProtocolResponse reply)
     {
         var response = context.Response;
         response.StatusCode = reply.Status;

@@ -143,6 +143,18 @@ internal sealed partial class WebSocketConnection : IDisposable
 
                 // A full queue (by frame count) holds this loop, and so the client's further requests, until the client reads.
                 await _send.Writer.WriteAsync(new Outgoing(frame), token).ConfigureAwait(false);
+
+                // A resumed subscription (events/subscribe with "since") sends what the client missed after the reply. The backlog
+                // waits for room like a reply (it holds this loop, not memory: the frames are the replay buffer's own); it counts
+                // towards SendQueueBytes but is never refused: DispatcherProtocolOptions.EventReplayBytes bounds it.
+                await _session.CatchUpAsync(async (e, ct) =>
+                {
+                    if (Volatile.Read(ref _closing) == 0)
+                    {
+                        Interlocked.Add(ref _queuedBytes, e.Length);
+                        await _send.Writer.WriteAsync(new Outgoing(e, IsEvent: true), ct).ConfigureAwait(false);
+                    }
+                }, token).ConfigureAwait(false);
                 if (reply.CloseReason is { } reason)
                 {
                     Close(WebSocketCloseStatus.PolicyViolation, reason);

@@ -301,6 +301,30 @@ public sealed class JobSchedulerTests
         Assert.Equal(3, _scheduler.GetQueue("builds")!.Limit);
     }
 
+    [Fact]
+    public void HeldJobs_ReleasedOutOfOrder_StillStartFirstInFirstOut()
+    {
+        // Two records made durable by one flush: their continuations may release the later job first.
+        Assert.Equal(SubmitStatus.Accepted, _scheduler.TrySubmit(new TestJob("a", "serial"), null, out var wa, held: true));
+        Assert.Equal(SubmitStatus.Accepted, _scheduler.TrySubmit(new TestJob("b", "serial"), null, out var wb, held: true));
+        Assert.Empty(wa.Start);
+        Assert.Empty(wb.Start);
+
+        Assert.Empty(_scheduler.Release(Job("b")).Start);
+        Assert.Equal(["a"], Ids(_scheduler.Release(Job("a")).Start));
+        Assert.Equal(["b"], Ids(_scheduler.Complete(Job("a"), true).Start));
+    }
+
+    [Fact]
+    public void HeldJob_Removed_LetsTheLaterReadyJobStart()
+    {
+        _scheduler.TrySubmit(new TestJob("a", "serial"), null, out _, held: true);
+        _scheduler.TrySubmit(new TestJob("b", "serial"), null, out _, held: true);
+        Assert.Empty(_scheduler.Release(Job("b")).Start);
+
+        Assert.Equal(["b"], Ids(_scheduler.Remove(Job("a")).Start));
+    }
+
     private SchedulerWork<TestJob> Submit(string id, string queue, int priority = 0, string[]? after = null)
     {
         Assert.Equal(SubmitStatus.Accepted, _scheduler.TrySubmit(new TestJob(id, queue, priority), after, out var work));

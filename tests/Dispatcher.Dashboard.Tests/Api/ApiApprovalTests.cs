@@ -1,47 +1,15 @@
 #if NET10_0_OR_GREATER
 // The approved API is the net10.0 one; package validation checks that net8.0 offers the same.
-using PublicApiGenerator;
+using Dispatcher.Tests.Shared;
 
 namespace Dispatcher.Dashboard.Tests.Api;
 
-/// <summary>
-/// The public surface of Dispatcher.Dashboard, approved in a file beside this one, so a change to it shows in review. When a
-/// change is meant, copy the <c>.received.txt</c> the failing test wrote over the <c>.approved.txt</c>.
-/// </summary>
+/// <summary>The public surface of Dispatcher.Dashboard, approved in <c>Dispatcher.Dashboard.approved.txt</c> beside this file.</summary>
 public sealed class ApiApprovalTests
 {
     [Fact]
-    public void PublicApi_IsApproved()
-    {
-        var api = typeof(DispatcherDashboardOptions).Assembly.GeneratePublicApi(new ApiGeneratorOptions
-            {
-                AllowNamespacePrefixes = ["Microsoft.AspNetCore.Builder", "Microsoft.Extensions.DependencyInjection"],
-                ExcludeAttributes = ["System.Runtime.Versioning.TargetFrameworkAttribute", "System.Reflection.AssemblyMetadataAttribute"],
-            })
-            .ReplaceLineEndings("\n");
-        var approved = Path.Combine(Here(), "Dispatcher.Dashboard.approved.txt");
-        var received = Path.Combine(Here(), "Dispatcher.Dashboard.received.txt");
-
-        if (!File.Exists(approved) || File.ReadAllText(approved).ReplaceLineEndings("\n") != api)
-        {
-            File.WriteAllText(received, api);
-            Assert.Fail($"The public API of Dispatcher.Dashboard differs from {approved} (or it is missing). Review {received}, and if the change is meant, copy it over the approved file.");
-        }
-
-        File.Delete(received);
-    }
-
-    /// <summary>This folder in the source tree: found from the test's output folder (CI builds map source paths to /_/).</summary>
-    private static string Here()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Dispatcher.sln")))
-        {
-            dir = dir.Parent;
-        }
-
-        return Path.Combine(dir?.FullName ?? throw new DirectoryNotFoundException("Dispatcher.sln not found above the test output."),
-            "tests", "Dispatcher.Dashboard.Tests", "Api");
-    }
+    public void PublicApi_IsApproved() => ApiApproval.Verify(
+        typeof(DispatcherDashboardOptions).Assembly, "Dispatcher.Dashboard.Tests",
+        ["Microsoft.AspNetCore.Builder", "Microsoft.Extensions.DependencyInjection"]);
 }
 #endif

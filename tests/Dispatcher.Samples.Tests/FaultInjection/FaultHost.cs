@@ -86,6 +86,16 @@ internal sealed class FaultHost : IAsyncDisposable
         return JsonNode.Parse(text)!["args"]!;
     }
 
+    /// <summary>GET /healthz (no credentials): the status code and the JSON report.</summary>
+    public async Task<(HttpStatusCode Status, JsonNode Report)> HealthAsync()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/healthz");
+        request.Headers.Authorization = null;
+        using var response = await _http.SendAsync(request);
+        var text = await response.Content.ReadAsStringAsync();
+        return (response.StatusCode, JsonNode.Parse(text)!);
+    }
+
     /// <summary>The host's peak resident memory (VmHWM), in bytes.</summary>
     public long PeakResidentBytes()
     {

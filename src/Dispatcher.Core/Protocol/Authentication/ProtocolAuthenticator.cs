@@ -199,11 +199,16 @@ public sealed class ProtocolAuthenticator
     }
 
     /// <summary>
-    /// Whether a subscribed connection may still receive events: its token (when it has one) is neither expired nor revoked. Does not
-    /// extend the token's life; called for every event, so it is a dictionary lookup.
+    /// Gets whether a subscribed connection may still receive events: it has a user, and its token (when it has one) is neither
+    /// expired nor revoked. Does not extend the token's life; called for every event, so it is a dictionary lookup.
     /// </summary>
-    internal bool MayReceiveEvents(ProtocolConnection connection) =>
-        connection.User is not null && (connection.Token is not { } token || _tokens.IsValid(token));
+    /// <param name="connection">The connection.</param>
+    /// <returns><see langword="true"/> while the connection's login holds.</returns>
+    public bool MayReceiveEvents(ProtocolConnection connection)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        return connection.User is not null && (connection.Token is not { } token || _tokens.IsValid(token));
+    }
 
     /// <summary>A failed login, or a logout, ends whatever the connection had: its user, its token and its event subscriptions.</summary>
     private static void EndSession(ProtocolConnection connection)

@@ -36,49 +36,71 @@ internal sealed class QueryHandler(ProtocolRouteTable routes) : IProtocolHandler
 }
 
 /// <summary>
-/// <c>events/subscribe</c> and <c>events/unsubscribe</c> with a channel name or an array of names. Unknown names, and channels the
-/// connection may not read, are skipped; the reply names the last valid one (<c>{"subscribe": "system-state"}</c>, or <c>{}</c>), and
-/// a replaying channel's last event goes out before the reply.
+/// <c>events/subscribe</c> and <c>events/unsubscribe</c> with a channel name, an array of names, or the object form
+/// <c>{"channels", "since", "stream", "shape"}</c> (<see cref="EventResume"/>). Unknown names, and channels the connection may not
+/// read, are skipped; the reply names the last valid one (<c>{"subscribe": "system-state"}</c>, or <c>{}</c>), and a replaying
+/// channel's last event goes out before the reply. The object form's reply also gives the <c>dispatcher</c> stream's id and head
+/// (<c>"stream"</c>, <c>"seq"</c>), and its <c>dispatcher</c> events follow the reply (see <see cref="ProtocolConnection.CatchUpAsync"/>).
 /// </summary>
 internal sealed class EventsHandler(ProtocolEventHub hub, bool subscribe) : IProtocolHandler
 {
     public ValueTask<ProtocolResult> HandleAsync(ProtocolRequest request, CancellationToken cancellationToken)
     {
         var verb = subscribe ? "subscribe" : "unsubscribe";
-        var list = request.Args;
-        if (list.ValueKind == JsonValueKind.Object)
+        var args = request.Args;
+        string[] names;
+        EventResume? form = null;
+        if (args.ValueKind == JsonValueKind.Object)
         {
-            // An extension old clients never send: {"events": NAMES, "shape": "nested" | "sysadm"} chooses this client's shape of the
-            // dispatcher events.
-            if (!JsonArgs.TryGetProperty(list, "events", out list))
+            if (EventResume.Parse(args, out var parsed) is { } problem)
             {
-                return ValueTask.FromResult(ProtocolResult.Error(ProtocolErrorCode.BadRequest,
-                    $"events/{verb} with an object needs \"events\": a channel name or an array of channel names."));
+                return ValueTask.FromResult(ProtocolResult.Error(ProtocolErrorCode.BadRequest, $"events/{verb}: {problem}"));
             }
 
-            if (JsonArgs.TryGetProperty(request.Args, "shape", out var shape))
+            form = parsed;
+            names = parsed.Channels;
+            if (subscribe && parsed.Shape is { } shape)
             {
-                if (shape.ValueKind != JsonValueKind.String || !Enum.TryParse<DispatcherEventShape>(shape.GetString(), ignoreCase: true, out var parsed)
-                    || !Enum.IsDefined(parsed))
-                {
-                    return ValueTask.FromResult(ProtocolResult.Error(ProtocolErrorCode.BadRequest, "\"shape\" must be \"sysadm\" or \"nested\"."));
-                }
-
-                request.Connection.EventShape = parsed;
+                request.Connection.EventShape = shape;
             }
         }
-
-        if (!JsonArgs.TryGetStrings(list, out var names) || names.Length == 0)
+        else if (!JsonArgs.TryGetStrings(args, out names) || names.Length == 0)
         {
             return ValueTask.FromResult(ProtocolResult.Error(ProtocolErrorCode.BadRequest,
-                $"events/{verb} needs args that are a channel name or a non-empty array of channel names, not {Describe(list)}."));
+                $"events/{verb} needs args that are a channel name, a non-empty array of channel names, or an object with \"channels\" (and \"since\", \"stream\", \"shape\"), not {Describe(args)}."));
         }
 
-        var last = subscribe ? hub.Subscribe(request.Connection, names) : hub.Unsubscribe(request.Connection, names);
         var result = new JsonObject();
-        if (last is not null)
+        if (!subscribe)
+        {
+            if (hub.Unsubscribe(request.Connection, names) is { } gone)
+            {
+                result[verb] = gone;
+            }
+
+            return ValueTask.FromResult(ProtocolResult.Ok(result));
+        }
+
+        // The object form starts the dispatcher channel where the reply says the stream stands (or at "since"), so that its
+        // events follow the reply in order; the plain forms of sysadm clients get live events at once, as the original sent them.
+        var log = hub.Log;
+        long? head = null;
+        DispatcherResume? resume = null;
+        if (form is { } f && names.Contains(ProtocolEventHub.DispatcherChannel, StringComparer.Ordinal))
+        {
+            head = log.Head;
+            resume = f.Since is { } since ? new DispatcherResume(since, f.Stream) : new DispatcherResume(head, log.Stream);
+        }
+
+        if (hub.Subscribe(request.Connection, names, resume) is { } last)
         {
             result[verb] = last;
+        }
+
+        if (head is { } h && request.Connection.IsSubscribed(ProtocolEventHub.DispatcherChannel))
+        {
+            result["stream"] = log.Stream;
+            result["seq"] = h;
         }
 
         return ValueTask.FromResult(ProtocolResult.Ok(result));

@@ -10,10 +10,13 @@ namespace Dispatcher.Protocol.Routing;
 /// (<c>DispatcherActions.Scheduling.cs</c>), mapped onto <see cref="IDispatcher"/>. The route table has checked read access; run,
 /// kill and the changing scheduling actions check full access here.
 /// </summary>
-internal sealed partial class DispatcherActions(IDispatcher dispatcher, DispatcherProtocolOptions options, ILogger logger, CancellationToken stopping)
+internal sealed partial class DispatcherActions(IDispatcher dispatcher, DispatcherProtocolOptions options, ILogger logger, CancellationToken stopping,
+    IJobPolicy? policy = null, AuditTrail? audit = null)
     : IProtocolHandler
 {
     private readonly IDispatcher _dispatcher = dispatcher;
+    private readonly IJobPolicy? _policy = policy;
+    private readonly AuditTrail? _audit = audit;
     private readonly DispatcherProtocolOptions _options = options;
     private readonly CancellationToken _stopping = stopping;
     private readonly ILogger _logger = logger;
@@ -75,9 +78,9 @@ internal sealed partial class DispatcherActions(IDispatcher dispatcher, Dispatch
             case "history":
                 return History(ns, name, id, args, cancellationToken);
             case "kill":
-                return Require(session, id, DispatcherAccess.Full, "kill") ?? await KillAsync(ns, name, id, args, cancellationToken).ConfigureAwait(false);
+                return Require(session, id, DispatcherAccess.Full, "kill") ?? await KillAsync(session, ns, name, id, args, cancellationToken).ConfigureAwait(false);
             case "run":
-                return Require(session, id, DispatcherAccess.Full, "run") ?? Stopping(id) ?? RunProblem(id, args) ?? await RunAsync(ns, name, id, args, cancellationToken).ConfigureAwait(false);
+                return Require(session, id, DispatcherAccess.Full, "run") ?? Stopping(id) ?? RunProblem(id, args) ?? await RunAsync(session, ns, name, id, args, cancellationToken).ConfigureAwait(false);
             default:
                 return await SchedulingActionAsync(session, ns, name, id, action.ToLowerInvariant(), args, cancellationToken).ConfigureAwait(false)
                     ?? Error(id, 400, $"Unknown action '{Short(action)}'; rpc/dispatcher offers list, kill, run, history, {SchedulingActionNames}.");
@@ -164,7 +167,7 @@ internal sealed partial class DispatcherActions(IDispatcher dispatcher, Dispatch
         return null;
     }
 
-    private async ValueTask<ProtocolReply> KillAsync(string ns, string name, string? id, JsonElement args, CancellationToken cancellationToken)
+    private async ValueTask<ProtocolReply> KillAsync(ProtocolConnection session, string ns, string name, string? id, JsonElement args, CancellationToken cancellationToken)
     {
         if (!TryGetProperty(args, "job_id", out var jobId))
         {
@@ -177,13 +180,14 @@ internal sealed partial class DispatcherActions(IDispatcher dispatcher, Dispatch
         }
 
         var killed = await _dispatcher.KillAsync(ids, cancellationToken).ConfigureAwait(false);
+        _audit?.Kill(session, ids, killed);
         return Ok(ns, name, id, new JsonObject
         {
             ["killed"] = new JsonObject { ["jobs"] = new JsonArray([.. killed.Select(k => (JsonNode?)k)]) },
         });
     }
 
-    private async ValueTask<ProtocolReply> RunAsync(string ns, string name, string? id, JsonElement args, CancellationToken cancellationToken)
+    private async ValueTask<ProtocolReply> RunAsync(ProtocolConnection session, string ns, string name, string? id, JsonElement args, CancellationToken cancellationToken)
     {
         var started = new JsonArray();
         var result = new JsonObject { ["started"] = started };
@@ -192,7 +196,7 @@ internal sealed partial class DispatcherActions(IDispatcher dispatcher, Dispatch
 
         // Every job is handed to the dispatcher first (in request order), and the durable acknowledgements are awaited after:
         // one group commit covers the whole request instead of one flush per job. Replies keep the request order.
-        var outcomes = new List<(string Name, Task<JobInfo>? Enqueued, string? Problem)>();
+        var outcomes = new List<(string Name, Task<JobInfo>? Enqueued, string? Problem, JobRequest? Submitted, bool Rewritten)>();
         foreach (var job in args.EnumerateObject())
         {
             if (string.Equals(job.Name, "action", StringComparison.OrdinalIgnoreCase))
@@ -208,9 +212,16 @@ internal sealed partial class DispatcherActions(IDispatcher dispatcher, Dispatch
                 foreach (var item in job.Value.EnumerateArray())
                 {
                     var key = $"jobs[{index++}]";
-                    outcomes.Add(!TryParseJob(string.Empty, item, out var generated, out var cron, out var why) || cron is not null
-                        ? (key, null, cron is not null ? "A recurring job (\"cron\") needs a name; give it as a member of run, not in \"jobs\"." : why)
-                        : (key, _dispatcher.EnqueueAsync(generated with { GeneratesId = true }, cancellationToken).AsTask(), null));
+                    if (!TryParseJob(string.Empty, item, out var generated, out var cron, out var why) || cron is not null)
+                    {
+                        outcomes.Add((key, null, cron is not null ? "A recurring job (\"cron\") needs a name; give it as a member of run, not in \"jobs\"." : why, null, false));
+                        continue;
+                    }
+
+                    var (allowedItem, rejectionItem, rewrittenItem) = await ApplyPolicyAsync(session, generated, cancellationToken).ConfigureAwait(false);
+                    outcomes.Add(allowedItem is null
+                        ? (key, null, rejectionItem, null, false)
+                        : (key, _dispatcher.EnqueueAsync(allowedItem with { GeneratesId = true }, cancellationToken).AsTask(), null, allowedItem, rewrittenItem));
                 }
 
                 continue;
@@ -218,7 +229,15 @@ internal sealed partial class DispatcherActions(IDispatcher dispatcher, Dispatch
 
             if (!TryParseJob(job.Name, job.Value, out var request, out var recurrence, out var problem))
             {
-                outcomes.Add((job.Name, null, problem));
+                outcomes.Add((job.Name, null, problem, null, false));
+                continue;
+            }
+
+            // The host's policy sees every job a client submits (a recurrence's template too) before the dispatcher does.
+            var (allowed, rejection, rewritten) = await ApplyPolicyAsync(session, recurrence?.Job ?? request, cancellationToken).ConfigureAwait(false);
+            if (allowed is null)
+            {
+                outcomes.Add((job.Name, null, rejection, null, false));
                 continue;
             }
 
@@ -226,21 +245,22 @@ internal sealed partial class DispatcherActions(IDispatcher dispatcher, Dispatch
             {
                 try
                 {
-                    await _dispatcher.AddRecurrenceAsync(recurrence, cancellationToken).ConfigureAwait(false);
+                    await _dispatcher.AddRecurrenceAsync(recurrence with { Job = allowed }, cancellationToken).ConfigureAwait(false);
                     ((JsonArray)(result["recurring"] ??= new JsonArray())).Add((JsonNode?)job.Name);
+                    _audit?.Run(session, allowed, null, rewritten);
                 }
                 catch (JobRejectedException ex)
                 {
-                    outcomes.Add((job.Name, null, ex.Message));
+                    outcomes.Add((job.Name, null, ex.Message, null, false));
                 }
 
                 continue;
             }
 
-            outcomes.Add((job.Name, _dispatcher.EnqueueAsync(request, cancellationToken).AsTask(), null));
+            outcomes.Add((job.Name, _dispatcher.EnqueueAsync(allowed, cancellationToken).AsTask(), null, allowed, rewritten));
         }
 
-        foreach (var (jobName, enqueued, problem) in outcomes)
+        foreach (var (jobName, enqueued, problem, submitted, rewritten) in outcomes)
         {
             try
             {
@@ -250,7 +270,12 @@ internal sealed partial class DispatcherActions(IDispatcher dispatcher, Dispatch
                     continue;
                 }
 
-                started.Add((JsonNode?)(await enqueued.ConfigureAwait(false)).Id);
+                var info = await enqueued.ConfigureAwait(false);
+                started.Add((JsonNode?)info.Id);
+                if (submitted is not null)
+                {
+                    _audit?.Run(session, submitted with { Id = info.Id }, null, rewritten);
+                }
             }
             catch (JobRejectedException ex)
             {
@@ -269,6 +294,29 @@ internal sealed partial class DispatcherActions(IDispatcher dispatcher, Dispatch
         }
 
         return Ok(ns, name, id, result);
+    }
+
+    /// <summary>
+    /// What the host's policy makes of a submitted job: the job to run (the submitted one, or its rewrite with the same id), or
+    /// <see langword="null"/> and the rejection the client sees (audited here).
+    /// </summary>
+    private async ValueTask<(JobRequest? Allowed, string? Rejection, bool Rewritten)> ApplyPolicyAsync(ProtocolConnection session, JobRequest request,
+        CancellationToken cancellationToken)
+    {
+        if (_policy is null || session.User is not { } user)
+        {
+            return (request, null, false);
+        }
+
+        var decision = await _policy.EvaluateAsync(new JobPolicyContext(request, user, session.Transport, session.RemoteAddress), cancellationToken)
+            .ConfigureAwait(false);
+        if (decision.Rejection is { } rejection)
+        {
+            _audit?.Run(session, request, rejection, rewritten: false);
+            return (null, $"Rejected by the host's policy: {rejection}", false);
+        }
+
+        return decision.Rewritten is { } replacement ? (replacement with { Id = request.Id }, null, true) : (request, null, false);
     }
 
     private static bool IsJobArray(JsonElement value) =>

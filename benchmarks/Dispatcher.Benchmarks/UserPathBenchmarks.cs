@@ -1,0 +1,337 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using static Dispatcher.Benchmarks.Stats;
+
+namespace Dispatcher.Benchmarks;
+
+/// <summary>
+/// The path users run: the sample host process with a data directory (journal, fsync), jobs sent as one <c>run</c> over
+/// WebSocket or REST, watched by WebSocket subscribers; against the C spawn loop ("limit") and the .NET Process loop,
+/// in alternating rounds of this one run.
+/// </summary>
+internal static class UserPathBenchmarks
+{
+    private static int _round;
+
+    /// <summary>1 000 serial `true` jobs in pkg_queue, one `run`, timed to the last `finished` event every subscriber sees.</summary>
+    public static async Task SerialAsync(Report report, int jobs, int rounds)
+    {
+        var cases = new (string Transport, int Subscribers)[] { ("WebSocket", 1), ("REST", 1), ("WebSocket", 100), ("REST", 100) };
+        var results = cases.ToDictionary(c => c, _ => new List<Round>());
+        var c = new List<double>();
+        var dotnet = new List<double>();
+        var memory = new List<double>();
+        var before = new List<double>();
+        double cpuPerJobBefore = 0;
+
+        // BENCH_BASELINE_HOST: the sample host dll of another build (for example main before a change), measured in the
+        // same rounds over WebSocket with 1 subscriber.
+        var baselineDll = Environment.GetEnvironmentVariable("BENCH_BASELINE_HOST");
+        await using var beforeHost = baselineDll is null ? null : await HostProcess.StartAsync(baselineDll, durable: true);
+        if (beforeHost is not null)
+        {
+            await RoundAsync(beforeHost, "WebSocket", 1, Math.Min(jobs, 300), "pkg_queue", measureLatency: false);
+        }
+
+        var noFsync = new List<double>();
+        double cpuPerJob = 0, cpuPerJobMemory = 0, cpuPerJobNoFsync = 0;
+        await using (var host = await HostProcess.StartAsync())
+        await using (var memoryHost = await HostProcess.StartAsync(durable: false))
+        await using (var noFsyncHost = await HostProcess.StartAsync(durable: true, "--Dispatcher:FlushToDisk=false"))
+        {
+            // Warm-up (JIT tiers of hosts and clients, thread pools, the journal file): not reported.
+            await RoundAsync(host, "WebSocket", 1, Math.Min(jobs, 300), "pkg_queue", measureLatency: false);
+            await RoundAsync(host, "REST", 1, Math.Min(jobs, 300), "pkg_queue", measureLatency: false);
+            await RoundAsync(memoryHost, "WebSocket", 1, Math.Min(jobs, 300), "pkg_queue", measureLatency: false);
+            await RoundAsync(noFsyncHost, "WebSocket", 1, Math.Min(jobs, 300), "pkg_queue", measureLatency: false);
+            _ = await SpawnLimit.CLoopAsync(jobs / 4, 1);
+            _ = await SpawnLimit.ProcessLoopAsync(jobs / 4, 1);
+            for (var r = 0; r < rounds; r++)
+            {
+                if (await SpawnLimit.CLoopAsync(jobs, 1) is { } limit)
+                {
+                    c.Add(limit);
+                }
+
+                dotnet.Add(await SpawnLimit.ProcessLoopAsync(jobs, 1));
+                foreach (var k in cases)
+                {
+                    var round = await RoundAsync(host, k.Transport, k.Subscribers, jobs, "pkg_queue", measureLatency: false);
+                    results[k].Add(round);
+                    if (k == cases[0])
+                    {
+                        cpuPerJob += round.HostCpu.TotalMilliseconds / jobs / rounds;
+                    }
+                }
+
+                if (beforeHost is not null)
+                {
+                    var b = await RoundAsync(beforeHost, "WebSocket", 1, jobs, "pkg_queue", measureLatency: false);
+                    before.Add(b.Rate);
+                    cpuPerJobBefore += b.HostCpu.TotalMilliseconds / jobs / rounds;
+                }
+
+                var m = await RoundAsync(memoryHost, "WebSocket", 1, jobs, "pkg_queue", measureLatency: false);
+                memory.Add(m.Rate);
+                cpuPerJobMemory += m.HostCpu.TotalMilliseconds / jobs / rounds;
+                var n = await RoundAsync(noFsyncHost, "WebSocket", 1, jobs, "pkg_queue", measureLatency: false);
+                noFsync.Add(n.Rate);
+                cpuPerJobNoFsync += n.HostCpu.TotalMilliseconds / jobs / rounds;
+            }
+        }
+
+        var cRate = c.Count > 0 ? Median(c) : double.NaN;
+        var pRate = Median(dotnet);
+        foreach (var k in cases)
+        {
+            var rs = results[k];
+            var rate = Median(rs.Select(x => x.Rate));
+            var lost = rs.Sum(x => x.Lost);
+            var disorder = rs.Sum(x => x.OutOfOrder);
+            var baseline = double.IsNaN(cRate)
+                ? $"no C compiler; .NET Process loop {F(pRate, 0)} jobs/s"
+                : $"limit (C posix_spawn loop) {F(cRate, 0)} jobs/s; .NET Process loop {F(pRate, 0)} jobs/s";
+            var ratio = double.IsNaN(cRate) ? $"{F(rate / pRate, 2)}× the Process loop" : $"{F(rate / cRate, 2)}× limit, {F(rate / pRate, 2)}× Process loop";
+            report.Add($"user's path: sample host process, journal + fsync, {jobs} serial `true` in pkg_queue as one `run` over {k.Transport}, {k.Subscribers} subscriber{(k.Subscribers > 1 ? "s" : string.Empty)}",
+                $"{F(rate, 0)} jobs/s", baseline, ratio, "≥ 0.8× limit, 0 lost", !double.IsNaN(cRate) && rate / cRate >= 0.8 && lost == 0,
+                $"to the last `finished` at every subscriber; rounds {string.Join("/", rs.Select(x => F(x.Rate, 0)))}, C {string.Join("/", c.Select(x => F(x, 0)))}, Process {string.Join("/", dotnet.Select(x => F(x, 0)))}; "
+                + $"{lost} lost, {disorder} out of order" + (k == cases[0] ? $"; host CPU {F(cpuPerJob * 1000, 0)} µs per job" : string.Empty));
+        }
+
+        var breakdown = new List<(string, List<double>, double)> { ("no data directory (in memory)", memory, cpuPerJobMemory), ("journal without fsync", noFsync, cpuPerJobNoFsync) };
+        if (before.Count > 0)
+        {
+            breakdown.Add(($"journal + fsync, {Environment.GetEnvironmentVariable("BENCH_BASELINE_NAME") ?? "the baseline build"}", before, cpuPerJobBefore));
+        }
+
+        foreach (var (what, rates, cpu) in breakdown)
+        {
+            var rate = Median(rates);
+            report.Add($"user's path, the same over WebSocket with 1 subscriber, {what}", $"{F(rate, 0)} jobs/s",
+                double.IsNaN(cRate) ? $"no C compiler; .NET Process loop {F(pRate, 0)} jobs/s" : $"limit {F(cRate, 0)} jobs/s",
+                double.IsNaN(cRate) ? $"{F(rate / pRate, 2)}× the Process loop" : $"{F(rate / cRate, 2)}× limit", "(breakdown)", null,
+                $"rounds {string.Join("/", rates.Select(x => F(x, 0)))}; host CPU {F(cpu * 1000, 0)} µs per job");
+        }
+    }
+
+    /// <summary>A burst of jobs (one `run` over REST into a queue of limit 8) to 10, 100 and 1 000 WebSocket subscribers.</summary>
+    public static async Task FanOutAsync(Report report, int jobs, int[] subscriberCounts)
+    {
+        await using var host = await HostProcess.StartAsync(durable: true, "--Dispatcher:Queues:bench8:MaxConcurrency=8");
+        await RoundAsync(host, "REST", 10, jobs, "bench8", measureLatency: true); // warm-up
+        var one = await RoundAsync(host, "REST", 1, jobs, "bench8", measureLatency: true);
+        foreach (var n in subscriberCounts)
+        {
+            var r = await RoundAsync(host, "REST", n, jobs, "bench8", measureLatency: true);
+            var extraCpu = r.HostCpu - one.HostCpu;
+            var extraFrames = r.Frames - one.Frames;
+            var cpuPerFrame = extraFrames > 0 ? extraCpu.TotalMilliseconds * 1000 / extraFrames : double.NaN;
+            report.Add($"events: burst of {jobs} jobs (one `run`, queue limit 8) to {n} WebSocket subscribers, sample host process with journal",
+                $"{r.Lost} lost, {r.OutOfOrder} out of order; delivery p50 {F(r.P50, 1)} ms, p99 {F(r.P99, 1)} ms",
+                $"1 subscriber: p50 {F(one.P50, 1)} ms, p99 {F(one.P99, 1)} ms", $"{F(r.P99 / one.P99, 1)}× at p99",
+                "0 lost, order kept, p99 ≤ 50 ms", r.Lost == 0 && r.OutOfOrder == 0 && r.P99 <= 50,
+                $"{r.Frames} frames in {F(r.Elapsed.TotalSeconds, 1)} s; host CPU {F(r.HostCpu.TotalSeconds, 2)} s (1 subscriber: {F(one.HostCpu.TotalSeconds, 2)} s), "
+                + $"{F(cpuPerFrame, 1)} µs per extra delivered frame; host RSS peak +{F(r.RssGrowth / 1048576.0, 1)} MB ({F(r.RssGrowth / 1024.0 / n, 1)} KiB per subscriber); latency = receipt − `time_finished`");
+        }
+    }
+
+    internal static Task WarmAsync(HostProcess host, int jobs) => RoundAsync(host, "WebSocket", 1, jobs, "pkg_queue", measureLatency: false);
+
+    internal static Task<Round> OneRoundAsync(HostProcess host, int jobs) => RoundAsync(host, "WebSocket", 1, jobs, "pkg_queue", measureLatency: false);
+
+    internal sealed record Round(double Rate, TimeSpan Elapsed, long Lost, long OutOfOrder, long Frames, double P50, double P99, TimeSpan HostCpu, long RssGrowth);
+
+    /// <summary>
+    /// One round: <paramref name="subscribers"/> connections subscribe; one `run` carries <paramref name="jobs"/> jobs of `true`
+    /// (sent on the first subscriber's connection over WebSocket, or as a PUT over REST); the round ends when every subscriber
+    /// has seen every job's `finished` event (or after 5 minutes: then the missing events count as lost).
+    /// </summary>
+    private static async Task<Round> RoundAsync(HostProcess host, string transport, int subscribers, int jobs, string queue, bool measureLatency)
+    {
+        var prefix = $"u{Interlocked.Increment(ref _round)}-";
+        var subs = new List<Subscriber>(subscribers);
+        for (var i = 0; i < subscribers; i++)
+        {
+            var client = await host.ConnectAsync();
+            await client.SubscribeAsync();
+            subs.Add(new Subscriber(client, prefix, jobs, measureLatency));
+        }
+
+        var body = new StringBuilder("{\"action\":\"run\"");
+        for (var i = 0; i < jobs; i++)
+        {
+            body.Append(CultureInfo.InvariantCulture, $",\"{prefix}{i}\":{{\"commands\":\"true\",\"queue\":\"{queue}\"}}");
+        }
+
+        body.Append('}');
+        GC.Collect();
+        var rssBefore = host.RssBytes();
+        var rssPeak = rssBefore;
+        using var stop = new CancellationTokenSource();
+        var sampler = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                rssPeak = Math.Max(rssPeak, host.RssBytes());
+                await Task.Delay(5);
+            }
+        });
+        var cpu0 = host.Cpu();
+        var readers = subs.Select(s => Task.Run(s.ReadAsync)).ToArray();
+        var t0 = Stopwatch.GetTimestamp();
+        string reply;
+        if (transport == "WebSocket")
+        {
+            await subs[0].Client.SendAsync($"{{\"namespace\":\"rpc\",\"name\":\"dispatcher\",\"id\":\"run\",\"args\":{body}}}");
+            reply = await subs[0].Reply.Task.WaitAsync(TimeSpan.FromMinutes(2));
+        }
+        else
+        {
+            using var response = await host.Http.PutAsync("/rpc/dispatcher", new StringContent(body.ToString(), Encoding.UTF8, "application/json"));
+            reply = await response.Content.ReadAsStringAsync();
+        }
+
+        if (!reply.Contains("\"started\"", StringComparison.Ordinal) || reply.Contains("\"rejected\"", StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException($"run was not accepted: {reply[..Math.Min(reply.Length, 500)]}");
+        }
+
+        try
+        {
+            await Task.WhenAll(readers).WaitAsync(TimeSpan.FromMinutes(5));
+        }
+        catch (TimeoutException)
+        {
+            // Counted as lost below.
+        }
+
+        var end = subs.Max(s => s.Done);
+        var elapsed = Stopwatch.GetElapsedTime(t0, end == 0 ? Stopwatch.GetTimestamp() : end);
+        var cpu = host.Cpu() - cpu0;
+        await stop.CancelAsync();
+        await sampler;
+        foreach (var s in subs)
+        {
+            s.Client.Dispose();
+        }
+
+        var latencies = subs.SelectMany(s => s.Latencies).ToList();
+        return new Round(jobs / elapsed.TotalSeconds, elapsed, subs.Sum(s => (2L * jobs) - s.Pending - s.Finished), subs.Sum(s => s.OutOfOrder),
+            subs.Sum(s => s.Frames), measureLatency ? Median(latencies) : double.NaN, measureLatency ? Percentile(latencies, 99) : double.NaN, cpu, rssPeak - rssBefore);
+    }
+
+    /// <summary>
+    /// A subscriber that checks what it receives: every job's `pending` in request order, no `running` or `finished` before
+    /// that job's `pending`, exactly one `finished` per job.
+    /// </summary>
+    private sealed class Subscriber(WireClient client, string prefix, int jobs, bool measureLatency)
+    {
+        private readonly byte[] _state = new byte[jobs]; // 0 none, 1 pending seen, 2 finished seen
+
+        public WireClient Client { get; } = client;
+
+        public TaskCompletionSource<string> Reply { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public int Pending { get; private set; }
+
+        public int Finished { get; private set; }
+
+        public int OutOfOrder { get; private set; }
+
+        public long Frames { get; private set; }
+
+        public long Done { get; private set; }
+
+        public List<double> Latencies { get; } = measureLatency ? new(jobs) : [];
+
+        public async Task ReadAsync()
+        {
+            while (Finished < jobs)
+            {
+                var text = await Client.ReceiveAsync();
+                var now = DateTimeOffset.UtcNow;
+                if (!text.Contains("\"namespace\":\"events\"", StringComparison.Ordinal))
+                {
+                    Reply.TrySetResult(text);
+                    continue;
+                }
+
+                Frames++;
+                var state = text.StartsWith("{\"args\":{\"state\":\"pending\"", StringComparison.Ordinal) ? 1
+                    : text.StartsWith("{\"args\":{\"state\":\"finished\"", StringComparison.Ordinal) ? 2 : 0;
+                var at = text.IndexOf("\"process_id\":\"" + prefix, StringComparison.Ordinal);
+                if (at < 0)
+                {
+                    continue;
+                }
+
+                at += 14 + prefix.Length;
+                var index = int.Parse(text.AsSpan(at, text.IndexOf('"', at) - at), CultureInfo.InvariantCulture);
+                switch (state)
+                {
+                    case 1:
+                        if (index != Pending || _state[index] != 0)
+                        {
+                            OutOfOrder++;
+                        }
+
+                        _state[index] = 1;
+                        Pending++;
+                        break;
+                    case 2:
+                        if (_state[index] != 1)
+                        {
+                            OutOfOrder++;
+                        }
+
+                        _state[index] = 2;
+                        Finished++;
+                        if (measureLatency)
+                        {
+                            var t = text.IndexOf("\"time_finished\":\"", StringComparison.Ordinal) + 17;
+                            Latencies.Add((now - DateTimeOffset.Parse(text.AsSpan(t, text.IndexOf('"', t) - t), CultureInfo.InvariantCulture)).TotalMilliseconds);
+                        }
+
+                        break;
+                    default:
+                        if (_state[index] != 1)
+                        {
+                            OutOfOrder++;
+                        }
+
+                        break;
+                }
+            }
+
+            Done = Stopwatch.GetTimestamp();
+        }
+    }
+}
+
+/// <summary>
+/// `profile`: one serial user's-path round (WebSocket, 1 subscriber) recorded system-wide by `perf record -a -g`, with the .NET
+/// perf map on in the host, so that kernel threads (the file system's journal), the children and the host are all seen.
+/// Writes perf.data to the given directory; read it with `perf report -i DIR/perf.data --sort comm,dso` or `--sort sym`.
+/// </summary>
+internal static class UserPathProfile
+{
+    public static async Task RunAsync(int jobs, string outputDirectory, params string[] hostSettings)
+    {
+        Environment.SetEnvironmentVariable("DOTNET_PerfMapEnabled", "1");
+        await using var host = await HostProcess.StartAsync(durable: true, hostSettings);
+        Environment.SetEnvironmentVariable("DOTNET_PerfMapEnabled", null);
+        await UserPathBenchmarks.WarmAsync(host, jobs);
+        Directory.CreateDirectory(outputDirectory);
+        var info = new ProcessStartInfo("perf", ["record", "-a", "-g", "-F", "1999", "-o", Path.Combine(outputDirectory, "perf.data")]) { UseShellExecute = false, RedirectStandardError = true };
+        using var perf = Process.Start(info)!;
+        await Task.Delay(1000); // perf's own start-up, so that the round is recorded whole
+        var round = await UserPathBenchmarks.OneRoundAsync(host, jobs);
+        _ = kill(perf.Id, 2);
+        await perf.WaitForExitAsync();
+        Console.WriteLine($"profiled round: {F(round.Rate, 0)} jobs/s, host CPU {F(round.HostCpu.TotalMilliseconds * 1000 / jobs, 0)} µs per job; perf.data in {outputDirectory}");
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc")]
+    private static extern int kill(int pid, int signal);
+}

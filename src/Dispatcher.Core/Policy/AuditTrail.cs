@@ -1,0 +1,149 @@
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+
+namespace Dispatcher.Protocol;
+
+/// <summary>
+/// Who ran or killed what, when and from where: one structured log event per action (event ids 601 to 603) and, with a data
+/// directory, one JSON line per action appended to <c>audit.log</c> there. The file is only ever appended to (opened with
+/// <c>O_APPEND</c>), each line is written whole and flushed to the operating system before the action's reply.
+/// </summary>
+internal sealed partial class AuditTrail : IDisposable
+{
+    public const string FileName = "audit.log";
+
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly object _gate = new();
+    private readonly string? _path;
+    private FileStream? _file;
+
+    // No I/O here: the file is opened at the first action, and a storage that refuses it costs the audit file, not the host.
+    public AuditTrail(IOptions<DispatcherOptions> options, TimeProvider time, ILogger<AuditTrail>? logger = null)
+    {
+        _logger = (ILogger?)logger ?? NullLogger.Instance;
+        _time = time;
+        _path = options.Value.DataDirectory is { } directory ? Path.Combine(directory, FileName) : null;
+    }
+
+    /// <summary>Records a job a client submitted: started, or rejected with the reason.</summary>
+    public void Run(ProtocolConnection session, JobRequest job, string? rejection, bool rewritten)
+    {
+        var user = session.User?.Name ?? "-";
+        if (rejection is null)
+        {
+            Log.Run(_logger, user, session.RemoteAddress, session.Transport, job.Id, job.Queue, job.Commands.Count, rewritten);
+        }
+        else
+        {
+            Log.RunRejected(_logger, user, session.RemoteAddress, session.Transport, job.Id, rejection);
+        }
+
+        Append(session, rejection is null ? "run" : "run_rejected", writer =>
+        {
+            writer.WriteString("job", job.Id);
+            writer.WriteString("queue", job.Queue);
+            writer.WriteStartArray("commands");
+            foreach (var command in job.Commands)
+            {
+                writer.WriteStringValue(command);
+            }
+
+            writer.WriteEndArray();
+            if (rewritten)
+            {
+                writer.WriteBoolean("rewritten", true);
+            }
+
+            if (rejection is not null)
+            {
+                writer.WriteString("reason", rejection);
+            }
+        });
+    }
+
+    /// <summary>Records a kill request and which of its jobs it reached.</summary>
+    public void Kill(ProtocolConnection session, IReadOnlyList<string> requested, IReadOnlyList<string> killed)
+    {
+        Log.Kill(_logger, session.User?.Name ?? "-", session.RemoteAddress, session.Transport, string.Join(",", killed), requested.Count);
+        Append(session, "kill", writer =>
+        {
+            writer.WriteStartArray("requested");
+            foreach (var id in requested)
+            {
+                writer.WriteStringValue(id);
+            }
+
+            writer.WriteEndArray();
+            writer.WriteStartArray("killed");
+            foreach (var id in killed)
+            {
+                writer.WriteStringValue(id);
+            }
+
+            writer.WriteEndArray();
+        });
+    }
+
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            _file?.Dispose();
+            _file = null;
+        }
+    }
+
+    private void Append(ProtocolConnection session, string action, Action<Utf8JsonWriter> members)
+    {
+        if (_path is null)
+        {
+            return;
+        }
+
+        using var buffer = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            writer.WriteString("time", _time.GetUtcNow());
+            writer.WriteString("action", action);
+            writer.WriteString("user", session.User?.Name);
+            writer.WriteString("address", session.RemoteAddress);
+            writer.WriteString("transport", session.Transport);
+            members(writer);
+            writer.WriteEndObject();
+        }
+
+        buffer.WriteByte((byte)'\n');
+        lock (_gate)
+        {
+            try
+            {
+                _file ??= new FileStream(_path, FileMode.Append, FileAccess.Write, FileShare.Read, bufferSize: 0);
+                _file.Write(buffer.GetBuffer(), 0, (int)buffer.Length);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // Logged each time: an audit line that could not be written must not pass unnoticed.
+                Log.AuditFileFailed(_logger, ex);
+            }
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 601, EventName = "AuditRun", Level = LogLevel.Information, Message = "Audit: user {User} from {Address} ({Transport}) ran job {JobId} in {Queue} ({Commands} command(s), rewritten by the policy: {Rewritten})")]
+        public static partial void Run(ILogger logger, string user, string address, string transport, string jobId, string queue, int commands, bool rewritten);
+
+        [LoggerMessage(EventId = 602, EventName = "AuditRunRejected", Level = LogLevel.Warning, Message = "Audit: user {User} from {Address} ({Transport}) was refused job {JobId}: {Reason}")]
+        public static partial void RunRejected(ILogger logger, string user, string address, string transport, string jobId, string reason);
+
+        [LoggerMessage(EventId = 603, EventName = "AuditKill", Level = LogLevel.Information, Message = "Audit: user {User} from {Address} ({Transport}) killed job(s) {Killed} ({Requested} requested)")]
+        public static partial void Kill(ILogger logger, string user, string address, string transport, string killed, int requested);
+
+        [LoggerMessage(EventId = 604, EventName = "AuditFileFailed", Level = LogLevel.Error, Message = "Audit: appending to the audit file failed")]
+        public static partial void AuditFileFailed(ILogger logger, Exception exception);
+    }
+}
