@@ -12,10 +12,14 @@ public sealed record CommandUsage
     /// <summary>Gets the CPU time spent in the kernel.</summary>
     public TimeSpan SystemCpuTime { get; init; }
 
-    /// <summary>Gets the largest resident set size of the command's process, or of a descendant it waited for, in bytes.</summary>
-    public long PeakMemoryBytes { get; init; }
+    /// <summary>
+    /// Gets the largest resident set size of the command's process, or of a descendant it waited for, in bytes; or
+    /// <see langword="null"/> when it is not known. Linux starts a process spawned by the host with the host's own peak as its
+    /// peak, so the kernel's figure is the command's only when it is above the host's: below that, it is unknown.
+    /// </summary>
+    public long? PeakMemoryBytes { get; init; }
 
-    /// <summary>The total of several commands: CPU times added, the largest peak.</summary>
+    /// <summary>The total of several commands: CPU times added, the largest known peak.</summary>
     internal static CommandUsage? Total(IEnumerable<CommandUsage?> usages)
     {
         CommandUsage? total = null;
@@ -30,7 +34,7 @@ public sealed record CommandUsage
             {
                 UserCpuTime = total.UserCpuTime + u.UserCpuTime,
                 SystemCpuTime = total.SystemCpuTime + u.SystemCpuTime,
-                PeakMemoryBytes = Math.Max(total.PeakMemoryBytes, u.PeakMemoryBytes),
+                PeakMemoryBytes = total.PeakMemoryBytes is { } a && u.PeakMemoryBytes is { } b ? Math.Max(a, b) : total.PeakMemoryBytes ?? u.PeakMemoryBytes,
             };
         }
 

@@ -54,6 +54,9 @@ internal static unsafe partial class Libc
     internal static partial int wait4(int pid, out int status, int options, long* rusage);
 
     [LibraryImport(Library, SetLastError = true)]
+    internal static partial int getrusage(int who, long* rusage);
+
+    [LibraryImport(Library, SetLastError = true)]
     internal static partial long syscall(long number, int pid, uint flags);
 
     [LibraryImport(Library, SetLastError = true)]

@@ -254,7 +254,10 @@ internal static class WireFormat
             // Extension members: what the job's commands used together.
             details["cpu_user_seconds"] = Math.Round(usage.UserCpuTime.TotalSeconds, 6);
             details["cpu_system_seconds"] = Math.Round(usage.SystemCpuTime.TotalSeconds, 6);
-            details["peak_memory_bytes"] = usage.PeakMemoryBytes;
+            if (usage.PeakMemoryBytes is { } peak)
+            {
+                details["peak_memory_bytes"] = peak;
+            }
         }
 
         AddCommandResults(details, result);

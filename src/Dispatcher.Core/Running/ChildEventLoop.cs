@@ -134,13 +134,28 @@ internal sealed unsafe class ChildEventLoop : IDisposable
         }
     }
 
-    /// <summary>struct rusage (64-bit Linux): ru_utime and ru_stime (timeval: seconds, microseconds), then ru_maxrss in KiB.</summary>
-    private static CommandUsage ToUsage(ReadOnlySpan<long> rusage) => new()
+    /// <summary>
+    /// struct rusage (64-bit Linux): ru_utime and ru_stime (timeval: seconds, microseconds), then ru_maxrss in KiB. Linux gives
+    /// a process that execs from a vfork'd child (posix_spawn) the spawning process's peak resident set as its starting peak,
+    /// so a peak not above this process's own (which only grows) may be ours, not the command's: it is reported as unknown.
+    /// </summary>
+    private static CommandUsage ToUsage(ReadOnlySpan<long> rusage)
     {
-        UserCpuTime = TimeSpan.FromTicks((rusage[0] * TimeSpan.TicksPerSecond) + (rusage[1] * 10)),
-        SystemCpuTime = TimeSpan.FromTicks((rusage[2] * TimeSpan.TicksPerSecond) + (rusage[3] * 10)),
-        PeakMemoryBytes = rusage[4] * 1024,
-    };
+        var peak = rusage[4] * 1024;
+        return new()
+        {
+            UserCpuTime = TimeSpan.FromTicks((rusage[0] * TimeSpan.TicksPerSecond) + (rusage[1] * 10)),
+            SystemCpuTime = TimeSpan.FromTicks((rusage[2] * TimeSpan.TicksPerSecond) + (rusage[3] * 10)),
+            PeakMemoryBytes = peak > OwnPeakBytes() ? peak : null,
+        };
+    }
+
+    /// <summary>This process's peak resident set (getrusage RUSAGE_SELF), in bytes.</summary>
+    private static long OwnPeakBytes()
+    {
+        var usage = stackalloc long[RusageLongs];
+        return Libc.getrusage(0, usage) == 0 ? usage[4] * 1024 : long.MaxValue;
+    }
 
     /// <summary>Waits for a child on the calling thread.</summary>
     public static int WaitBlocking(int pid)

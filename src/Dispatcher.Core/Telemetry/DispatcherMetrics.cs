@@ -32,7 +32,7 @@ internal sealed class DispatcherMetrics : IDisposable
         _queueLength = _meter.CreateUpDownCounter<long>("dispatcher.queue.length", "{job}", "Jobs waiting in a queue.");
         _duration = _meter.CreateHistogram<double>("dispatcher.job.duration", "s", "Time from a job's start to its end.");
         _cpuTime = _meter.CreateHistogram<double>("dispatcher.job.cpu_time", "s", "CPU time (user and system) a job's commands used.");
-        _peakMemory = _meter.CreateHistogram<long>("dispatcher.job.peak_memory", "By", "The largest resident set size among a job's commands.");
+        _peakMemory = _meter.CreateHistogram<long>("dispatcher.job.peak_memory", "By", "The largest resident set size among a job's commands, where known (above the host's own).");
         _commitRecords = _meter.CreateHistogram<int>("dispatcher.journal.commit.records", "{record}", "Journal records written and flushed together (group commit).");
         _commitDuration = _meter.CreateHistogram<double>("dispatcher.journal.commit.duration", "s", "Time to write and flush one group of journal records.");
     }
@@ -70,7 +70,10 @@ internal sealed class DispatcherMetrics : IDisposable
         if (usage is not null)
         {
             _cpuTime.Record((usage.UserCpuTime + usage.SystemCpuTime).TotalSeconds, tags);
-            _peakMemory.Record(usage.PeakMemoryBytes, tags);
+            if (usage.PeakMemoryBytes is { } peak)
+            {
+                _peakMemory.Record(peak, tags);
+            }
         }
     }
 

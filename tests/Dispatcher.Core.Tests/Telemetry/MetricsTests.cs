@@ -56,8 +56,8 @@ public sealed class MetricsTests
             Assert.Equal(0, Sum("dispatcher.queue.length"));
             Assert.Equal(2, all.Count(m => m.Instrument == "dispatcher.job.duration"));
             Assert.Equal(2, all.Count(m => m.Instrument == "dispatcher.job.cpu_time"));
-            Assert.All(all.Where(m => m.Instrument == "dispatcher.job.peak_memory"), m => Assert.True(m.Value > 0));
-            Assert.Equal(2, all.Count(m => m.Instrument == "dispatcher.job.peak_memory"));
+            // `true` and `false` stay below the host's own peak, where the kernel's figure is not theirs: not recorded.
+            Assert.DoesNotContain(all, m => m.Instrument == "dispatcher.job.peak_memory");
             Assert.All(all.Where(m => m.Instrument == "dispatcher.jobs.started"), m => Assert.Equal("no_queue", m.Tags["dispatcher.queue.name"]));
 
             // Every journal record went through a commit: enqueued, started, the command's process and finished, for both jobs.
