@@ -196,7 +196,7 @@ internal sealed class ProtocolEventHub : IProtocolEventPublisher, IDisposable
     {
         if (e.FrameFor(connection.DispatcherShape) is { Length: > 0 } frame)
         {
-            Send([connection], frame);
+            Send(connection, frame);
         }
     }
 
@@ -204,22 +204,27 @@ internal sealed class ProtocolEventHub : IProtocolEventPublisher, IDisposable
     {
         foreach (var connection in subscribers)
         {
-            if (!_authenticator.MayReceiveEvents(connection))
-            {
-                // The token expired or was revoked (auth_clear on another connection): the subscriptions end with it. They are
-                // removed off this thread, which may be the feed's, inside the feed's and the log's locks.
-                ThreadPool.UnsafeQueueUserWorkItem(static c => c.EndLogin(), connection, preferLocal: false);
-                continue;
-            }
+            Send(connection, frame);
+        }
+    }
 
-            try
-            {
-                connection.SendEvent(frame);
-            }
-            catch (Exception ex)
-            {
-                HubLog.SinkFailed(_logger, connection.RemoteAddress, ex);
-            }
+    private void Send(ProtocolConnection connection, ReadOnlyMemory<byte> frame)
+    {
+        if (!_authenticator.MayReceiveEvents(connection))
+        {
+            // The token expired or was revoked (auth_clear on another connection): the subscriptions end with it. They are
+            // removed off this thread, which may be the feed's, inside the feed's and the log's locks.
+            ThreadPool.UnsafeQueueUserWorkItem(static c => c.EndLogin(), connection, preferLocal: false);
+            return;
+        }
+
+        try
+        {
+            connection.SendEvent(frame);
+        }
+        catch (Exception ex)
+        {
+            HubLog.SinkFailed(_logger, connection.RemoteAddress, ex);
         }
     }
 
