@@ -1,6 +1,8 @@
 using System.Security.Cryptography;
 using Dispatcher;
+using Dispatcher.Protocol;
 using Dispatcher.SampleHost;
+using Dispatcher.SampleHost.Sysadm;
 using Microsoft.Extensions.Options;
 
 // The Dispatcher sample host: the WebSocket endpoint at "/" and the REST endpoint at "/rpc/dispatcher" on one port.
@@ -21,10 +23,17 @@ try
     builder.Services.Configure<UsersOptions>(builder.Configuration);
     builder.Services.Configure<PolicyOptions>(builder.Configuration.GetSection("Policy"));
     var generatedPassword = EnsureUser(builder.Configuration);
+    // A small sysadm server: the dispatcher, the read-only sysadm/systemmanager class, system-state events, and the sysadm
+    // event fields for sysadm_pkg/update/sourcectl/iohyve jobs.
+    builder.Services.Configure<SystemStateOptions>(builder.Configuration.GetSection("SystemState"));
+    builder.Services.AddHostedService<SystemStatePublisher>();
     builder.Services.AddDispatcher()
         .AddWebSocketTransport()
         .AddHttpTransport()
         .UseAuthenticator<ConfigurationAuthenticator>()
+        .AddProtocolHandler<SystemManagerHandler>("sysadm", "systemmanager", DispatcherAccess.Read)
+        .AddEventChannel(SystemStatePublisher.Channel, DispatcherAccess.Read, replayLast: true)
+        .AddSysadmEventEnrichers()
         .UseJobPolicy<AllowListPolicy>();
     builder.Services.AddDispatcherDashboard();
     builder.Services.AddHealthChecks().AddDispatcherHealthChecks();
@@ -34,7 +43,7 @@ try
 
     // Check every option now, so bad configuration ends start-up with one clear message.
     _ = app.Services.GetRequiredService<IOptions<DispatcherOptions>>().Value;
-    _ = app.Services.GetRequiredService<IOptions<Dispatcher.Protocol.DispatcherProtocolOptions>>().Value;
+    _ = app.Services.GetRequiredService<IOptions<DispatcherProtocolOptions>>().Value;
     _ = app.Services.GetRequiredService<IOptions<Dispatcher.Transports.WebSocket.WebSocketTransportOptions>>().Value;
     _ = app.Services.GetRequiredService<IOptions<Dispatcher.Transports.Http.HttpTransportOptions>>().Value;
 

@@ -386,7 +386,10 @@ public sealed class DispatcherClient : IAsyncDisposable
                 return session;
             }
 
-            var args = new JsonObject { ["channels"] = names.DeepClone() };
+            // The nested shape carries every job's pending, running and finished events with their output; a server's default
+            // (the sysadm shape) sends only a start marker and the flat log for jobs it does not recognise. A server from before
+            // the shape option ignores the member and sends the nested shape anyway.
+            var args = new JsonObject { ["channels"] = names.DeepClone(), ["shape"] = "nested" };
             if (position.Resumable)
             {
                 args["since"] = position.Last;

@@ -16,27 +16,24 @@ namespace Dispatcher.Transports.WebSocket;
 /// </summary>
 public sealed class DispatcherWebSocketServer
 {
-    private readonly ProtocolHandler _handler;
-    private readonly Lazy<DispatcherEventLog> _events;
+    private readonly ProtocolServer _handler;
     private readonly WebSocketTransportOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly CancellationToken _stopping;
 
-    internal DispatcherWebSocketServer(ProtocolHandler handler, Lazy<DispatcherEventLog> events, IOptions<WebSocketTransportOptions> options,
+    internal DispatcherWebSocketServer(ProtocolServer handler, IOptions<WebSocketTransportOptions> options,
         TimeProvider timeProvider, ILogger<DispatcherWebSocketServer>? logger = null, CancellationToken stopping = default)
     {
         _stopping = stopping;
         _handler = handler;
-        _events = events;
         _options = options.Value;
         _time = timeProvider;
         _logger = (ILogger?)logger ?? NullLogger.Instance;
     }
 
     internal static DispatcherWebSocketServer Create(IServiceProvider services) => new(
-        services.GetRequiredService<ProtocolHandler>(),
-        new Lazy<DispatcherEventLog>(services.GetRequiredService<DispatcherEventLog>),
+        services.GetRequiredService<ProtocolServer>(),
         services.GetRequiredService<IOptions<WebSocketTransportOptions>>(),
         services.GetRequiredService<TimeProvider>(),
         services.GetService<ILogger<DispatcherWebSocketServer>>(),
@@ -60,8 +57,7 @@ public sealed class DispatcherWebSocketServer
     {
         ArgumentNullException.ThrowIfNull(socket);
         ArgumentNullException.ThrowIfNull(remoteAddress);
-        var session = new ProtocolSession("ws", remoteAddress, user, supportsEvents: true);
-        using var connection = new WebSocketConnection(socket, stream, session, _handler, _events, _options, _time, _logger, _stopping);
+        using var connection = new WebSocketConnection(socket, stream, remoteAddress, user, _handler, _options, _time, _logger, _stopping);
         await connection.RunAsync(cancellationToken).ConfigureAwait(false);
     }
 }

@@ -36,7 +36,8 @@ public sealed class EventResumeTests
         var reply = await first.RequestAsync("events", "subscribe", new JsonObject { ["channels"] = new JsonArray("dispatcher") });
         var stream = (string)reply["args"]!["stream"]!;
         var head = (long)reply["args"]!["seq"]!;
-        JsonAssert.Equal(new JsonObject { ["channels"] = new JsonArray("dispatcher") }, reply["args"]!["subscribe"]);
+        // Like the plain forms, the reply names the last channel subscribed to (as the sysadm server did), then where the stream stands.
+        Assert.Equal("dispatcher", (string?)reply["args"]!["subscribe"]);
 
         for (var i = 0; i < 3; i++)
         {
@@ -99,6 +100,38 @@ public sealed class EventResumeTests
         var gap = await client.ReceiveAsync(f => (string?)f["name"] == "dispatcher");
         Assert.Equal("gap", (string?)gap["args"]!["state"]);
         Assert.Contains("restarted", (string?)gap["args"]!["message"], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Subscribe_SysadmShapeWithSince_ReplaysTheSysadmFramesThatFollowed()
+    {
+        await using var server = await TestServer.StartAsync(protocol: o => o.EventShape = DispatcherEventShape.Sysadm);
+        await using var first = await server.ConnectAsync("admin");
+        var reply = await first.RequestAsync("events", "subscribe", new JsonObject { ["channels"] = "dispatcher", ["shape"] = "sysadm" });
+        var stream = (string)reply["args"]!["stream"]!;
+        var head = (long)reply["args"]!["seq"]!;
+        await server.Dispatcher.EnqueueAsync(new JobRequest("a", ["echo a"]));
+        await server.Dispatcher.EnqueueAsync(new JobRequest("b", ["echo b"]));
+
+        // An unrecognised job in the sysadm shape: a start marker, then the flat log; its pending event is suppressed.
+        var seen = await ReceiveUntilFinishedAsync(first, "a", "b");
+        Assert.Equal(4, seen.Count);
+        Assert.All(seen, f => Assert.Null(f["args"]!["process_details"]));
+        Assert.True((long)seen[0]["seq"]! > head);
+
+        // A subscriber that saw only the first frame gets the other three, byte for byte, in the sysadm shape too.
+        await using var second = await server.ConnectAsync("admin");
+        await second.RequestAsync("events", "subscribe", new JsonObject
+        {
+            ["channels"] = new JsonArray("dispatcher"), ["since"] = (long)seen[0]["seq"]!, ["stream"] = stream, ["shape"] = "sysadm",
+        });
+        var replayed = new List<JsonNode>();
+        for (var i = 1; i < seen.Count; i++)
+        {
+            replayed.Add(await second.ReceiveAsync(f => (string?)f["name"] == "dispatcher"));
+        }
+
+        Assert.Equal(seen.Skip(1).Select(f => f.ToJsonString()), replayed.Select(f => f.ToJsonString()));
     }
 
     [Theory]

@@ -61,6 +61,9 @@ internal sealed class TestServer : IAsyncDisposable
             .ConfigureProtocol(o =>
             {
                 o.HostName = "testhost";
+
+                // These tests check every job's events; the sysadm shape (the default) has its own tests.
+                o.EventShape = DispatcherEventShape.Nested;
                 o.EventUpdateInterval = TimeSpan.FromMilliseconds(100);
                 protocol?.Invoke(o);
             });

@@ -16,7 +16,7 @@ public sealed class WebSocketEventTests
         await using var server = await TestServer.StartAsync();
         await using var client = await server.ConnectAsync("admin");
         JsonAssert.Equal(
-            JsonNode.Parse("""{"args":{"subscribe":["dispatcher"]},"id":"req-2","name":"response","namespace":"events"}"""),
+            JsonNode.Parse("""{"args":{"subscribe":"dispatcher"},"id":"req-2","name":"response","namespace":"events"}"""),
             await client.RequestAsync("events", "subscribe", new JsonArray("dispatcher")));
         const string command = "sh -c \"for i in 1 2 3 4 5; do echo line $i; sleep 0.1; done\"";
 

@@ -39,10 +39,10 @@ public static class DispatcherServiceCollectionExtensions
             services.AddBoundOptions<DispatcherProtocolOptions, DispatcherProtocolOptionsValidator>(DispatcherProtocolOptions.SectionName);
             services.TryAddSingleton<TokenService>();
             services.TryAddSingleton<LoginThrottle>();
-            services.TryAddSingleton<ProtocolHandler>();
             services.TryAddSingleton<DispatcherEventFeed>();
             services.TryAddSingleton<AuditTrail>();
             services.TryAddSingleton<DispatcherEventLog>();
+            ProtocolBuilderExtensions.AddProtocolServices(services);
         }
 
         if (configure is not null)

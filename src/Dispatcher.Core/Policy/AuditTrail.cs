@@ -29,7 +29,7 @@ internal sealed partial class AuditTrail : IDisposable
     }
 
     /// <summary>Records a job a client submitted: started, or rejected with the reason.</summary>
-    public void Run(ProtocolSession session, JobRequest job, string? rejection, bool rewritten)
+    public void Run(ProtocolConnection session, JobRequest job, string? rejection, bool rewritten)
     {
         var user = session.User?.Name ?? "-";
         if (rejection is null)
@@ -65,7 +65,7 @@ internal sealed partial class AuditTrail : IDisposable
     }
 
     /// <summary>Records a kill request and which of its jobs it reached.</summary>
-    public void Kill(ProtocolSession session, IReadOnlyList<string> requested, IReadOnlyList<string> killed)
+    public void Kill(ProtocolConnection session, IReadOnlyList<string> requested, IReadOnlyList<string> killed)
     {
         Log.Kill(_logger, session.User?.Name ?? "-", session.RemoteAddress, session.Transport, string.Join(",", killed), requested.Count);
         Append(session, "kill", writer =>
@@ -96,7 +96,7 @@ internal sealed partial class AuditTrail : IDisposable
         }
     }
 
-    private void Append(ProtocolSession session, string action, Action<Utf8JsonWriter> members)
+    private void Append(ProtocolConnection session, string action, Action<Utf8JsonWriter> members)
     {
         if (_path is null)
         {

@@ -58,6 +58,14 @@ public class DispatcherProtocolOptions
     /// <value>The default value is 1 second, as the sysadm server did.</value>
     public TimeSpan EventUpdateInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// Gets or sets the shape of the <c>dispatcher</c> events: <see cref="DispatcherEventShape.Sysadm"/> (what sysadm clients expect:
+    /// events for the jobs an enricher recognises, a start marker and the flat finished log for the others) or
+    /// <see cref="DispatcherEventShape.Nested"/> (pending, running and finished events with <c>process_details</c> for every job).
+    /// </summary>
+    /// <value>The default value is <see cref="DispatcherEventShape.Sysadm"/>.</value>
+    public DispatcherEventShape EventShape { get; set; } = DispatcherEventShape.Sysadm;
+
     /// <summary>Gets or sets the deepest JSON nesting accepted in a request.</summary>
     /// <value>The default value is 32.</value>
     public int MaxJsonDepth { get; set; } = 32;

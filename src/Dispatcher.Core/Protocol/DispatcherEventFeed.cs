@@ -32,6 +32,7 @@ public sealed class DispatcherEventFeed : IDisposable
     private readonly int _bufferCapacity;
     private readonly Dictionary<string, JobFeedState> _jobs = new(StringComparer.Ordinal);
     private Action<DispatcherWireEvent>[] _listeners = [];
+    private long _sequence;
     private DispatcherSubscription? _subscription;
 
     /// <summary>Creates the feed. Resolve it from dependency injection rather than creating it.</summary>
@@ -58,11 +59,15 @@ public sealed class DispatcherEventFeed : IDisposable
     /// <summary>Adds a listener; dispose the result to remove it.</summary>
     /// <param name="listener">Called for every event, on the feed's thread; it must not block.</param>
     /// <returns>The registration.</returns>
-    public IDisposable Listen(Action<DispatcherWireEvent> listener)
+    public IDisposable Listen(Action<DispatcherWireEvent> listener) => Listen(listener, out _);
+
+    /// <summary>Adds a listener and tells the <see cref="DispatcherWireEvent.Sequence"/> of the last event before it.</summary>
+    internal IDisposable Listen(Action<DispatcherWireEvent> listener, out long lastSequence)
     {
         ArgumentNullException.ThrowIfNull(listener);
         lock (_gate)
         {
+            lastSequence = _sequence;
             _listeners = [.. _listeners, listener];
             if (_subscription is null)
             {
@@ -140,14 +145,23 @@ public sealed class DispatcherEventFeed : IDisposable
                 }
             }
         }
-        catch (EventStreamOverflowException ex)
+        catch (Exception ex)
         {
-            // The feed itself fell behind (it never blocks, so only under extreme load): start over with a new subscription.
-            FeedLog.Overflow(_logger, ex.Capacity);
+            // The feed itself fell behind (it never blocks, so only under extreme load), or a bug threw: log it and start over with
+            // a new subscription, so that clients keep getting events. A subscription already replaced or stopped is left alone.
             lock (_gate)
             {
                 if (ReferenceEquals(subscription, _subscription) && _listeners.Length > 0)
                 {
+                    if (ex is EventStreamOverflowException overflow)
+                    {
+                        FeedLog.Overflow(_logger, overflow.Capacity);
+                    }
+                    else
+                    {
+                        FeedLog.PumpFailed(_logger, ex);
+                    }
+
                     StopSubscription();
                     _subscription = SubscribeToDispatcher();
                     var next = _subscription;
@@ -180,7 +194,7 @@ public sealed class DispatcherEventFeed : IDisposable
             {
                 var job = State(started.JobId, started.Job.Commands);
                 job.StartedAt = started.Job.StartedAt;
-                EmitRunning(started.JobId, job);
+                EmitRunning(started.JobId, job, DispatcherEventKind.Started);
                 break;
             }
 
@@ -281,7 +295,7 @@ public sealed class DispatcherEventFeed : IDisposable
         }, null, due > TimeSpan.Zero ? due : TimeSpan.Zero, Timeout.InfiniteTimeSpan);
     }
 
-    private void EmitRunning(string jobId, JobFeedState job)
+    private void EmitRunning(string jobId, JobFeedState job, DispatcherEventKind kind = DispatcherEventKind.Update)
     {
         var details = new JsonObject
         {
@@ -317,7 +331,7 @@ public sealed class DispatcherEventFeed : IDisposable
             ["state"] = "running",
             ["process_id"] = jobId,
             ["process_details"] = details,
-        });
+        }, kind);
     }
 
     private void EmitFinished(JobResult result)
@@ -332,25 +346,31 @@ public sealed class DispatcherEventFeed : IDisposable
         });
     }
 
-    private void Emit(string jobId, JobState state, IReadOnlyList<string> commands, JobResult? result, JsonObject args)
+    private void Emit(string jobId, JobState state, IReadOnlyList<string> commands, JobResult? result, JsonObject args,
+        DispatcherEventKind? kind = null)
     {
-        if (_enrichers.Length > 0)
+        var context = new DispatcherEventContext(jobId, state, commands, result, args);
+        if (kind is { } k)
         {
-            var context = new DispatcherEventContext(jobId, state, commands, result, args);
-            foreach (var enricher in _enrichers)
+            context.Kind = k;
+        }
+
+        foreach (var enricher in _enrichers)
+        {
+            try
             {
-                try
-                {
-                    enricher.Enrich(context);
-                }
-                catch (Exception ex)
-                {
-                    FeedLog.EnricherFailed(_logger, enricher.GetType().Name, jobId, ex);
-                }
+                enricher.Enrich(context);
+            }
+            catch (Exception ex)
+            {
+                FeedLog.EnricherFailed(_logger, enricher.GetType().Name, jobId, ex);
             }
         }
 
-        var wire = new DispatcherWireEvent(jobId, state, args);
+        // Both shapes, each serialized once: connections choose theirs (the sysadm shape drops some events of unrecognised jobs).
+        var sysadm = new DispatcherEventContext(jobId, state, commands, result, (JsonObject)context.Args.DeepClone()) { Kind = context.Kind };
+        Sysadm.SysadmEventShape.Apply(sysadm);
+        var wire = new DispatcherWireEvent(jobId, state, ++_sequence, context.Args, sysadm.Suppressed ? null : sysadm.Args);
         foreach (var listener in _listeners)
         {
             try
@@ -431,17 +451,29 @@ public sealed class DispatcherEventFeed : IDisposable
     }
 }
 
-/// <summary>One event in the sysadm wire shape, as produced by <see cref="DispatcherEventFeed"/>.</summary>
+/// <summary>
+/// One dispatcher event as produced by <see cref="DispatcherEventFeed"/>, in both shapes (<see cref="DispatcherEventShape"/>), each
+/// serialized once: immutable.
+/// </summary>
 public sealed class DispatcherWireEvent
 {
-    private byte[]? _frame;
+    private readonly byte[] _frame;
+    private readonly byte[]? _sysadmFrame;
 
-    internal DispatcherWireEvent(string jobId, JobState state, JsonObject args)
+    internal DispatcherWireEvent(string jobId, JobState state, long sequence, JsonObject args, JsonObject? sysadmArgs)
     {
         JobId = jobId;
         State = state;
-        Args = args;
+        Sequence = sequence;
+        _frame = Serialize(args, sequence);
+        _sysadmFrame = sysadmArgs is null ? null : Serialize(sysadmArgs, sequence);
     }
+
+    /// <summary>
+    /// Gets the event's number (member <c>seq</c> of both frames): 1, 2, 3… for the life of the process, whichever shape a
+    /// client reads, so that a subscriber can resume after the last one it saw.
+    /// </summary>
+    public long Sequence { get; }
 
     /// <summary>Gets the job id.</summary>
     public string JobId { get; }
@@ -449,24 +481,34 @@ public sealed class DispatcherWireEvent
     /// <summary>Gets the state the event reports.</summary>
     public JobState State { get; }
 
-    /// <summary>Gets the event's <c>args</c>. Shared by every listener: do not change it.</summary>
-    public JsonObject Args { get; }
+    /// <summary>Gets a copy of the event's <c>args</c> in the <see cref="DispatcherEventShape.Nested"/> shape.</summary>
+    public JsonObject Args => (JsonObject)JsonNode.Parse(_frame)!["args"]!.DeepClone();
 
-    /// <summary>Gets the whole <c>events/dispatcher</c> frame as compact UTF-8 JSON, serialized once.</summary>
-    public ReadOnlyMemory<byte> Frame
+    /// <summary>Gets the whole <c>events/dispatcher</c> frame in the <see cref="DispatcherEventShape.Nested"/> shape, as compact UTF-8 JSON.</summary>
+    public ReadOnlyMemory<byte> Frame => _frame;
+
+    /// <summary>Gets the frame in a shape, or <see langword="null"/> when that shape sends nothing for this event.</summary>
+    /// <param name="shape">The shape.</param>
+    /// <returns>The frame, or <see langword="null"/>.</returns>
+    public ReadOnlyMemory<byte>? GetFrame(DispatcherEventShape shape)
     {
-        get
+        if (shape == DispatcherEventShape.Nested)
         {
-            if (_frame is null)
-            {
-                lock (Args)
-                {
-                    _frame ??= Encoding.UTF8.GetBytes(WireFormat.Envelope("events", "dispatcher", string.Empty, Args.DeepClone()).ToJsonString(WireFormat.JsonOptions));
-                }
-            }
-
             return _frame;
         }
+
+        // A null array converts to an empty ReadOnlyMemory, not to null: test it first.
+        return _sysadmFrame is null ? null : new ReadOnlyMemory<byte>(_sysadmFrame);
+    }
+
+    /// <summary>Gets the bytes both frames hold.</summary>
+    internal int Size => _frame.Length + (_sysadmFrame?.Length ?? 0);
+
+    private static byte[] Serialize(JsonObject args, long sequence)
+    {
+        var envelope = WireFormat.Envelope("events", "dispatcher", string.Empty, args);
+        envelope["seq"] = sequence;
+        return Encoding.UTF8.GetBytes(envelope.ToJsonString(WireFormat.JsonOptions));
     }
 }
 
@@ -477,6 +519,9 @@ internal static partial class FeedLog
 
     [LoggerMessage(EventId = 102, EventName = "EnricherFailed", Level = LogLevel.Error, Message = "Event enricher {Enricher} failed for job {JobId}")]
     public static partial void EnricherFailed(ILogger logger, string enricher, string jobId, Exception exception);
+
+    [LoggerMessage(EventId = 104, EventName = "FeedPumpFailed", Level = LogLevel.Error, Message = "The event feed failed and resubscribed; some running updates were lost")]
+    public static partial void PumpFailed(ILogger logger, Exception exception);
 
     [LoggerMessage(EventId = 103, EventName = "ListenerFailed", Level = LogLevel.Error, Message = "An event feed listener failed")]
     public static partial void ListenerFailed(ILogger logger, Exception exception);

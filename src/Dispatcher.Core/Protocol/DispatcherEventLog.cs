@@ -6,22 +6,24 @@ using Microsoft.Extensions.Options;
 namespace Dispatcher.Protocol;
 
 /// <summary>
-/// Numbers the <c>events/dispatcher</c> frames of <see cref="DispatcherEventFeed"/> (member <c>seq</c>, 1, 2, 3… for the life
-/// of the process) and keeps the latest in a buffer bounded by <see cref="DispatcherProtocolOptions.EventReplayCapacity"/>
+/// Keeps the latest <c>events/dispatcher</c> frames of <see cref="DispatcherEventFeed"/> (numbered by the feed: member <c>seq</c>,
+/// 1, 2, 3… for the life of the process, in both shapes) in a buffer bounded by <see cref="DispatcherProtocolOptions.EventReplayCapacity"/>
 /// frames and <see cref="DispatcherProtocolOptions.EventReplayBytes"/> bytes, so a subscriber that reconnects can resume
 /// after the last number it saw, or learn that it cannot (a <c>gap</c> event).
 /// </summary>
 /// <remarks>
-/// Created on the first subscription; from then on it keeps listening to the feed, so events sent while nobody is connected
-/// are still held for the subscriber that comes back. The buffered frames are the ones sent, so replaying costs no copy.
+/// Starts listening on the first subscription; from then on it keeps listening to the feed, so events sent while nobody is
+/// connected are still held for the subscriber that comes back. The buffered frames are the ones sent, so replaying costs no copy.
 /// </remarks>
 internal sealed class DispatcherEventLog : IDisposable
 {
     private readonly object _gate = new();
+    private readonly object _startGate = new();
     private readonly Queue<SequencedEvent> _buffer = new();
     private readonly int _capacity;
     private readonly long _maxBytes;
-    private readonly IDisposable _registration;
+    private readonly DispatcherEventFeed _feed;
+    private IDisposable? _registration;
     private Cursor[] _live = [];
     private long _bytes;
     private long _head;
@@ -30,7 +32,7 @@ internal sealed class DispatcherEventLog : IDisposable
     {
         _capacity = options.Value.EventReplayCapacity;
         _maxBytes = options.Value.EventReplayBytes;
-        _registration = feed.Listen(Append);
+        _feed = feed;
     }
 
     /// <summary>Gets this process's stream id: sequence numbers from another stream (a restarted server) mean nothing here.</summary>
@@ -41,6 +43,7 @@ internal sealed class DispatcherEventLog : IDisposable
     {
         get
         {
+            EnsureListening();
             lock (_gate)
             {
                 return _head;
@@ -48,7 +51,39 @@ internal sealed class DispatcherEventLog : IDisposable
         }
     }
 
-    public void Dispose() => _registration.Dispose();
+    public void Dispose()
+    {
+        lock (_startGate)
+        {
+            _registration?.Dispose();
+            _registration = null;
+        }
+    }
+
+    /// <summary>The constructor does no work: the feed (and its dispatcher subscription) starts with the first subscriber.</summary>
+    private void EnsureListening()
+    {
+        if (Volatile.Read(ref _registration) is not null)
+        {
+            return;
+        }
+
+        // Not under _gate: the feed calls Append (which takes _gate) under its own lock, so taking the feed's lock inside _gate
+        // could deadlock.
+        lock (_startGate)
+        {
+            if (_registration is null)
+            {
+                var registration = _feed.Listen(Append, out var last);
+                lock (_gate)
+                {
+                    _head = Math.Max(_head, last);
+                }
+
+                Volatile.Write(ref _registration, registration);
+            }
+        }
+    }
 
     /// <summary>
     /// Starts a subscription. Without <paramref name="since"/> it is live at once; with it, call
@@ -59,6 +94,7 @@ internal sealed class DispatcherEventLog : IDisposable
     /// <param name="live">Called on the feed's thread for each new event once the cursor is live; must not block.</param>
     public Cursor Subscribe(long? since, string? stream, Action<SequencedEvent> live)
     {
+        EnsureListening();
         var cursor = new Cursor(this, live);
         lock (_gate)
         {
@@ -87,14 +123,14 @@ internal sealed class DispatcherEventLog : IDisposable
     {
         lock (_gate)
         {
-            var sequence = ++_head;
-            var frame = Serialize(e.Args, sequence);
-            var item = new SequencedEvent(sequence, e, frame);
+            var sequence = e.Sequence;
+            _head = sequence;
+            var item = new SequencedEvent(sequence, e, null);
             _buffer.Enqueue(item);
-            _bytes += frame.Length;
+            _bytes += item.Size;
             while (_buffer.Count > 1 && (_buffer.Count > _capacity || _bytes > _maxBytes))
             {
-                _bytes -= _buffer.Dequeue().Frame.Length;
+                _bytes -= _buffer.Dequeue().Size;
             }
 
             foreach (var cursor in _live)
@@ -106,19 +142,6 @@ internal sealed class DispatcherEventLog : IDisposable
                 }
             }
         }
-    }
-
-    private static byte[] Serialize(JsonObject args, long sequence)
-    {
-        // The feed's listeners share Args and serialize it under its lock (DispatcherWireEvent.Frame).
-        JsonObject envelope;
-        lock (args)
-        {
-            envelope = WireFormat.Envelope("events", "dispatcher", string.Empty, args.DeepClone());
-        }
-
-        envelope["seq"] = sequence;
-        return Encoding.UTF8.GetBytes(envelope.ToJsonString(WireFormat.JsonOptions));
     }
 
     /// <summary>The <c>gap</c> event: what was lost, and what to do.</summary>
@@ -254,8 +277,14 @@ internal sealed class DispatcherEventLog : IDisposable
     }
 }
 
-/// <summary>A numbered <c>events/dispatcher</c> frame; <see cref="Event"/> is null for a <c>gap</c> event.</summary>
-internal sealed record SequencedEvent(long Sequence, DispatcherWireEvent? Event, byte[] Frame)
+/// <summary>A numbered <c>events/dispatcher</c> event; <see cref="Event"/> is null for a <c>gap</c> event, which is <see cref="Gap"/>.</summary>
+internal sealed record SequencedEvent(long Sequence, DispatcherWireEvent? Event, byte[]? Gap)
 {
     public string Id => Sequence.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>The bytes this event holds in the buffer (both shapes).</summary>
+    public int Size => Event?.Size ?? Gap?.Length ?? 0;
+
+    /// <summary>The frame in a shape, or <see langword="null"/> when that shape sends nothing for this event (a gap goes to both).</summary>
+    public ReadOnlyMemory<byte>? FrameFor(DispatcherEventShape shape) => Event is { } e ? e.GetFrame(shape) : Gap;
 }

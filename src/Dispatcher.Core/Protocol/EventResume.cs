@@ -4,17 +4,19 @@ using System.Text.Json;
 namespace Dispatcher.Protocol;
 
 /// <summary>
-/// The object form of <c>events/subscribe</c>: <c>{"channels": ["dispatcher"], "since": N, "stream": S}</c>. <c>channels</c>
-/// takes what the plain forms take (a name or an array of names); <c>since</c> (optional) is the last <c>seq</c> the client
-/// saw, to be sent what followed it; <c>stream</c> (optional) is the stream id that number came from.
+/// The object form of <c>events/subscribe</c> and <c>events/unsubscribe</c>:
+/// <c>{"channels": ["dispatcher"], "since": N, "stream": S, "shape": "nested"}</c>. <c>channels</c> takes what the plain forms
+/// take (a name or an array of names; <c>events</c> is accepted as another name for it); <c>since</c> (optional) is the last
+/// <c>seq</c> the client saw, to be sent what followed it; <c>stream</c> (optional) is the stream id that number came from;
+/// <c>shape</c> (optional, <c>sysadm</c> or <c>nested</c>) chooses the shape of this client's <c>dispatcher</c> events.
 /// </summary>
-internal readonly record struct EventResume(string[] Channels, long? Since, string? Stream)
+internal readonly record struct EventResume(string[] Channels, long? Since, string? Stream, DispatcherEventShape? Shape = null)
 {
     /// <summary>Parses the object form; returns what is wrong with it, or null.</summary>
     public static string? Parse(JsonElement args, out EventResume resume)
     {
         resume = new EventResume([], null, null);
-        if (!args.TryGetProperty("channels", out var channels))
+        if (!args.TryGetProperty("channels", out var channels) && !args.TryGetProperty("events", out channels))
         {
             return "the object form needs \"channels\": an event name or an array of event names.";
         }
@@ -24,13 +26,14 @@ internal readonly record struct EventResume(string[] Channels, long? Since, stri
         {
             names = [channels.GetString()!];
         }
-        else if (channels.ValueKind == JsonValueKind.Array && channels.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String))
+        else if (channels.ValueKind == JsonValueKind.Array && channels.GetArrayLength() > 0
+            && channels.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String))
         {
             names = [.. channels.EnumerateArray().Select(e => e.GetString()!)];
         }
         else
         {
-            return "\"channels\" must be an event name or an array of event names.";
+            return "\"channels\" must be an event name or a non-empty array of event names.";
         }
 
         long? since = null;
@@ -57,7 +60,20 @@ internal readonly record struct EventResume(string[] Channels, long? Since, stri
             stream = streamElement.GetString();
         }
 
-        resume = new EventResume(names, since, stream);
+        DispatcherEventShape? shape = null;
+        if (args.TryGetProperty("shape", out var shapeElement) && shapeElement.ValueKind != JsonValueKind.Null)
+        {
+            if (shapeElement.ValueKind != JsonValueKind.String
+                || !Enum.TryParse<DispatcherEventShape>(shapeElement.GetString(), ignoreCase: true, out var parsed)
+                || !Enum.IsDefined(parsed) || int.TryParse(shapeElement.GetString(), out _))
+            {
+                return "\"shape\" must be \"sysadm\" or \"nested\".";
+            }
+
+            shape = parsed;
+        }
+
+        resume = new EventResume(names, since, stream, shape);
         return null;
     }
 

@@ -25,6 +25,12 @@ public sealed class DispatcherEventContext
         Commands = commands;
         Result = result;
         Args = args;
+        Kind = state switch
+        {
+            JobState.Pending => DispatcherEventKind.Pending,
+            JobState.Finished => DispatcherEventKind.Finished,
+            _ => DispatcherEventKind.Update,
+        };
     }
 
     /// <summary>Gets the job id.</summary>
@@ -40,9 +46,24 @@ public sealed class DispatcherEventContext
     public JobResult? Result { get; }
 
     /// <summary>Gets the event's <c>args</c> object, which the enricher may change.</summary>
-    public JsonObject Args { get; }
+    public JsonObject Args { get; internal set; }
+
+    /// <summary>Gets or sets which of the job's events this is (the feed sets <see cref="DispatcherEventKind.Started"/> for a job's first running event).</summary>
+    internal DispatcherEventKind Kind { get; set; }
+
+    /// <summary>Gets or sets a value indicating whether the event is dropped (the sysadm shape sends no pending or progress event for a job it does not recognise).</summary>
+    internal bool Suppressed { get; set; }
 
     /// <summary>Sets <c>event_system</c>, the <c>namespace/name</c> of the subsystem the job belongs to.</summary>
     /// <param name="eventSystem">For example <c>sysadm/pkg</c>.</param>
     public void SetEventSystem(string eventSystem) => Args["event_system"] = eventSystem;
+}
+
+/// <summary>Which of a job's events an event is.</summary>
+internal enum DispatcherEventKind
+{
+    Pending,
+    Started,
+    Update,
+    Finished,
 }

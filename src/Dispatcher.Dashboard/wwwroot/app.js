@@ -211,7 +211,14 @@ async function startSession(user) {
   const access = String(q?.['rpc/dispatcher'] ?? '');
   state.user = user;
   state.access = access.includes('write') ? 'full' : 'read';
-  await call('events', 'subscribe', ['dispatcher']);
+  // The nested shape: every job's pending, running and finished events with their output (the server's default, the sysadm
+  // shape, gives most jobs only a start marker and a flat log). A server from before the object form refuses it (400).
+  try {
+    await call('events', 'subscribe', { channels: ['dispatcher'], shape: 'nested' });
+  } catch (e) {
+    if (!(e instanceof ProtocolError) || String(e.code) !== '400') throw e;
+    await call('events', 'subscribe', ['dispatcher']);
+  }
   clearInterval(keepaliveTimer);
   keepaliveTimer = setInterval(() => call('rpc', 'query', {}).catch(() => {}), KEEPALIVE_MS);
   showApp();

@@ -1,4 +1,3 @@
-using Dispatcher.Internal;
 using Dispatcher.Transports.Http;
 using Dispatcher.Transports.Http.Internal;
 using Microsoft.Extensions.Configuration;

@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Threading.Channels;
 using Dispatcher.Protocol;
 using Microsoft.AspNetCore.Http;
@@ -12,42 +14,62 @@ using Microsoft.Extensions.Options;
 namespace Dispatcher.Transports.Http.Internal;
 
 /// <summary>
-/// <c>GET /events/dispatcher</c>: the <c>events/dispatcher</c> stream as Server-Sent Events. Each event is
-/// <c>id: SEQ</c>, <c>event: dispatcher</c> and <c>data:</c> the same JSON frame a WebSocket subscriber gets. A reader resumes
-/// with <c>Last-Event-ID</c> (or <c>?since=SEQ</c>, with <c>&amp;stream=ID</c> when it knows the stream).
+/// <c>GET /events/dispatcher</c>: the <c>events/dispatcher</c> stream as Server-Sent Events, in the nested shape (every job's
+/// pending, running and finished events; what Dispatcher.Client and the dashboard read). Each event is <c>id: SEQ</c>,
+/// <c>event: dispatcher</c> and <c>data:</c> the same JSON frame a WebSocket subscriber of that shape gets. A reader resumes with
+/// <c>Last-Event-ID</c> (or <c>?since=SEQ</c>, with <c>&amp;stream=ID</c> when it knows the stream). The subscription is an
+/// ordinary <c>events/subscribe</c> through <see cref="ProtocolServer"/>, so access checks and replay are the WebSocket's.
 /// </summary>
-internal sealed partial class EventStreamHandler(HttpRequestHandler rest, ProtocolHandler protocol, DispatcherEventLog log,
-    IOptions<HttpTransportOptions> options, TimeProvider time, ILogger<EventStreamHandler>? logger = null)
+internal sealed partial class EventStreamHandler(ProtocolServer protocol, IOptions<HttpTransportOptions> options, TimeProvider time,
+    ILogger<EventStreamHandler>? logger = null)
 {
     private static readonly byte[] EventPrefix = "event: dispatcher\ndata: "u8.ToArray();
     private static readonly byte[] Heartbeat = ": heartbeat\n\n"u8.ToArray();
     private readonly HttpTransportOptions _options = options.Value;
-    private readonly ProtocolHandler _protocol = protocol;
-    private readonly DispatcherEventLog _log = log;
     private readonly TimeProvider _time = time;
     private readonly ILogger _logger = (ILogger?)logger ?? NullLogger.Instance;
 
     public async Task HandleAsync(HttpContext context)
     {
         var address = context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
-        var session = new ProtocolSession("http", address, context.User, supportsEvents: false);
         var ct = context.RequestAborted;
-        if (await rest.AuthenticateAsync(context, session, ct) is { } denied)
+        using var stream = new Stream(this, context);
+        using var connection = new ProtocolConnection("sse", address, context.User, stream.OnEvent);
+        stream.Connection = connection;
+        if (await protocol.Authenticator.AuthenticateHeaderAsync(connection, context.Request.Headers.Authorization.ToString(), ct) is { } denied)
         {
-            await HttpRequestHandler.WriteAsync(context, denied);
+            await HttpRequestHandler.WriteAsync(context, ProtocolResponse.Error(denied.ErrorCode!.Value, denied.ErrorMessage!));
             return;
         }
 
-        if (_protocol.Access(session) == DispatcherAccess.None)
+        if (connection.User is null && context.User.Identity?.IsAuthenticated != true)
         {
-            await HttpRequestHandler.WriteAsync(context, ProtocolHandler.Error(null, 401,
+            await HttpRequestHandler.WriteAsync(context, ProtocolResponse.Error(ProtocolErrorCode.Unauthorized,
                 "Not authenticated: send an Authorization header, Basic with a user name and password, or Bearer with a token from rpc/auth."));
             return;
         }
 
         if (!TryGetSince(context.Request, out var since, out var problem))
         {
-            await HttpRequestHandler.WriteAsync(context, ProtocolHandler.Error(null, 400, problem));
+            await HttpRequestHandler.WriteAsync(context, ProtocolResponse.Error(ProtocolErrorCode.BadRequest, problem));
+            return;
+        }
+
+        var subscribe = new JsonObject { ["channels"] = new JsonArray("dispatcher"), ["shape"] = "nested" };
+        if (since is not null)
+        {
+            subscribe["since"] = since;
+        }
+
+        if (context.Request.Query["stream"].ToString() is { Length: > 0 } streamId)
+        {
+            subscribe["stream"] = streamId;
+        }
+
+        var reply = await protocol.HandleBodyAsync(connection, "events", "subscribe", Encoding.UTF8.GetBytes(subscribe.ToJsonString()), ct);
+        if (reply.Status != StatusCodes.Status200OK)
+        {
+            await HttpRequestHandler.WriteAsync(context, reply);
             return;
         }
 
@@ -57,9 +79,7 @@ internal sealed partial class EventStreamHandler(HttpRequestHandler rest, Protoc
         response.Headers["X-Accel-Buffering"] = "no";
         context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
         await response.StartAsync(ct);
-
-        using var stream = new Stream(this, session, context);
-        await stream.RunAsync(since, context.Request.Query["stream"].ToString() is { Length: > 0 } s ? s : null, ct);
+        await stream.RunAsync(protocol.Authenticator, ct);
     }
 
     private static bool TryGetSince(HttpRequest request, out long? since, out string problem)
@@ -79,7 +99,7 @@ internal sealed partial class EventStreamHandler(HttpRequestHandler rest, Protoc
             return true;
         }
 
-        if (!EventResume.TryParseSequence(text.Trim(), out var value))
+        if (!long.TryParse(text.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var value))
         {
             problem = $"{from} must be a whole number from 0 (the id of the last event received).";
             return false;
@@ -89,33 +109,56 @@ internal sealed partial class EventStreamHandler(HttpRequestHandler rest, Protoc
         return true;
     }
 
-    /// <summary>One reader: the backlog is written directly (waiting on the network), then live events go through a bounded queue.</summary>
-    private sealed class Stream(EventStreamHandler owner, ProtocolSession session, HttpContext context) : IDisposable
+    /// <summary>The <c>seq</c> member of a frame (the SSE id), read without building a tree.</summary>
+    private static long? ReadSequence(ReadOnlySpan<byte> frame)
     {
-        /// <summary>Queued by the heartbeat timer; never written as an event.</summary>
-        private static readonly SequencedEvent HeartbeatItem = new(-1, null, []);
+        var reader = new Utf8JsonReader(frame);
+        if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+        {
+            return null;
+        }
 
-        private readonly Channel<SequencedEvent> _queue = Channel.CreateBounded<SequencedEvent>(new BoundedChannelOptions(owner._options.EventStreamQueueCapacity)
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            var isSeq = reader.ValueTextEquals("seq"u8);
+            reader.Read();
+            if (isSeq)
+            {
+                return reader.TokenType == JsonTokenType.Number && reader.TryGetInt64(out var seq) ? seq : null;
+            }
+
+            reader.Skip();
+        }
+
+        return null;
+    }
+
+    /// <summary>One reader: the backlog is written directly (waiting on the network), then live events go through a bounded queue.</summary>
+    private sealed class Stream(EventStreamHandler owner, HttpContext context) : IDisposable
+    {
+        private readonly Channel<Item> _queue = Channel.CreateBounded<Item>(new BoundedChannelOptions(owner._options.EventStreamQueueCapacity)
         {
             SingleReader = true,
             FullMode = BoundedChannelFullMode.Wait,
         });
 
         private long _queuedBytes;
-        private DispatcherEventLog.Cursor? _cursor;
 
-        public async Task RunAsync(long? since, string? streamId, CancellationToken ct)
+        public ProtocolConnection? Connection { get; set; }
+
+        public async Task RunAsync(ProtocolAuthenticator authenticator, CancellationToken ct)
         {
+            var connection = Connection!;
             var writer = context.Response.BodyWriter;
-            _cursor = owner._log.Subscribe(since, streamId, OnEvent);
-            using var heartbeat = owner._time.CreateTimer(_ => _queue.Writer.TryWrite(HeartbeatItem), null, owner._options.EventStreamHeartbeat,
-                owner._options.EventStreamHeartbeat);
+            using var heartbeat = owner._time.CreateTimer(_ => _queue.Writer.TryWrite(new Item(default, IsHeartbeat: true)), null,
+                owner._options.EventStreamHeartbeat, owner._options.EventStreamHeartbeat);
+            using var loginEnded = connection.LoginEnded.Register(() => _queue.Writer.TryComplete());
             try
             {
                 var unflushed = 0;
-                await _cursor.CatchUpAsync(async (e, token) =>
+                await connection.CatchUpAsync(async (frame, token) =>
                 {
-                    Write(writer, e);
+                    Write(writer, frame);
                     if (++unflushed == 64)
                     {
                         unflushed = 0;
@@ -128,9 +171,9 @@ internal sealed partial class EventStreamHandler(HttpRequestHandler rest, Protoc
                 {
                     while (_queue.Reader.TryRead(out var item))
                     {
-                        if (ReferenceEquals(item, HeartbeatItem))
+                        if (item.IsHeartbeat)
                         {
-                            if (!owner._protocol.MayReceiveEvents(session))
+                            if (!authenticator.MayReceiveEvents(connection))
                             {
                                 await EndAsync(writer, ct);
                                 return;
@@ -141,7 +184,7 @@ internal sealed partial class EventStreamHandler(HttpRequestHandler rest, Protoc
                         }
 
                         Interlocked.Add(ref _queuedBytes, -item.Frame.Length);
-                        Write(writer, item);
+                        Write(writer, item.Frame);
                     }
 
                     await writer.FlushAsync(ct);
@@ -153,11 +196,24 @@ internal sealed partial class EventStreamHandler(HttpRequestHandler rest, Protoc
             catch (Exception ex) when (ex is OperationCanceledException or IOException or ChannelClosedException)
             {
                 // The reader went away, or was cut off as too slow: nothing to answer.
-                Log.Ended(owner._logger, session.RemoteAddress, ex);
+                Log.Ended(owner._logger, connection.RemoteAddress, ex);
             }
         }
 
-        public void Dispose() => _cursor?.Dispose();
+        public void Dispose() => _queue.Writer.TryComplete();
+
+        /// <summary>Called on the feed's thread: queue the frame, or cut off a reader that lets its queue fill up.</summary>
+        public void OnEvent(ReadOnlyMemory<byte> frame)
+        {
+            // The frame is the replay buffer's own: queueing it costs a reference, and the bound is on what the reader has not taken.
+            var queued = Interlocked.Add(ref _queuedBytes, frame.Length);
+            if ((queued > owner._options.EventStreamQueueBytes && queued != frame.Length) || !_queue.Writer.TryWrite(new Item(frame, IsHeartbeat: false)))
+            {
+                Log.SlowReader(owner._logger, Connection?.RemoteAddress ?? "?", owner._options.EventStreamQueueCapacity, owner._options.EventStreamQueueBytes);
+                _queue.Writer.TryComplete(new ChannelClosedException("The reader is not reading its events."));
+                context.Abort();
+            }
+        }
 
         /// <summary>The login ended (token expired or revoked): say so, and end the stream.</summary>
         private static async Task EndAsync(PipeWriter writer, CancellationToken ct)
@@ -166,34 +222,21 @@ internal sealed partial class EventStreamHandler(HttpRequestHandler rest, Protoc
             await writer.FlushAsync(ct);
         }
 
-        private static void Write(PipeWriter writer, SequencedEvent e)
+        private static void Write(PipeWriter writer, ReadOnlyMemory<byte> frame)
         {
-            writer.Write("id: "u8);
-            writer.Write(Encoding.ASCII.GetBytes(e.Id));
-            writer.Write("\n"u8);
+            if (ReadSequence(frame.Span) is { } seq)
+            {
+                writer.Write("id: "u8);
+                writer.Write(Encoding.ASCII.GetBytes(seq.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+                writer.Write("\n"u8);
+            }
+
             writer.Write(EventPrefix);
-            writer.Write(e.Frame);
+            writer.Write(frame.Span);
             writer.Write("\n\n"u8);
         }
 
-        /// <summary>Called on the feed's thread: queue the event, or cut off a reader that lets its queue fill up.</summary>
-        private void OnEvent(SequencedEvent e)
-        {
-            if (!owner._protocol.MayReceiveEvents(session))
-            {
-                _queue.Writer.TryComplete();
-                return;
-            }
-
-            // The frame is the log's own: queueing it costs a reference, and the bound is on what the reader has not taken.
-            var queued = Interlocked.Add(ref _queuedBytes, e.Frame.Length);
-            if ((queued > owner._options.EventStreamQueueBytes && queued != e.Frame.Length) || !_queue.Writer.TryWrite(e))
-            {
-                Log.SlowReader(owner._logger, session.RemoteAddress, owner._options.EventStreamQueueCapacity, owner._options.EventStreamQueueBytes);
-                _queue.Writer.TryComplete(new ChannelClosedException("The reader is not reading its events."));
-                context.Abort();
-            }
-        }
+        private readonly record struct Item(ReadOnlyMemory<byte> Frame, bool IsHeartbeat);
     }
 
     private static partial class Log

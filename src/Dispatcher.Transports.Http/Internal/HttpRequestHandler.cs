@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Net.Http.Headers;
-using System.Text;
 using Dispatcher.Protocol;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
@@ -10,7 +9,7 @@ using Microsoft.Extensions.Options;
 namespace Dispatcher.Transports.Http.Internal;
 
 /// <summary>Frames the protocol over REST: authentication headers, body limits, status codes. Everything else is the shared handler's.</summary>
-internal sealed partial class HttpRequestHandler(ProtocolHandler handler, IOptions<HttpTransportOptions> options, ILogger<HttpRequestHandler>? logger = null)
+internal sealed partial class HttpRequestHandler(ProtocolServer handler, IOptions<HttpTransportOptions> options, ILogger<HttpRequestHandler>? logger = null)
 {
     private readonly HttpTransportOptions _options = options.Value;
     private readonly ILogger _logger = (ILogger?)logger ?? NullLogger.Instance;
@@ -20,26 +19,26 @@ internal sealed partial class HttpRequestHandler(ProtocolHandler handler, IOptio
         var ns = context.Request.RouteValues["namespace"] as string ?? string.Empty;
         var name = context.Request.RouteValues["name"] as string ?? string.Empty;
         var address = context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
-        var session = new ProtocolSession("http", address, context.User, supportsEvents: false);
+        using var session = new ProtocolConnection("http", address, context.User);
         var ct = context.RequestAborted;
 
-        if (await AuthenticateAsync(context, session, ct) is { } denied)
+        if (await handler.Authenticator.AuthenticateHeaderAsync(session, context.Request.Headers.Authorization.ToString(), ct) is { } denied)
         {
-            await WriteAsync(context, denied);
+            await WriteAsync(context, ProtocolResponse.Error(denied.ErrorCode!.Value, denied.ErrorMessage!));
             return;
         }
 
         var request = context.Request;
         if (request.ContentLength > _options.MaxRequestBodyBytes)
         {
-            await WriteAsync(context, ProtocolHandler.Error(null, 413, $"The body is larger than {_options.MaxRequestBodyBytes} bytes."));
+            await WriteAsync(context, ProtocolResponse.Error(ProtocolErrorCode.PayloadTooLarge, $"The body is larger than {_options.MaxRequestBodyBytes} bytes."));
             return;
         }
 
         var hasBody = request.ContentLength > 0 || (request.ContentLength is null && request.Headers.TransferEncoding.Count > 0);
         if (hasBody && !IsJson(request.ContentType))
         {
-            await WriteAsync(context, ProtocolHandler.Error(null, 415,
+            await WriteAsync(context, ProtocolResponse.Error(ProtocolErrorCode.UnsupportedMediaType,
                 $"The body must be JSON (Content-Type: application/json), not '{request.ContentType ?? "(none)"}'."));
             return;
         }
@@ -59,84 +58,12 @@ internal sealed partial class HttpRequestHandler(ProtocolHandler handler, IOptio
 
         if (body is null)
         {
-            await WriteAsync(context, ProtocolHandler.Error(null, 413, $"The body is larger than {_options.MaxRequestBodyBytes} bytes."));
+            await WriteAsync(context, ProtocolResponse.Error(ProtocolErrorCode.PayloadTooLarge, $"The body is larger than {_options.MaxRequestBodyBytes} bytes."));
             return;
         }
 
         await WriteAsync(context, await handler.HandleBodyAsync(session, ns, name, body, ct));
     }
-
-    /// <summary>Applies Basic or Bearer credentials; returns the error to send, or null to go on (unauthenticated requests reach the handler, which answers 401 where needed).</summary>
-    internal async Task<ProtocolReply?> AuthenticateAsync(HttpContext context, ProtocolSession session, CancellationToken ct)
-    {
-        var header = context.Request.Headers.Authorization.ToString();
-        if (string.IsNullOrEmpty(header))
-        {
-            return null;
-        }
-
-        if (handler.Throttle.IsBlocked(session.RemoteAddress))
-        {
-            return ProtocolHandler.Error(null, 401, ProtocolHandler.TooManyFailures);
-        }
-
-        if (!AuthenticationHeaderValue.TryParse(header, out var value) || string.IsNullOrEmpty(value.Parameter))
-        {
-            return Fail(session, "Malformed Authorization header.");
-        }
-
-        if (value.Scheme.Equals("Basic", StringComparison.OrdinalIgnoreCase))
-        {
-            string decoded;
-            try
-            {
-                decoded = new UTF8Encoding(false, true).GetString(Convert.FromBase64String(value.Parameter));
-            }
-            catch (Exception ex) when (ex is FormatException or ArgumentException)
-            {
-                return Fail(session, "Malformed Basic credentials: not base64 of UTF-8 'user:password'.");
-            }
-
-            var colon = decoded.IndexOf(':', StringComparison.Ordinal);
-            if (colon < 0)
-            {
-                return Fail(session, "Malformed Basic credentials: no ':' between user and password.");
-            }
-
-            var name = decoded[..colon];
-            if (handler.Throttle.IsBlocked(session.RemoteAddress, name))
-            {
-                return ProtocolHandler.Error(null, 401, ProtocolHandler.TooManyFailures);
-            }
-
-            var user = await handler.CheckPasswordAsync(name, decoded[(colon + 1)..], ct);
-            if (user is null)
-            {
-                return Fail(session, "Invalid user name or password.", name);
-            }
-
-            // A success erases no failure (see LoginThrottle).
-            session.User = user;
-            return null;
-        }
-
-        if (value.Scheme.Equals("Bearer", StringComparison.OrdinalIgnoreCase))
-        {
-            if (!handler.Tokens.TryUse(value.Parameter, out var user))
-            {
-                return Fail(session, "Invalid or expired token.");
-            }
-
-            session.User = user;
-            session.Token = value.Parameter;
-            return null;
-        }
-
-        return ProtocolHandler.Error(null, 401, $"Unsupported Authorization scheme '{value.Scheme}'; use Basic or Bearer.");
-    }
-
-    private ProtocolReply Fail(ProtocolSession session, string message, string? user = null) =>
-        ProtocolHandler.Error(null, 401, handler.Throttle.Fail(session.RemoteAddress, user) ? ProtocolHandler.TooManyFailures : message);
 
     private static bool IsJson(string? contentType)
     {
@@ -182,7 +109,7 @@ internal sealed partial class HttpRequestHandler(ProtocolHandler handler, IOptio
         }
     }
 
-    internal static async Task WriteAsync(HttpContext context, ProtocolReply reply)
+    internal static async Task WriteAsync(HttpContext context, ProtocolResponse reply)
     {
         var response = context.Response;
         response.StatusCode = reply.Status;

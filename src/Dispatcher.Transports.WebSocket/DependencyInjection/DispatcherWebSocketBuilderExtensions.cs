@@ -1,4 +1,3 @@
-using Dispatcher.Internal;
 using Dispatcher.Transports.WebSocket;
 using Dispatcher.Transports.WebSocket.Internal;
 using Microsoft.AspNetCore.Routing;

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Net.WebSockets;
+using System.Security.Claims;
 using System.Threading.Channels;
 using Dispatcher.Protocol;
 using Microsoft.Extensions.Logging;
@@ -14,9 +15,8 @@ internal sealed partial class WebSocketConnection : IDisposable
 {
     private readonly System.Net.WebSockets.WebSocket _socket;
     private readonly CorkingStream? _stream;
-    private readonly ProtocolSession _session;
-    private readonly ProtocolHandler _handler;
-    private readonly Lazy<DispatcherEventLog> _events;
+    private readonly ProtocolConnection _session;
+    private readonly ProtocolServer _handler;
     private readonly WebSocketTransportOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
@@ -24,19 +24,17 @@ internal sealed partial class WebSocketConnection : IDisposable
     private readonly CancellationTokenSource _abort = new();
     private readonly CancellationToken _stopping;
     private long _queuedBytes;
-    private IDisposable? _feedRegistration;
     private int _closing;
     private Outgoing? _closeFrame;
 
-    public WebSocketConnection(System.Net.WebSockets.WebSocket socket, CorkingStream? stream, ProtocolSession session, ProtocolHandler handler, Lazy<DispatcherEventLog> events,
-        WebSocketTransportOptions options, TimeProvider time, ILogger logger, CancellationToken stopping = default)
+    public WebSocketConnection(System.Net.WebSockets.WebSocket socket, CorkingStream? stream, string remoteAddress, ClaimsPrincipal? user,
+        ProtocolServer handler, WebSocketTransportOptions options, TimeProvider time, ILogger logger, CancellationToken stopping = default)
     {
         _stopping = stopping;
         _socket = socket;
         _stream = stream;
-        _session = session;
+        _session = new ProtocolConnection("ws", remoteAddress, user, OnEvent);
         _handler = handler;
-        _events = events;
         _options = options;
         _time = time;
         _logger = logger;
@@ -47,7 +45,11 @@ internal sealed partial class WebSocketConnection : IDisposable
         });
     }
 
-    public void Dispose() => _abort.Dispose();
+    public void Dispose()
+    {
+        _session.Dispose();
+        _abort.Dispose();
+    }
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
@@ -70,7 +72,7 @@ internal sealed partial class WebSocketConnection : IDisposable
         }
         finally
         {
-            Interlocked.Exchange(ref _feedRegistration, null)?.Dispose();
+            _session.Dispose();
             _send.Writer.TryComplete();
             try
             {
@@ -124,8 +126,8 @@ internal sealed partial class WebSocketConnection : IDisposable
                 }
 
                 idle.Change(_options.IdleTimeout, Timeout.InfiniteTimeSpan);
-                ProtocolReply reply = result.MessageType == WebSocketMessageType.Binary
-                    ? ProtocolHandler.Error(null, 400, "Binary frames are not supported: send each request as one JSON text frame.")
+                var reply = result.MessageType == WebSocketMessageType.Binary
+                    ? ProtocolResponse.Error(ProtocolErrorCode.BadRequest, "Binary frames are not supported: send each request as one JSON text frame.")
                     : await _handler.HandleMessageAsync(_session, message.WrittenMemory, token).ConfigureAwait(false);
                 message.ResetWrittenCount();
                 if (message.Capacity > 64 * 1024)
@@ -141,7 +143,18 @@ internal sealed partial class WebSocketConnection : IDisposable
 
                 // A full queue (by frame count) holds this loop, and so the client's further requests, until the client reads.
                 await _send.Writer.WriteAsync(new Outgoing(frame), token).ConfigureAwait(false);
-                await UpdateSubscriptionAsync(token).ConfigureAwait(false);
+
+                // A resumed subscription (events/subscribe with "since") sends what the client missed after the reply. The backlog
+                // waits for room like a reply (it holds this loop, not memory: the frames are the replay buffer's own); it counts
+                // towards SendQueueBytes but is never refused: DispatcherProtocolOptions.EventReplayBytes bounds it.
+                await _session.CatchUpAsync(async (e, ct) =>
+                {
+                    if (Volatile.Read(ref _closing) == 0)
+                    {
+                        Interlocked.Add(ref _queuedBytes, e.Length);
+                        await _send.Writer.WriteAsync(new Outgoing(e, IsEvent: true), ct).ConfigureAwait(false);
+                    }
+                }, token).ConfigureAwait(false);
                 if (reply.CloseReason is { } reason)
                 {
                     Close(WebSocketCloseStatus.PolicyViolation, reason);
@@ -181,54 +194,14 @@ internal sealed partial class WebSocketConnection : IDisposable
         return false;
     }
 
-    private async ValueTask UpdateSubscriptionAsync(CancellationToken token)
+    /// <summary>Called on the publisher's thread: queue the frame, or disconnect a client that lets its queue fill up.</summary>
+    private void OnEvent(ReadOnlyMemory<byte> frame)
     {
-        if (_session.EventsSubscribed && Volatile.Read(ref _closing) == 0 && _feedRegistration is null)
-        {
-            var cursor = _events.Value.Subscribe(_session.EventsSince, _session.EventsStream, OnEvent);
-            _feedRegistration = cursor;
-            if (_session.EventsSince is not null)
-            {
-                // The backlog waits for room like a reply (it holds this loop, not memory: the frames are the log's own). It
-                // counts towards SendQueueBytes but is never refused: DispatcherProtocolOptions.EventReplayBytes bounds it.
-                await cursor.CatchUpAsync(async (e, ct) =>
-                {
-                    if (Volatile.Read(ref _closing) == 0)
-                    {
-                        Interlocked.Add(ref _queuedBytes, e.Frame.Length);
-                        await _send.Writer.WriteAsync(new Outgoing(e.Frame, IsEvent: true), ct).ConfigureAwait(false);
-                    }
-                }, token).ConfigureAwait(false);
-            }
-        }
-        else if (!_session.EventsSubscribed)
-        {
-            Interlocked.Exchange(ref _feedRegistration, null)?.Dispose();
-        }
-    }
-
-    /// <summary>Called on the feed's thread: queue the frame, or disconnect a client that lets its queue fill up.</summary>
-    private void OnEvent(SequencedEvent e)
-    {
-        if (Volatile.Read(ref _closing) != 0 || !_session.EventsSubscribed)
+        if (Volatile.Read(ref _closing) != 0)
         {
             return;
         }
 
-        if (!_handler.MayReceiveEvents(_session))
-        {
-            // The token expired or was revoked (auth_clear on another connection): the subscription ends with it. The listener
-            // is removed off the feed's thread, which is inside the feed's lock now.
-            _session.EventsSubscribed = false;
-            if (Interlocked.Exchange(ref _feedRegistration, null) is { } registration)
-            {
-                ThreadPool.UnsafeQueueUserWorkItem(static r => r.Dispose(), registration, preferLocal: false);
-            }
-
-            return;
-        }
-
-        var frame = e.Frame;
         if (!Reserve(frame.Length))
         {
             return;
@@ -253,7 +226,7 @@ internal sealed partial class WebSocketConnection : IDisposable
             return;
         }
 
-        Interlocked.Exchange(ref _feedRegistration, null)?.Dispose();
+        _session.Dispose();
         _closeFrame = new Outgoing(ReadOnlyMemory<byte>.Empty, CloseStatus: status, CloseReason: reason);
         _send.Writer.TryComplete();
 

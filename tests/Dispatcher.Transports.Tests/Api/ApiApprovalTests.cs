@@ -1,5 +1,6 @@
 #if NET10_0_OR_GREATER
 // The approved API is the net10.0 one; package validation checks that net8.0 offers the same.
+using System.Reflection;
 using Dispatcher.Tests.Shared;
 using Dispatcher.Transports.Http;
 using Dispatcher.Transports.WebSocket;
@@ -25,6 +26,16 @@ public sealed class ApiApprovalTests
             _ => typeof(HttpTransportOptions).Assembly,
         };
         ApiApproval.Verify(assembly, "Dispatcher.Transports.Tests", ["Microsoft.AspNetCore.Builder", "Microsoft.Extensions.DependencyInjection"]);
+    }
+
+    [Fact]
+    public void Core_GivesItsInternalsToNoShippingAssembly()
+    {
+        var friends = typeof(IDispatcher).Assembly.GetCustomAttributes<System.Runtime.CompilerServices.InternalsVisibleToAttribute>()
+            .Select(a => a.AssemblyName).ToArray();
+
+        // Tests and benchmarks only: no package may reach Core's internals.
+        Assert.All(friends, f => Assert.True(f.EndsWith(".Tests", StringComparison.Ordinal) || f == "Dispatcher.Benchmarks", f));
     }
 }
 #endif

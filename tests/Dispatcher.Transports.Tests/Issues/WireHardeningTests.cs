@@ -25,7 +25,7 @@ public sealed class WireHardeningTests
     private static JsonObject Auth(string user, string password) => new() { ["username"] = user, ["password"] = password };
 
     private static bool IsTooMany(JsonNode reply) =>
-        (string?)reply["name"] == "error" && (string?)reply["args"]?["message"] == ProtocolHandler.TooManyFailures;
+        (string?)reply["name"] == "error" && (string?)reply["args"]?["message"] == ProtocolAuthenticator.TooManyFailures;
 
     // ---- Item 1: the login throttle ----
 
@@ -56,8 +56,8 @@ public sealed class WireHardeningTests
     public async Task Throttle_ValidAuthToken_DoesNotEraseFailures()
     {
         await using var server = await TestServer.StartAsync();
-        var token = (string)(await server.Services.GetRequiredService<ProtocolHandler>().HandleAsync(
-            new ProtocolSession("test", "192.0.2.1", null, false), "rpc", "auth", "t", Json("""{"username":"reader","password":"reader-secret"}"""),
+        var token = (string)(await server.Services.GetRequiredService<ProtocolServer>().HandleAsync(
+            new ProtocolConnection("test", "192.0.2.1"), "rpc", "auth", "t", Json("""{"username":"reader","password":"reader-secret"}"""),
             CancellationToken.None)).Args![0]!;
         await using var ws = await server.ConnectAsync();
         var blocked = false;
@@ -78,21 +78,21 @@ public sealed class WireHardeningTests
     public async Task Throttle_FailuresForOneUserFromManyAddresses_BlockThatUser()
     {
         await using var server = await TestServer.StartAsync();
-        var handler = server.Services.GetRequiredService<ProtocolHandler>();
+        var handler = server.Services.GetRequiredService<ProtocolServer>();
         for (var i = 0; i < 5; i++)
         {
-            var session = new ProtocolSession("test", $"198.51.100.{i}", null, false);
+            var session = new ProtocolConnection("test", $"198.51.100.{i}");
             await handler.HandleAsync(session, "rpc", "auth", null, Json("""{"username":"admin","password":"wrong"}"""), CancellationToken.None);
         }
 
         // A sixth address, even with the right password, waits out the window: many addresses do not lift the limit.
-        var reply = await handler.HandleAsync(new ProtocolSession("test", "198.51.100.200", null, false), "rpc", "auth", null,
+        var reply = await handler.HandleAsync(new ProtocolConnection("test", "198.51.100.200"), "rpc", "auth", null,
             Json("""{"username":"admin","password":"admin-secret"}"""), CancellationToken.None);
         Assert.Equal(401, reply.Status);
-        Assert.Equal(ProtocolHandler.TooManyFailures, (string?)reply.Args!["message"]);
+        Assert.Equal(ProtocolAuthenticator.TooManyFailures, (string?)reply.Args!["message"]);
 
         // Another user is not affected.
-        var other = await handler.HandleAsync(new ProtocolSession("test", "198.51.100.201", null, false), "rpc", "auth", null,
+        var other = await handler.HandleAsync(new ProtocolConnection("test", "198.51.100.201"), "rpc", "auth", null,
             Json("""{"username":"reader","password":"reader-secret"}"""), CancellationToken.None);
         Assert.Equal(200, other.Status);
     }
@@ -109,11 +109,11 @@ public sealed class WireHardeningTests
                 using var wrong = new HttpRequestMessage(HttpMethod.Put, "/rpc/dispatcher") { Content = new StringContent("""{"action":"list"}""", Encoding.UTF8, "application/json") };
                 wrong.Headers.Authorization = i % 2 == 0 ? TestServer.Basic("admin", "guess") : new AuthenticationHeaderValue("Bearer", "no-such-token");
                 var response = await server.Client.SendAsync(wrong);
-                blocked = (await response.Content.ReadAsStringAsync()).Contains(ProtocolHandler.TooManyFailures, StringComparison.Ordinal);
+                blocked = (await response.Content.ReadAsStringAsync()).Contains(ProtocolAuthenticator.TooManyFailures, StringComparison.Ordinal);
             }
 
             var (_, body, _) = await server.PutAsync("/rpc/dispatcher", """{"action":"list"}""", user: "reader");
-            blocked = blocked || ((string?)body?["args"]?["message"]) == ProtocolHandler.TooManyFailures;
+            blocked = blocked || ((string?)body?["args"]?["message"]) == ProtocolAuthenticator.TooManyFailures;
         }
 
         Assert.True(blocked);
@@ -450,7 +450,7 @@ public sealed class WireHardeningTests
         await using var ws = await server.ConnectAsync("admin");
         await ws.RequestAsync("events", "subscribe", "dispatcher");
         var lifetime = server.Services.GetRequiredService<IHostApplicationLifetime>();
-        var handler = server.Services.GetRequiredService<ProtocolHandler>();
+        var handler = server.Services.GetRequiredService<ProtocolServer>();
         var stopping = Task.Run(() => server.DisposeAsync().AsTask());
         var deadline = DateTime.UtcNow + TestServer.Patience;
         while (!lifetime.ApplicationStopping.IsCancellationRequested)
@@ -459,7 +459,7 @@ public sealed class WireHardeningTests
             await Task.Delay(10);
         }
 
-        var session = new ProtocolSession("test", "192.0.2.9", null, false) { User = new DispatcherUser("admin", DispatcherAccess.Full) };
+        var session = new ProtocolConnection("test", "192.0.2.9") { User = new DispatcherUser("admin", DispatcherAccess.Full) };
         var refused = await handler.HandleAsync(session, "rpc", "dispatcher", "r", Json("""{"action":"run","late":"echo late"}"""), CancellationToken.None);
         Assert.Equal(503, refused.Status);
         Assert.Contains("stopping", (string?)refused.Args!["message"], StringComparison.Ordinal);

@@ -2,19 +2,19 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace Dispatcher.Protocol;
+namespace Dispatcher.Protocol.Routing;
 
 /// <summary>
 /// The extension actions of <c>rpc/dispatcher</c> for queue control and recurrences (pause, resume, drain, queues, set_limit,
 /// add_queue, recurrences, remove_recurrence), and the scheduling members of a job object in <c>run</c>. Kept apart from the
 /// sysadm actions so they move as one piece into a route table.
 /// </summary>
-internal sealed partial class ProtocolHandler
+internal sealed partial class DispatcherActions
 {
     private const string SchedulingActionNames = "pause, resume, drain, queues, set_limit, add_queue, recurrences, remove_recurrence and log";
 
     /// <summary>Handles one of the scheduling actions, or returns null when <paramref name="action"/> is none of them.</summary>
-    private async ValueTask<ProtocolReply?> SchedulingActionAsync(ProtocolSession session, string ns, string name, string? id, string action,
+    private async ValueTask<ProtocolReply?> SchedulingActionAsync(ProtocolConnection session, string ns, string name, string? id, string action,
         JsonElement args, CancellationToken cancellationToken)
     {
         switch (action)
