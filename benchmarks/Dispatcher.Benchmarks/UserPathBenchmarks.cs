@@ -310,7 +310,7 @@ internal static class UserPathBenchmarks
 }
 
 /// <summary>
-/// `profile`: one serial user's-path round (WebSocket, 1 subscriber) recorded system-wide by `perf record -a -g`, with the .NET
+/// `profile`: one serial user's-path round (WebSocket, 1 subscriber) recorded by `perf record -g -p HOST` (host only; `memory` as an argument: the host without a data directory), with the .NET
 /// perf map on in the host, so that kernel threads (the file system's journal), the children and the host are all seen.
 /// Writes perf.data to the given directory; read it with `perf report -i DIR/perf.data --sort comm,dso` or `--sort sym`.
 /// </summary>
@@ -318,12 +318,17 @@ internal static class UserPathProfile
 {
     public static async Task RunAsync(int jobs, string outputDirectory, params string[] hostSettings)
     {
+        // W^X off: with it on, JIT code runs from a memfd double mapping that perf cannot match to the perf map.
         Environment.SetEnvironmentVariable("DOTNET_PerfMapEnabled", "1");
-        await using var host = await HostProcess.StartAsync(durable: true, hostSettings);
+        Environment.SetEnvironmentVariable("DOTNET_EnableWriteXorExecute", "0");
+        var durable = !hostSettings.Contains("memory");
+        await using var host = await HostProcess.StartAsync(durable, hostSettings.Where(s => s != "memory").ToArray());
         Environment.SetEnvironmentVariable("DOTNET_PerfMapEnabled", null);
+        Environment.SetEnvironmentVariable("DOTNET_EnableWriteXorExecute", null);
+        await UserPathBenchmarks.WarmAsync(host, jobs);
         await UserPathBenchmarks.WarmAsync(host, jobs);
         Directory.CreateDirectory(outputDirectory);
-        var info = new ProcessStartInfo("perf", ["record", "-a", "-g", "-F", "1999", "-o", Path.Combine(outputDirectory, "perf.data")]) { UseShellExecute = false, RedirectStandardError = true };
+        var info = new ProcessStartInfo("perf", ["record", "-g", "-F", "1999", "-p", host.Pid.ToString(CultureInfo.InvariantCulture), "-o", Path.Combine(outputDirectory, "perf.data")]) { UseShellExecute = false, RedirectStandardError = true };
         using var perf = Process.Start(info)!;
         await Task.Delay(1000); // perf's own start-up, so that the round is recorded whole
         var round = await UserPathBenchmarks.OneRoundAsync(host, jobs);
