@@ -81,9 +81,13 @@ if (Run("store"))
     await ResourceBenchmarks.StoreAsync(report, jobs: quick ? 500 : 2000);
 }
 
-if (Run("scheduling"))
+if (Run("scheduling") || only.Contains("curve"))
 {
     SchedulingBenchmarks.SchedulerCurve(report, operations: quick ? 20_000 : 200_000);
+}
+
+if (Run("scheduling"))
+{
     await SchedulingBenchmarks.PendingMemoryAsync(report, jobs: quick ? 10_000 : 100_000);
     await SchedulingBenchmarks.RunTenThousandAsync(report, jobs: 10_000, rounds: quick ? 1 : 3);
     await SchedulingBenchmarks.ListHundredThousandAsync(report, samples: quick ? 5 : 20);
