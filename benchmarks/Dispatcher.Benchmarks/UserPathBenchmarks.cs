@@ -35,16 +35,22 @@ internal static class UserPathBenchmarks
         }
 
         var noFsync = new List<double>();
-        double cpuPerJob = 0, cpuPerJobMemory = 0, cpuPerJobNoFsync = 0;
+        var uncontained = new List<double>();
+        double cpuPerJob = 0, cpuPerJobMemory = 0, cpuPerJobNoFsync = 0, cpuPerJobUncontained = 0;
         await using (var host = await HostProcess.StartAsync())
         await using (var memoryHost = await HostProcess.StartAsync(durable: false))
         await using (var noFsyncHost = await HostProcess.StartAsync(durable: true, "--Dispatcher:FlushToDisk=false"))
+
+        // Containment (on by default where cgroups are writable) starts each command through a /bin/sh stub that waits to be
+        // placed in its cgroup, then execs the command: two execs per job where the C loop has one.
+        await using (var uncontainedHost = await HostProcess.StartAsync(durable: true, "--Dispatcher:Containment:Mode=Off"))
         {
             // Warm-up (JIT tiers of hosts and clients, thread pools, the journal file): not reported.
             await RoundAsync(host, "WebSocket", 1, Math.Min(jobs, 300), "pkg_queue", measureLatency: false);
             await RoundAsync(host, "REST", 1, Math.Min(jobs, 300), "pkg_queue", measureLatency: false);
             await RoundAsync(memoryHost, "WebSocket", 1, Math.Min(jobs, 300), "pkg_queue", measureLatency: false);
             await RoundAsync(noFsyncHost, "WebSocket", 1, Math.Min(jobs, 300), "pkg_queue", measureLatency: false);
+            await RoundAsync(uncontainedHost, "WebSocket", 1, Math.Min(jobs, 300), "pkg_queue", measureLatency: false);
             _ = await SpawnLimit.CLoopAsync(jobs / 4, 1);
             _ = await SpawnLimit.ProcessLoopAsync(jobs / 4, 1);
             for (var r = 0; r < rounds; r++)
@@ -78,6 +84,9 @@ internal static class UserPathBenchmarks
                 var n = await RoundAsync(noFsyncHost, "WebSocket", 1, jobs, "pkg_queue", measureLatency: false);
                 noFsync.Add(n.Rate);
                 cpuPerJobNoFsync += n.HostCpu.TotalMilliseconds / jobs / rounds;
+                var u = await RoundAsync(uncontainedHost, "WebSocket", 1, jobs, "pkg_queue", measureLatency: false);
+                uncontained.Add(u.Rate);
+                cpuPerJobUncontained += u.HostCpu.TotalMilliseconds / jobs / rounds;
             }
         }
 
@@ -99,7 +108,8 @@ internal static class UserPathBenchmarks
                 + $"{lost} lost, {disorder} out of order" + (k == cases[0] ? $"; host CPU {F(cpuPerJob * 1000, 0)} µs per job" : string.Empty));
         }
 
-        var breakdown = new List<(string, List<double>, double)> { ("no data directory (in memory)", memory, cpuPerJobMemory), ("journal without fsync", noFsync, cpuPerJobNoFsync) };
+        var breakdown = new List<(string, List<double>, double)> { ("no data directory (in memory)", memory, cpuPerJobMemory), ("journal without fsync", noFsync, cpuPerJobNoFsync),
+            ("journal + fsync, containment off (no /bin/sh stub per command)", uncontained, cpuPerJobUncontained) };
         if (before.Count > 0)
         {
             breakdown.Add(($"journal + fsync, {Environment.GetEnvironmentVariable("BENCH_BASELINE_NAME") ?? "the baseline build"}", before, cpuPerJobBefore));
