@@ -24,8 +24,9 @@ internal static class GrowthBenchmarks
         string Curve(Func<Sample, double> f, string unit, int decimals) => string.Join(", ", sizes.Select(n => $"{Label(n)}: {F(f(results[n]), decimals)} {unit}"));
         string Grows(Func<Sample, double> f) => $"{F(f(last) / f(first), 2)}× from {Label(sizes[0])} to {Label(sizes[^1])}";
 
-        report.Add("growth: enqueue into a blocked queue (the last 1 000 enqueues at n pending), in process", Curve(s => s.EnqueueUs, "µs", 2),
-            $"n = {Label(sizes[0])}: {F(first.EnqueueUs, 2)} µs", Grows(s => s.EnqueueUs), "≤ 3× (O(log n))", last.EnqueueUs / first.EnqueueUs <= 3, "per call, mean of 1 000");
+        report.Add("growth: enqueue into a blocked queue (each of the last 1 000 enqueues at n pending), in process", Curve(s => s.EnqueueUs, "µs", 2),
+            $"n = {Label(sizes[0])}: {F(first.EnqueueUs, 2)} µs", Grows(s => s.EnqueueUs), "≤ 3× (O(log n))", last.EnqueueUs / first.EnqueueUs <= 3,
+            $"per call, median of 1 000 (means: {Curve(s => s.EnqueueMeanUs, "µs", 2)})");
         report.Add("growth: kill of one pending job among n, in process", Curve(s => s.KillOneUs, "µs", 2),
             $"n = {Label(sizes[0])}: {F(first.KillOneUs, 2)} µs", Grows(s => s.KillOneUs), "≤ 3× (O(log n))", last.KillOneUs / first.KillOneUs <= 3, "median of 200 kills spread over the queue");
         report.Add("growth: kill of all n pending jobs in one call, in process", Curve(s => s.KillAllUs, "µs per job", 2),
@@ -38,7 +39,7 @@ internal static class GrowthBenchmarks
             "≤ 1 KiB beyond the command text", last.BytesPerJob - (Command.Length * 2) <= 1024, $"GC.GetTotalMemory after a full collection; host RSS at {Label(sizes[^1])}: +{F(last.RssGrowth / 1048576.0, 0)} MB");
     }
 
-    private sealed record Sample(int N, double EnqueueUs, double KillOneUs, double KillAllUs, double ListMs, double BytesPerJob, long RssGrowth);
+    private sealed record Sample(int N, double EnqueueUs, double EnqueueMeanUs, double KillOneUs, double KillAllUs, double ListMs, double BytesPerJob, long RssGrowth);
 
     private static string Label(int n) => n >= 1000 ? $"{n / 1000}k" : n.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
@@ -58,13 +59,19 @@ internal static class GrowthBenchmarks
             await d.EnqueueAsync(new JobRequest($"p{i}", [Command]) { Queue = DispatcherQueues.PkgQueue });
         }
 
+        // Each enqueue timed by itself: the median is the operation's cost; the mean also carries whatever collection of the
+        // whole heap fell into these 1 000 calls (one full collection of 100k jobs is milliseconds: tens of µs on the mean).
+        var enqueues = new List<double>(tail);
         var t0 = Stopwatch.GetTimestamp();
         for (var i = n - tail; i < n; i++)
         {
+            var t = Stopwatch.GetTimestamp();
             await d.EnqueueAsync(new JobRequest($"p{i}", [Command]) { Queue = DispatcherQueues.PkgQueue });
+            enqueues.Add(Stopwatch.GetElapsedTime(t).TotalMicroseconds);
         }
 
-        var enqueueUs = Stopwatch.GetElapsedTime(t0).TotalMicroseconds / tail;
+        var enqueueMeanUs = Stopwatch.GetElapsedTime(t0).TotalMicroseconds / tail;
+        var enqueueUs = Median(enqueues);
         var mem1 = GC.GetTotalMemory(forceFullCollection: true);
         var rss = Proc.RssBytes() - rss0;
 
@@ -93,6 +100,6 @@ internal static class GrowthBenchmarks
         await d.KillAsync(rest);
         var killAllUs = Stopwatch.GetElapsedTime(t0).TotalMicroseconds / rest.Length;
         await d.KillAsync(["blocker"]);
-        return new Sample(n, enqueueUs, Median(kills), killAllUs, Median(lists), (double)(mem1 - mem0) / n, rss);
+        return new Sample(n, enqueueUs, enqueueMeanUs, Median(kills), killAllUs, Median(lists), (double)(mem1 - mem0) / n, rss);
     }
 }

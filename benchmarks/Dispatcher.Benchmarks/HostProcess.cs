@@ -175,7 +175,7 @@ internal sealed class WireClient : IDisposable
 
     public async Task SubscribeAsync()
     {
-        await SendAsync("""{"namespace":"events","name":"subscribe","id":"s","args":["dispatcher"]}""");
+        await SendAsync("""{"namespace":"events","name":"subscribe","id":"s","args":{"channels":["dispatcher"],"shape":"nested"}}""");
         while (!(await ReceiveAsync()).Contains("\"subscribe\"", StringComparison.Ordinal))
         {
         }

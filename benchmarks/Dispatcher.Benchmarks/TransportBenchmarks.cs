@@ -183,7 +183,7 @@ internal static class TransportBenchmarks
         for (var i = 0; i < subscribers; i++)
         {
             var ws = await server.ConnectAsync();
-            await BenchServer.SendAsync(ws, """{"namespace":"events","name":"subscribe","id":"s","args":["dispatcher"]}""");
+            await BenchServer.SendAsync(ws, """{"namespace":"events","name":"subscribe","id":"s","args":{"channels":["dispatcher"],"shape":"nested"}}""");
             await BenchServer.ReceiveAsync(ws);
             clients.Add(ws);
         }

@@ -35,16 +35,22 @@ internal static class UserPathBenchmarks
         }
 
         var noFsync = new List<double>();
-        double cpuPerJob = 0, cpuPerJobMemory = 0, cpuPerJobNoFsync = 0;
+        var uncontained = new List<double>();
+        double cpuPerJob = 0, cpuPerJobMemory = 0, cpuPerJobNoFsync = 0, cpuPerJobUncontained = 0;
         await using (var host = await HostProcess.StartAsync())
         await using (var memoryHost = await HostProcess.StartAsync(durable: false))
         await using (var noFsyncHost = await HostProcess.StartAsync(durable: true, "--Dispatcher:FlushToDisk=false"))
+
+        // Containment (on by default where cgroups are writable) starts each command through a /bin/sh stub that waits to be
+        // placed in its cgroup, then execs the command: two execs per job where the C loop has one.
+        await using (var uncontainedHost = await HostProcess.StartAsync(durable: true, "--Dispatcher:Containment:Mode=Off"))
         {
             // Warm-up (JIT tiers of hosts and clients, thread pools, the journal file): not reported.
             await RoundAsync(host, "WebSocket", 1, Math.Min(jobs, 300), "pkg_queue", measureLatency: false);
             await RoundAsync(host, "REST", 1, Math.Min(jobs, 300), "pkg_queue", measureLatency: false);
             await RoundAsync(memoryHost, "WebSocket", 1, Math.Min(jobs, 300), "pkg_queue", measureLatency: false);
             await RoundAsync(noFsyncHost, "WebSocket", 1, Math.Min(jobs, 300), "pkg_queue", measureLatency: false);
+            await RoundAsync(uncontainedHost, "WebSocket", 1, Math.Min(jobs, 300), "pkg_queue", measureLatency: false);
             _ = await SpawnLimit.CLoopAsync(jobs / 4, 1);
             _ = await SpawnLimit.ProcessLoopAsync(jobs / 4, 1);
             for (var r = 0; r < rounds; r++)
@@ -78,6 +84,9 @@ internal static class UserPathBenchmarks
                 var n = await RoundAsync(noFsyncHost, "WebSocket", 1, jobs, "pkg_queue", measureLatency: false);
                 noFsync.Add(n.Rate);
                 cpuPerJobNoFsync += n.HostCpu.TotalMilliseconds / jobs / rounds;
+                var u = await RoundAsync(uncontainedHost, "WebSocket", 1, jobs, "pkg_queue", measureLatency: false);
+                uncontained.Add(u.Rate);
+                cpuPerJobUncontained += u.HostCpu.TotalMilliseconds / jobs / rounds;
             }
         }
 
@@ -99,7 +108,8 @@ internal static class UserPathBenchmarks
                 + $"{lost} lost, {disorder} out of order" + (k == cases[0] ? $"; host CPU {F(cpuPerJob * 1000, 0)} µs per job" : string.Empty));
         }
 
-        var breakdown = new List<(string, List<double>, double)> { ("no data directory (in memory)", memory, cpuPerJobMemory), ("journal without fsync", noFsync, cpuPerJobNoFsync) };
+        var breakdown = new List<(string, List<double>, double)> { ("no data directory (in memory)", memory, cpuPerJobMemory), ("journal without fsync", noFsync, cpuPerJobNoFsync),
+            ("journal + fsync, containment off (no /bin/sh stub per command)", uncontained, cpuPerJobUncontained) };
         if (before.Count > 0)
         {
             breakdown.Add(($"journal + fsync, {Environment.GetEnvironmentVariable("BENCH_BASELINE_NAME") ?? "the baseline build"}", before, cpuPerJobBefore));
@@ -119,7 +129,10 @@ internal static class UserPathBenchmarks
     public static async Task FanOutAsync(Report report, int jobs, int[] subscriberCounts)
     {
         await using var host = await HostProcess.StartAsync(durable: true, "--Dispatcher:Queues:bench8:MaxConcurrency=8");
-        await RoundAsync(host, "REST", 10, jobs, "bench8", measureLatency: true); // warm-up
+        // Warm-up at 10 and at 100 subscribers: a profile of the 100-subscriber round after a 10-subscriber warm-up alone had 22 %
+        // of the host's samples in the JIT compiling the fan-out path (a long-running host has that code at its last tier).
+        await RoundAsync(host, "REST", 10, jobs, "bench8", measureLatency: true);
+        await RoundAsync(host, "REST", 100, jobs, "bench8", measureLatency: true);
         var one = await RoundAsync(host, "REST", 1, jobs, "bench8", measureLatency: true);
         foreach (var n in subscriberCounts)
         {
@@ -139,6 +152,8 @@ internal static class UserPathBenchmarks
     internal static Task WarmAsync(HostProcess host, int jobs) => RoundAsync(host, "WebSocket", 1, jobs, "pkg_queue", measureLatency: false);
 
     internal static Task<Round> OneRoundAsync(HostProcess host, int jobs) => RoundAsync(host, "WebSocket", 1, jobs, "pkg_queue", measureLatency: false);
+
+    internal static Task<Round> BurstRoundAsync(HostProcess host, int jobs, int subscribers) => RoundAsync(host, "REST", subscribers, jobs, "bench8", measureLatency: true);
 
     internal sealed record Round(double Rate, TimeSpan Elapsed, long Lost, long OutOfOrder, long Frames, double P50, double P99, TimeSpan HostCpu, long RssGrowth);
 
@@ -310,7 +325,7 @@ internal static class UserPathBenchmarks
 }
 
 /// <summary>
-/// `profile`: one serial user's-path round (WebSocket, 1 subscriber) recorded system-wide by `perf record -a -g`, with the .NET
+/// `profile`: one serial user's-path round (WebSocket, 1 subscriber) recorded by `perf record -g -p HOST` (host only; `memory` as an argument: the host without a data directory), with the .NET
 /// perf map on in the host, so that kernel threads (the file system's journal), the children and the host are all seen.
 /// Writes perf.data to the given directory; read it with `perf report -i DIR/perf.data --sort comm,dso` or `--sort sym`.
 /// </summary>
@@ -318,18 +333,36 @@ internal static class UserPathProfile
 {
     public static async Task RunAsync(int jobs, string outputDirectory, params string[] hostSettings)
     {
+        // W^X off: with it on, JIT code runs from a memfd double mapping that perf cannot match to the perf map.
         Environment.SetEnvironmentVariable("DOTNET_PerfMapEnabled", "1");
-        await using var host = await HostProcess.StartAsync(durable: true, hostSettings);
+        Environment.SetEnvironmentVariable("DOTNET_EnableWriteXorExecute", "0");
+        var durable = !hostSettings.Contains("memory");
+        var burst = hostSettings.Contains("fanout");
+        await using var host = await HostProcess.StartAsync(durable,
+            [.. hostSettings.Where(s => s is not "memory" and not "fanout"), .. burst ? ["--Dispatcher:Queues:bench8:MaxConcurrency=8"] : Array.Empty<string>()]);
         Environment.SetEnvironmentVariable("DOTNET_PerfMapEnabled", null);
-        await UserPathBenchmarks.WarmAsync(host, jobs);
+        Environment.SetEnvironmentVariable("DOTNET_EnableWriteXorExecute", null);
+        if (burst)
+        {
+            // `fanout`: the burst of the fan-out figure (1 000 jobs, queue limit 8) to 100 subscribers.
+            _ = await UserPathBenchmarks.BurstRoundAsync(host, jobs, 10);
+            _ = await UserPathBenchmarks.BurstRoundAsync(host, jobs, 100);
+        }
+        else
+        {
+            await UserPathBenchmarks.WarmAsync(host, jobs);
+            await UserPathBenchmarks.WarmAsync(host, jobs);
+        }
+
         Directory.CreateDirectory(outputDirectory);
-        var info = new ProcessStartInfo("perf", ["record", "-a", "-g", "-F", "1999", "-o", Path.Combine(outputDirectory, "perf.data")]) { UseShellExecute = false, RedirectStandardError = true };
+        var info = new ProcessStartInfo("perf", ["record", "-g", "-F", "1999", "-p", host.Pid.ToString(CultureInfo.InvariantCulture), "-o", Path.Combine(outputDirectory, "perf.data")]) { UseShellExecute = false, RedirectStandardError = true };
         using var perf = Process.Start(info)!;
         await Task.Delay(1000); // perf's own start-up, so that the round is recorded whole
-        var round = await UserPathBenchmarks.OneRoundAsync(host, jobs);
+        var round = burst ? await UserPathBenchmarks.BurstRoundAsync(host, jobs, 100) : await UserPathBenchmarks.OneRoundAsync(host, jobs);
         _ = kill(perf.Id, 2);
         await perf.WaitForExitAsync();
-        Console.WriteLine($"profiled round: {F(round.Rate, 0)} jobs/s, host CPU {F(round.HostCpu.TotalMilliseconds * 1000 / jobs, 0)} µs per job; perf.data in {outputDirectory}");
+        Console.WriteLine($"profiled round: {F(round.Rate, 0)} jobs/s, host CPU {F(round.HostCpu.TotalMilliseconds * 1000 / jobs, 0)} µs per job, "
+            + $"p50 {F(round.P50, 1)} ms, p99 {F(round.P99, 1)} ms; perf.data in {outputDirectory}");
     }
 
     [System.Runtime.InteropServices.DllImport("libc")]

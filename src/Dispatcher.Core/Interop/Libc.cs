@@ -47,6 +47,10 @@ internal static unsafe partial class Libc
     [LibraryImport(Library, SetLastError = true)]
     internal static partial int close(int fd);
 
+    /// <summary>Flushes a file's data and only the metadata needed to read it back (not its times): the journal's flush.</summary>
+    [LibraryImport(Library, SetLastError = true)]
+    internal static partial int fdatasync(int fd);
+
     [LibraryImport(Library, SetLastError = true)]
     internal static partial int waitpid(int pid, out int status, int options);
 

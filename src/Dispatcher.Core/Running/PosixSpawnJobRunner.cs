@@ -37,6 +37,9 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
 
     /// <summary>Gets whether the runner's event-loop thread is running (null before the first command).</summary>
     internal bool? EventLoopIsAlive => _loop.IsAlive;
+
+    /// <summary>Gets how many events the loop got for files it no longer watches.</summary>
+    internal long StrayEvents => _loop.StrayEvents;
     private readonly EnvironmentFilter _environmentFilter;
 
     public PosixSpawnJobRunner(EnvironmentFilter? environmentFilter = null) => _environmentFilter = environmentFilter ?? EnvironmentFilter.Default;

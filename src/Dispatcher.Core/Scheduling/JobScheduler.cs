@@ -322,8 +322,7 @@ internal sealed class JobScheduler<TJob>
     }
 
     /// <summary>
-    /// A job's position in <see cref="JobsOf"/>. O(1) for a running job among few and for the last job of its set (a new job
-    /// of the lowest priority, the common case), O(n) otherwise.
+    /// A job's position in <see cref="JobsOf"/>: O(log n + n / <see cref="JobSet.MaxChunk"/>).
     /// </summary>
     public static int PositionOf(TJob job)
     {
@@ -341,26 +340,7 @@ internal sealed class JobScheduler<TJob>
         }
     }
 
-    private static int IndexIn(SortedSet<ScheduledJob> set, ScheduledJob job)
-    {
-        if (ReferenceEquals(set.Max, job))
-        {
-            return set.Count - 1;
-        }
-
-        var index = 0;
-        foreach (var other in set)
-        {
-            if (ReferenceEquals(other, job))
-            {
-                return index;
-            }
-
-            index++;
-        }
-
-        return -1;
-    }
+    private static int IndexIn(JobSet set, ScheduledJob job) => set.IndexOf(job);
 
     private SchedulerQueue Queue(string name) =>
         _queues.TryGetValue(name, out var queue) ? queue : throw new KeyNotFoundException($"Unknown queue '{name}'.");
@@ -409,7 +389,7 @@ internal sealed class JobScheduler<TJob>
         while (queue.HasRoom && queue.Ready.Count > 0)
         {
             var job = queue.Ready.Min!;
-            if (queue.Held.Count > 0 && PriorityOrder.Compare(queue.Held.Min!, job) < 0)
+            if (queue.Held.Count > 0 && JobSet.Compare(queue.Held.Min!, job) < 0)
             {
                 break;
             }
@@ -417,7 +397,7 @@ internal sealed class JobScheduler<TJob>
             queue.Ready.Remove(job);
             job.ScheduleState = ScheduleState.Running;
             queue.Running.Add(job);
-            work.Start.Add((TJob)job);
+            work.AddStart((TJob)job);
         }
     }
 
@@ -471,7 +451,7 @@ internal sealed class JobScheduler<TJob>
                     StartRunnable(queue, work);
                 }
 
-                work.Skip.Add((TJob)dependent);
+                work.AddSkip((TJob)dependent);
                 CheckDrained(queue, work);
                 stack.Push((dependent, false));
             }
@@ -480,21 +460,9 @@ internal sealed class JobScheduler<TJob>
 
     private static void CheckDrained(SchedulerQueue queue, SchedulerWork<TJob> work)
     {
-        if (queue.Draining && queue.Running.Count == 0 && queue.Ready.Count == 0 && queue.Waiting.Count == 0 && !work.Drained.Contains(queue.Name))
+        if (queue.Draining && queue.Running.Count == 0 && queue.Ready.Count == 0 && queue.Waiting.Count == 0)
         {
-            work.Drained.Add(queue.Name);
-        }
-    }
-
-    /// <summary>Ready and waiting jobs: higher priority first, then submission order.</summary>
-    private sealed class ByPriority : IComparer<ScheduledJob>
-    {
-        public static readonly ByPriority Instance = new();
-
-        public int Compare(ScheduledJob? x, ScheduledJob? y)
-        {
-            var c = y!.Priority.CompareTo(x!.Priority);
-            return c != 0 ? c : x.Sequence.CompareTo(y.Sequence);
+            work.AddDrained(queue.Name);
         }
     }
 
@@ -509,8 +477,6 @@ internal sealed class JobScheduler<TJob>
             return c != 0 ? c : x.Sequence.CompareTo(y.Sequence);
         }
     }
-
-    internal static IComparer<ScheduledJob> PriorityOrder => ByPriority.Instance;
 }
 
 /// <summary>One queue's state in the scheduler.</summary>
@@ -524,12 +490,12 @@ internal sealed class SchedulerQueue(string name, int limit)
 
     public bool Draining { get; set; }
 
-    public SortedSet<ScheduledJob> Ready { get; } = new(JobScheduler<ScheduledJob>.PriorityOrder);
+    public JobSet Ready { get; } = new();
 
-    public SortedSet<ScheduledJob> Waiting { get; } = new(JobScheduler<ScheduledJob>.PriorityOrder);
+    public JobSet Waiting { get; } = new();
 
     /// <summary>Jobs whose records are not durable yet, in start order: a ready job after one of them waits.</summary>
-    public SortedSet<ScheduledJob> Held { get; } = new(JobScheduler<ScheduledJob>.PriorityOrder);
+    public JobSet Held { get; } = new();
 
     public List<ScheduledJob> Running { get; } = [];
 
@@ -553,14 +519,31 @@ internal enum SubmitStatus
 internal sealed class SchedulerWork<TJob>
     where TJob : ScheduledJob
 {
+    // Made on first use: most calls start one job or none, and three lists per call were a third of the scheduler's allocations.
+    private List<TJob>? _start;
+    private List<TJob>? _skip;
+    private List<string>? _drained;
+
     /// <summary>Gets the jobs to start, in order; the scheduler counts them as running.</summary>
-    public List<TJob> Start { get; } = [];
+    public IReadOnlyList<TJob> Start => (IReadOnlyList<TJob>?)_start ?? [];
 
     /// <summary>Gets the jobs to finish as skipped (a job they depend on did not succeed); the scheduler no longer holds them.</summary>
-    public List<TJob> Skip { get; } = [];
+    public IReadOnlyList<TJob> Skip => (IReadOnlyList<TJob>?)_skip ?? [];
 
     /// <summary>Gets the draining queues that hold no job any more.</summary>
-    public List<string> Drained { get; } = [];
+    public IReadOnlyList<string> Drained => (IReadOnlyList<string>?)_drained ?? [];
 
-    public bool IsEmpty => Start.Count == 0 && Skip.Count == 0 && Drained.Count == 0;
+    public bool IsEmpty => _start is null && _skip is null && _drained is null;
+
+    internal void AddStart(TJob job) => (_start ??= []).Add(job);
+
+    internal void AddSkip(TJob job) => (_skip ??= []).Add(job);
+
+    internal void AddDrained(string queue)
+    {
+        if (_drained?.Contains(queue) != true)
+        {
+            (_drained ??= []).Add(queue);
+        }
+    }
 }

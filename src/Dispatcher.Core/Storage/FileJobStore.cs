@@ -50,6 +50,13 @@ internal sealed partial class FileJobStore : IJobStore
     private readonly object _startGate = new();
     private Task? _writer;
     private FileStream? _file;
+
+    // With fsync on, the journal is written into zeros written ahead of it (PreallocationBytes at a time) and flushed with
+    // fdatasync: overwriting allocated blocks changes no metadata, so a flush is one data write and a cache flush, not a
+    // file-system journal commit for the new size (measured with dd on this machine: 0.094 ms against 0.138 ms per flush).
+    // _allocated is the file's length, zero tail included; _committedLength is where the records end.
+    private long _allocated;
+    private bool _needsNewline;
     private volatile JobStoreHealth _health = JobStoreHealth.Healthy;
     private Exception? _fault;
     private long _committedLength;
@@ -67,6 +74,11 @@ internal sealed partial class FileJobStore : IJobStore
 
     // Acknowledged records that the last flush carried: how many callers may come back for the next one.
     private int _lastGroup;
+
+    // Acknowledged records queued and not yet taken by the writer; while it gathers, how many it waits for and its wake-up.
+    private int _queuedAcks;
+    private int _gatherTarget = int.MaxValue;
+    private TaskCompletionSource? _gathered;
     private long _lastGroupAt;
     private CancellationTokenSource _flushTimer = new();
     private int _disposed;
@@ -108,6 +120,15 @@ internal sealed partial class FileJobStore : IJobStore
 
     /// <summary>Gets or sets how long the writer waits for the callers of the last flush to come back before it flushes fewer records.</summary>
     internal TimeSpan GatherTimeout { get; set; } = TimeSpan.FromMilliseconds(1);
+
+    /// <summary>Gets or sets how many zero bytes are written ahead of the records at a time (fsync on, enough free space).</summary>
+    internal int PreallocationBytes { get; set; } = 1 << 20;
+
+    /// <summary>
+    /// Gets or sets the free space of the file system below which the journal grows record by record instead, so that a filling
+    /// disk is reported at the first record that does not fit rather than being hidden by the reserve.
+    /// </summary>
+    internal long PreallocateAboveFreeBytes { get; set; } = 256L << 20;
 
     /// <summary>Gets how many times the journal was flushed to the disk (fsync).</summary>
     internal long Flushes => Interlocked.Read(ref _flushes);
@@ -156,6 +177,12 @@ internal sealed partial class FileJobStore : IJobStore
             return Task.FromException(new ObjectDisposedException(nameof(FileJobStore)));
         }
 
+        // The writer, gathering the callers of its last flush, is woken once when enough have come back, not once per record.
+        if (Counted(work) && Interlocked.Increment(ref _queuedAcks) >= Volatile.Read(ref _gatherTarget))
+        {
+            Volatile.Read(ref _gathered)?.TrySetResult();
+        }
+
         if (_writer is null)
         {
             lock (_startGate)
@@ -189,6 +216,20 @@ internal sealed partial class FileJobStore : IJobStore
         _flushTimer.Dispose();
         if (_file is not null)
         {
+            // A clean stop leaves no zero tail (a crash may: loading reads it as the end).
+            if (_allocated > _committedLength && Volatile.Read(ref _fault) is null)
+            {
+                try
+                {
+                    _file.SetLength(_committedLength);
+                    Sync(_file);
+                }
+                catch (IOException ex)
+                {
+                    Log.WriteFailed(_logger, _path, ex);
+                }
+            }
+
             await _file.DisposeAsync().ConfigureAwait(false);
         }
     }
@@ -211,31 +252,22 @@ internal sealed partial class FileJobStore : IJobStore
                 Take(batch, buffer);
 
                 // Group commit: the callers that the last flush let go come back with their next records within microseconds.
-                // Waiting for them (awake on each record, never spinning, at most GatherTimeout) lets one flush carry them all;
+                // Waiting for them (woken once when they are back, never spinning, at most GatherTimeout) lets one flush carry them all;
                 // without it the groups alternated between a few records and the rest (55-77 % of the callers per flush).
                 var acknowledged = batch.Count(Acknowledged);
                 while (_flushToDisk && acknowledged > 0 && acknowledged < _lastGroup && Stopwatch.GetElapsedTime(_lastGroupAt) < GatherTimeout)
                 {
-                    _flushTimer.CancelAfter(GatherTimeout);
-                    try
+                    if (!await GatherAsync(_lastGroup - acknowledged).ConfigureAwait(false))
                     {
-                        if (!await _work.Reader.WaitToReadAsync(_flushTimer.Token).ConfigureAwait(false))
-                        {
-                            break;
-                        }
-                    }
-                    catch (OperationCanceledException)
-                    {
-                        _lastGroup = acknowledged; // fewer callers now
-                        break;
-                    }
-                    finally
-                    {
-                        ResetFlushTimer();
+                        _lastGroup = acknowledged + Volatile.Read(ref _queuedAcks); // fewer callers now
                     }
 
                     Take(batch, buffer);
                     acknowledged = batch.Count(Acknowledged);
+                    if (acknowledged < _lastGroup && !_work.Reader.TryPeek(out _))
+                    {
+                        break;
+                    }
                 }
 
                 Commit(batch, buffer);
@@ -271,11 +303,64 @@ internal sealed partial class FileJobStore : IJobStore
         }
     }
 
+    /// <summary>
+    /// Waits until <paramref name="missing"/> more acknowledged records are queued, or until <see cref="GatherTimeout"/> after the
+    /// last flush; false when the time ran out first.
+    /// </summary>
+    private async ValueTask<bool> GatherAsync(int missing)
+    {
+        var left = GatherTimeout - Stopwatch.GetElapsedTime(_lastGroupAt);
+        if (left <= TimeSpan.Zero)
+        {
+            return false;
+        }
+
+        var gathered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Volatile.Write(ref _gathered, gathered);
+
+        // A full fence between setting the target and reading the count (the callers do the reverse): no wake-up is lost.
+        Interlocked.Exchange(ref _gatherTarget, missing);
+        try
+        {
+            if (Volatile.Read(ref _queuedAcks) >= missing)
+            {
+                return true;
+            }
+
+            _flushTimer.CancelAfter(left);
+            try
+            {
+                await gathered.Task.WaitAsync(_flushTimer.Token).ConfigureAwait(false);
+                return true;
+            }
+            catch (OperationCanceledException)
+            {
+                return Volatile.Read(ref _queuedAcks) >= missing;
+            }
+            finally
+            {
+                ResetFlushTimer();
+            }
+        }
+        finally
+        {
+            Interlocked.Exchange(ref _gatherTarget, int.MaxValue);
+            Volatile.Write(ref _gathered, null);
+        }
+    }
+
+    private static bool Counted(Work work) => work.Record is not null && Acknowledged(work);
+
     /// <summary>Moves every queued record into the batch (encoded); a queued rewrite commits the batch and replaces the journal.</summary>
     private void Take(List<Work> batch, ArrayBufferWriter<byte> buffer)
     {
         while (_work.Reader.TryRead(out var work))
         {
+            if (Counted(work))
+            {
+                Interlocked.Decrement(ref _queuedAcks);
+            }
+
             if (work.Rewrite is { } records)
             {
                 // Appends queued before the rewrite go out first (flushed); then the journal is replaced.
@@ -350,13 +435,8 @@ internal sealed partial class FileJobStore : IJobStore
         Complete([.. _unflushed], () =>
         {
             // After a failed write the file was closed; fsync through a new handle flushes the same file.
-            if (_file is null)
-            {
-                _file = Open(_path, FileMode.Append);
-                _committedLength = _file.Length;
-            }
-
-            _file.Flush(flushToDisk: true);
+            _file ??= OpenJournal();
+            Sync(_file);
             Interlocked.Increment(ref _flushes);
         });
         _unflushed.Clear();
@@ -403,19 +483,24 @@ internal sealed partial class FileJobStore : IJobStore
         {
             OnCommit?.Invoke();
             var started = Stopwatch.GetTimestamp();
-            if (_file is null)
-            {
-                _file = Open(_path, FileMode.Append);
-                _committedLength = _file.Length;
-            }
-
+            _file ??= OpenJournal();
             var file = _file;
             try
             {
+                if (_needsNewline)
+                {
+                    // The file ended inside a record (a crash during a write): that record stays a damaged line of its own.
+                    file.Write("\n"u8);
+                    _committedLength++;
+                    _allocated = Math.Max(_allocated, _committedLength);
+                    _needsNewline = false;
+                }
+
+                Reserve(file, _committedLength + buffer.WrittenCount);
                 file.Write(buffer.WrittenSpan);
-                file.Flush(flush);
                 if (flush)
                 {
+                    Sync(file);
                     Interlocked.Increment(ref _flushes);
                 }
             }
@@ -428,6 +513,7 @@ internal sealed partial class FileJobStore : IJobStore
             }
 
             _committedLength += buffer.WrittenCount;
+            _allocated = Math.Max(_allocated, _committedLength);
             Interlocked.Add(ref _bytesSinceRewrite, buffer.WrittenCount);
             _metrics?.JournalCommitted(records, Stopwatch.GetElapsedTime(started));
         });
@@ -449,6 +535,135 @@ internal sealed partial class FileJobStore : IJobStore
 
         batch.Clear();
         buffer.ResetWrittenCount();
+    }
+
+    /// <summary>
+    /// Opens the journal for writing at the end of its records: before a zero tail that preallocation left (a crash skips the
+    /// truncation of a clean stop), and after a line that a crash left unfinished, which gets its line end first.
+    /// </summary>
+    private FileStream OpenJournal()
+    {
+        EnsureDirectory();
+        var options = new FileStreamOptions { Mode = FileMode.OpenOrCreate, Access = FileAccess.ReadWrite, Share = FileShare.Read, BufferSize = 0 };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = OwnerOnlyFile;
+        }
+
+        var file = new FileStream(_path, options);
+        try
+        {
+            _allocated = file.Length;
+            _committedLength = EndOfRecords(file.SafeFileHandle, _allocated);
+            _needsNewline = _committedLength > 0 && ByteAt(file.SafeFileHandle, _committedLength - 1) != (byte)'\n';
+            file.Position = _committedLength;
+            return file;
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Where the records end: after the last byte that is not zero (a record never holds a zero byte: JSON escapes it).</summary>
+    internal static long EndOfRecords(Microsoft.Win32.SafeHandles.SafeFileHandle file, long length)
+    {
+        var block = new byte[64 * 1024];
+        var end = length;
+        while (end > 0)
+        {
+            var start = Math.Max(0, end - block.Length);
+            var span = block.AsSpan(0, (int)(end - start));
+            RandomAccess.Read(file, span, start);
+            var last = span.LastIndexOfAnyExcept((byte)0);
+            if (last >= 0)
+            {
+                return start + last + 1;
+            }
+
+            end = start;
+        }
+
+        return 0;
+    }
+
+    private static byte ByteAt(Microsoft.Win32.SafeHandles.SafeFileHandle file, long offset)
+    {
+        Span<byte> one = stackalloc byte[1];
+        return RandomAccess.Read(file, one, offset) == 1 ? one[0] : (byte)0;
+    }
+
+    private static readonly byte[] s_zeros = new byte[64 * 1024];
+
+    /// <summary>
+    /// Makes the file at least <paramref name="needed"/> bytes long, with <see cref="PreallocationBytes"/> of zeros beyond, when
+    /// fsync is on and the file system has room to spare; otherwise the write itself extends the file.
+    /// </summary>
+    private void Reserve(FileStream file, long needed)
+    {
+        if (!_flushToDisk || needed <= _allocated || PreallocationBytes <= 0 || FreeBytes() < PreallocateAboveFreeBytes)
+        {
+            return;
+        }
+
+        var target = needed + PreallocationBytes;
+        var handle = file.SafeFileHandle;
+        try
+        {
+            for (var at = _allocated; at < target; at += s_zeros.Length)
+            {
+                RandomAccess.Write(handle, s_zeros.AsSpan(0, (int)Math.Min(s_zeros.Length, target - at)), at);
+            }
+
+            _allocated = target;
+        }
+        catch (IOException)
+        {
+            // No room for the reserve: it is given back, and the records are written without one.
+            file.SetLength(Math.Max(_allocated, _committedLength));
+        }
+    }
+
+    private long FreeBytes()
+    {
+        try
+        {
+            return new DriveInfo(_directory).AvailableFreeSpace;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            return 0;
+        }
+    }
+
+    /// <summary>Flushes the written records to the disk: fdatasync on Linux (what reads the records back), fsync elsewhere.</summary>
+    private static void Sync(FileStream file)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            file.Flush(flushToDisk: true);
+            return;
+        }
+
+        var success = false;
+        var handle = file.SafeFileHandle;
+        handle.DangerousAddRef(ref success);
+        try
+        {
+            if (Dispatcher.Interop.Libc.fdatasync((int)handle.DangerousGetHandle()) != 0)
+            {
+                var errno = Marshal.GetLastPInvokeError();
+                throw new IOException($"fdatasync failed: {Marshal.GetPInvokeErrorMessage(errno)}", errno);
+            }
+        }
+        finally
+        {
+            if (success)
+            {
+                handle.DangerousRelease();
+            }
+        }
     }
 
     /// <summary>Cuts what a failed write left after the last whole record (a torn line), so the next record starts on a line of its own.</summary>
@@ -745,6 +960,16 @@ internal sealed partial class FileJobStore : IJobStore
         {
             while (true)
             {
+                // Zero bytes where a line starts: at the end of the file, the tail that preallocation wrote ahead of the records
+                // (left by a crash; a clean stop cuts it off), so the end of the journal; before more data, a hole (a sparse
+                // region, a write the crash left unfinished), skipped as damage.
+                var (zeros, zerosOffset, atEnd) = await SkipZerosAsync(cancellationToken).ConfigureAwait(false);
+                if (zeros > 0 && !atEnd)
+                {
+                    Damage(zerosOffset, "zero bytes (a hole, or a write a crash left unfinished)", ReadOnlySpan<byte>.Empty, alreadyAside: true);
+                    _stretch!.Bytes += zeros;
+                }
+
                 var (complete, lineOffset, tooLong) = await ReadLineAsync(cancellationToken).ConfigureAwait(false);
                 if (!complete && _line.WrittenCount == 0 && !tooLong)
                 {
@@ -778,6 +1003,39 @@ internal sealed partial class FileJobStore : IJobStore
                 var bytes = _line.WrittenSpan;
                 Damage(lineOffset, problem, bytes, alreadyAside: false, newline: true);
                 _line.ResetWrittenCount();
+            }
+        }
+
+        /// <summary>Skips the zero bytes at the current position: how many, where they began, and whether the file ends with them.</summary>
+        private async ValueTask<(long Zeros, long Offset, bool AtEnd)> SkipZerosAsync(CancellationToken cancellationToken)
+        {
+            var offset = _chunkOffset + _chunkStart;
+            long zeros = 0;
+            while (true)
+            {
+                if (_chunkStart == _chunkEnd)
+                {
+                    _chunkOffset += _chunkEnd;
+                    _chunkStart = 0;
+                    _chunkEnd = await _file.ReadAsync(_chunk, cancellationToken).ConfigureAwait(false);
+                    if (_chunkEnd == 0)
+                    {
+                        return (zeros, offset, true);
+                    }
+                }
+
+                var span = _chunk.AsSpan(_chunkStart, _chunkEnd - _chunkStart);
+                var other = span.IndexOfAnyExcept((byte)0);
+                if (other < 0)
+                {
+                    zeros += span.Length;
+                    _chunkStart = _chunkEnd;
+                    continue;
+                }
+
+                zeros += other;
+                _chunkStart += other;
+                return (zeros, offset, false);
             }
         }
 

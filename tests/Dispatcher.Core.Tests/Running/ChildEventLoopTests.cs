@@ -34,6 +34,27 @@ public sealed class ChildEventLoopTests
         await ProcessProbe.WaitUntilAsync(() => Sleeping(marker).Count == 0, "the command is gone");
     }
 
+    [Fact]
+    public async Task ManyCommandsSpawnedFromSeveralThreads_LeaveNoClosedPipeInTheEpollSet()
+    {
+        // A child being spawned holds a copy of every descriptor until its exec: a pipe closed meanwhile stayed in the epoll set,
+        // at its end (always readable), and every epoll_wait returned it again; the loop thread spun in epoll_wait.
+        using var runner = new PosixSpawnJobRunner();
+        var exits = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(async () =>
+        {
+            var running = new List<Task<int>>();
+            for (var i = 0; i < 150; i++)
+            {
+                running.Add(runner.RunAsync(Command("true"), new NullOutput(), CancellationToken.None, CancellationToken.None));
+            }
+
+            return await Task.WhenAll(running);
+        }))).WaitAsync(TestDispatcher.Patience);
+
+        Assert.All(exits.SelectMany(e => e), code => Assert.Equal(0, code));
+        Assert.True(runner.StrayEvents < 100, $"{runner.StrayEvents} events for files the loop had closed");
+    }
+
     /// <summary>Live processes running <paramref name="marker"/> ("sleep N"), whatever path the program was found at.</summary>
     private static List<int> Sleeping(string marker) =>
         [.. ProcessTree.ReadProcessTable().Select(p => p.Pid).Where(pid =>
