@@ -237,7 +237,7 @@ public sealed class DispatcherEventFeed : IDisposable
             // The feed started listening after this job started: learn its commands (the keys of its output) and start time
             // from the dispatcher, once per such job. The pump may lag behind the dispatcher, so the job may have finished by
             // now: then its retained result says when it started.
-            var info = commands is null ? Find(jobId) : null;
+            var info = commands is null ? _dispatcher.GetJob(jobId) : null;
             var result = commands is null && info is null ? _dispatcher.GetResult(jobId) : null;
             job = new JobFeedState(commands ?? info?.Commands ?? result?.Commands ?? []);
             if (info is not null)
@@ -255,19 +255,6 @@ public sealed class DispatcherEventFeed : IDisposable
         }
 
         return job;
-    }
-
-    private JobInfo? Find(string jobId)
-    {
-        foreach (var info in _dispatcher.List())
-        {
-            if (info.Id == jobId)
-            {
-                return info;
-            }
-        }
-
-        return null;
     }
 
     private void ScheduleUpdate(string jobId, JobFeedState job)
