@@ -82,6 +82,23 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         _store = store ?? (_options.DataDirectory is { } directory
             ? new FileJobStore(directory, _options.FlushToDisk, _logger, _metrics, _options.MaxOutputCharacters)
             : null);
+        if (_store is FileJobStore file)
+        {
+            file.CompactionWanted = OnCompactionWanted;
+        }
+    }
+
+    /// <summary>The journal's writer passed the compaction threshold after the last append checked it.</summary>
+    private void OnCompactionWanted()
+    {
+        lock (_gate)
+        {
+            if (_startTask is { IsCompletedSuccessfully: true } && _stopTask is not { IsCompleted: true }
+                && _store is FileJobStore { WantsCompaction: true, Health.Status: not JobStoreStatus.Failed })
+            {
+                Compact();
+            }
+        }
     }
 
     /// <summary>Gets the job store: the one plugged in with <c>UseJobStore</c>, the file journal, or <see langword="null"/> in memory.</summary>

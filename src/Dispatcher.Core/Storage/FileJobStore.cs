@@ -63,6 +63,7 @@ internal sealed partial class FileJobStore : IJobStore
     private long _bytesSinceRewrite;
     private long _bytesAtRewrite;
     private int _rewriteQueued;
+    private int _compactionSignalled;
     private long _flushes;
 
     // Written records that no caller waits on to acknowledge anything (a job's start, its processes, its end): already in the
@@ -111,6 +112,13 @@ internal sealed partial class FileJobStore : IJobStore
     /// <summary>Gets whether enough bytes were appended since the last rewrite that the journal should be compacted; false while one is queued.</summary>
     internal bool WantsCompaction =>
         Volatile.Read(ref _rewriteQueued) == 0 && Interlocked.Read(ref _bytesSinceRewrite) > CompactionBytes + Interlocked.Read(ref _bytesAtRewrite);
+
+    /// <summary>
+    /// Gets or sets what the writer calls (on the thread pool, once until the next rewrite is queued) when its writes made
+    /// <see cref="WantsCompaction"/> true. The owner checks at each append too, but the writer runs behind the appends: without
+    /// this, a journal whose last appends crossed the threshold stayed uncompacted until another record came.
+    /// </summary>
+    internal Action? CompactionWanted { get; set; }
 
     /// <summary>
     /// Gets or sets how long a written record that no caller waits on (a job's start, process or end) may wait for the flush of
@@ -162,6 +170,7 @@ internal sealed partial class FileJobStore : IJobStore
     public Task RewriteAsync(IReadOnlyList<JobStoreRecord> records)
     {
         Interlocked.Exchange(ref _rewriteQueued, 1);
+        Interlocked.Exchange(ref _compactionSignalled, 0);
         return Queue(new Work(null, records));
     }
 
@@ -271,6 +280,10 @@ internal sealed partial class FileJobStore : IJobStore
                 }
 
                 Commit(batch, buffer);
+                if (CompactionWanted is { } wanted && WantsCompaction && Interlocked.Exchange(ref _compactionSignalled, 1) == 0)
+                {
+                    ThreadPool.UnsafeQueueUserWorkItem(static w => w(), wanted, preferLocal: false);
+                }
             }
 #pragma warning disable CA1031 // Whatever went wrong, no caller may wait forever: the store stops and says so.
             catch (Exception ex)
