@@ -42,7 +42,7 @@ if (Run("spawn"))
 
 if (Run("containment"))
 {
-    await ContainmentBenchmarks.SerialAsync(report, jobs: quick ? 200 : 1000, rounds: quick ? 1 : 3);
+    await ContainmentBenchmarks.SerialAsync(report, jobs: quick ? 100 : 200, rounds: quick ? 2 : 10);
     await ContainmentBenchmarks.RunAsAsync(report, jobs: quick ? 200 : 1000, rounds: quick ? 1 : 3);
 }
 
