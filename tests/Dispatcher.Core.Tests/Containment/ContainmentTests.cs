@@ -38,6 +38,59 @@ public sealed class ContainmentTests
 
     [SkippableTheory]
     [MemberData(nameof(Modes))]
+    public async Task EveryCommand_RunsInEachCgroupOfItsJob_AndSoDoesWhatItStarts(ContainmentMode mode)
+    {
+        SkipUnlessAvailable(mode);
+        await using var t = new TestDispatcher(o => o.Containment.Mode = mode);
+        var containment = t.Dispatcher.Containment!;
+        var limited = new[] { "memory", "pids" }.Where(containment.CanLimit).ToList();
+
+        // Two commands (each has its own stub) and a grandchild; limits put the job in the memory and pids hierarchies too.
+        await t.Dispatcher.EnqueueAsync(new JobRequest("where", ["cat /proc/self/cgroup", "sh -c \"sh -c 'cat /proc/self/cgroup'\""])
+        {
+            Limits = new JobLimits { MemoryBytes = 256L * 1024 * 1024, MaxProcesses = 100 },
+        });
+        var result = await t.WaitAsync("where");
+
+        Assert.Equal(JobOutcome.Succeeded, result.Outcome);
+        foreach (var command in result.CommandResults)
+        {
+            var lines = command.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            string Of(string hierarchy) => lines.Single(l => l.Split(':')[1].Split(',').Contains(hierarchy)).Split(':', 3)[2];
+            var tracking = mode == ContainmentMode.CgroupV2 ? Of(string.Empty) : Of("freezer");
+            Assert.Matches(@"/job\.\d+\.where$", tracking);
+            foreach (var resource in limited.Where(r => containment.Description.Contains($"{r} by cgroup v1", StringComparison.Ordinal)))
+            {
+                Assert.Matches(@"/job\.\d+\.where$", Of(resource));
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Stub_ThatCannotPlaceItself_RunsNothing_AndExits125SayingWhy()
+    {
+        // A cgroup v1 "cgroup" that is an ordinary directory without a tasks file, with a quote in its path.
+        var dir = Directory.CreateTempSubdirectory("not'a-cgroup-").FullName;
+        var marker = Path.Combine(dir, "ran");
+        var cgroup = new JobCgroup("j", [(new JobContainment.Hierarchy("cgroup v1 freezer", dir, V2: false), Path.Combine(dir, "missing"))]);
+        var start = new ProcessStartInfo(CgroupSpawn.Shell) { RedirectStandardError = true };
+        foreach (var argument in CgroupSpawn.Arguments(cgroup, "/usr/bin/touch", [marker]).Skip(1))
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        using var stub = Process.Start(start)!;
+        var error = await stub.StandardError.ReadToEndAsync();
+        await stub.WaitForExitAsync();
+
+        Assert.Equal(CgroupSpawn.NotPlacedExitCode, stub.ExitCode);
+        Assert.Contains("could not be placed in the cgroups of its job", error, StringComparison.Ordinal);
+        Assert.False(File.Exists(marker));
+        Directory.Delete(dir, recursive: true);
+    }
+
+    [SkippableTheory]
+    [MemberData(nameof(Modes))]
     public async Task JobEnd_LeftoverWithKillPolicy_IsKilled_AndWithKeepPolicy_Survives(ContainmentMode mode)
     {
         SkipUnlessAvailable(mode);
