@@ -56,6 +56,73 @@ internal static class ContainmentBenchmarks
         }
     }
 
+    /// <summary>
+    /// Jobs one at a time with a pause between them, as an administrator's commands come: the start to end of a `true`
+    /// (median, ms) per mode in alternating rounds. A cgroup migration (a write to <c>cgroup.procs</c>) waits for an RCU grace
+    /// period when no migration happened during the last one, so jobs further apart than that pay it each time.
+    /// </summary>
+    public static async Task SparseAsync(Report report, int jobs, int rounds, TimeSpan pause)
+    {
+        var modes = new[] { ContainmentMode.Off, ContainmentMode.Auto, ContainmentMode.CgroupV1 };
+        var starts = new Dictionary<ContainmentMode, List<double>>();
+        foreach (var mode in modes)
+        {
+            if (await RunSparseAsync(mode, 5, pause) is not null)
+            {
+                starts[mode] = [];
+            }
+        }
+
+        for (var round = 0; round < rounds; round++)
+        {
+            foreach (var (mode, list) in starts)
+            {
+                list.AddRange((await RunSparseAsync(mode, jobs, pause))!);
+            }
+        }
+
+        if (!starts.TryGetValue(ContainmentMode.Off, out var offList))
+        {
+            return;
+        }
+
+        var off = Median(offList);
+        foreach (var (mode, list) in starts.Where(s => s.Key != ContainmentMode.Off))
+        {
+            var on = Median(list);
+            report.Add($"containment {mode}: one `true` at a time, {F(pause.TotalMilliseconds, 0)} ms apart, {rounds}×{jobs} jobs, start to end", $"{F(on, 2)} ms",
+                $"{F(off, 2)} ms (containment Off)", $"{F(on / off, 2)}×", "reported", null,
+                $"+{F(on - off, 2)} ms per job; p90 {F(Percentile(list, 90), 2)} ms against {F(Percentile(offList, 90), 2)} ms");
+        }
+    }
+
+    private static async Task<List<double>?> RunSparseAsync(ContainmentMode mode, int jobs, TimeSpan pause)
+    {
+        BenchDispatcher bench;
+        try
+        {
+            bench = new BenchDispatcher(o => o.Containment.Mode = mode);
+        }
+        catch (InvalidOperationException)
+        {
+            return null;
+        }
+
+        await using (bench)
+        {
+            var list = new List<double>();
+            for (var i = 0; i < jobs; i++)
+            {
+                await bench.Dispatcher.EnqueueAsync(new JobRequest($"s{i}", ["true"]));
+                var r = await bench.Dispatcher.WaitForCompletionAsync($"s{i}");
+                list.Add((r.FinishedAt - r.StartedAt!.Value).TotalMilliseconds);
+                await Task.Delay(pause); // the point of this figure: jobs that come apart
+            }
+
+            return list;
+        }
+    }
+
     /// <summary>What running as another user costs (setpriv exec'd before the command), against the host's own user.</summary>
     public static async Task RunAsAsync(Report report, int jobs, int rounds)
     {

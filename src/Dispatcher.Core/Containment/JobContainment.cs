@@ -12,8 +12,9 @@ namespace Dispatcher.Containment;
 /// limit the job has, the cgroup of that resource's hierarchy (v2 controller where enabled, otherwise v1) enforces it.
 /// </summary>
 /// <remarks>
-/// Each command starts in its cgroups before it runs anything: the runner spawns a small <c>/bin/sh</c> stub that waits on a
-/// pipe, writes the stub's pid into the job's cgroups, then lets it <c>exec</c> the command (see <see cref="CgroupSpawn"/>).
+/// Each command starts in its cgroups before it runs anything: the runner spawns a small <c>/bin/sh</c> stub that moves itself
+/// into the job's cgroup v1 cgroups, is moved by the runner into its cgroup v2 cgroup, then <c>exec</c>s the command (see
+/// <see cref="CgroupSpawn"/>).
 /// With a data directory the instance cgroup's name is derived from it, so a restarted host finds the cgroups of the jobs that
 /// were running when it died (<c>job.*</c>) and kills what is left in them; cgroups of finished jobs whose processes were kept
 /// are renamed <c>kept.*</c> and left alone.
