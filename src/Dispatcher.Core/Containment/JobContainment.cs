@@ -22,12 +22,17 @@ namespace Dispatcher.Containment;
 internal sealed partial class JobContainment : IDisposable
 {
     private const long SweepIntervalMilliseconds = 1000;
+    private static readonly TimeSpan s_killWait = TimeSpan.FromSeconds(3);
     private static long s_instances;
 
     private readonly ILogger _logger;
     private readonly Hierarchy _tracker;
     private readonly Dictionary<string, Hierarchy> _resources;
     private readonly ConcurrentDictionary<JobCgroup, byte> _kept = new();
+
+    // Leftovers being killed in the background (End with LeftoverProcesses.Kill): Dispose waits for them, or the cgroups they
+    // remove afterwards would keep this instance's cgroups from being removed (seen: an empty dispatcher.* left per test run).
+    private readonly ConcurrentDictionary<Task, byte> _killing = new();
     private long _sequence;
     private long _nextSweep;
 
@@ -47,6 +52,9 @@ internal sealed partial class JobContainment : IDisposable
 
     /// <summary>Gets the hierarchy that tracks (and kills) every process of a job.</summary>
     internal Hierarchy Tracker => _tracker;
+
+    /// <summary>Gets the directories of this instance's cgroups in the hierarchies that enforce limits.</summary>
+    internal IEnumerable<string> LimitRoots => _resources.Values.Select(h => h.Root).Distinct();
 
     /// <summary>
     /// Sets containment up as configured and logs which mode is in force and why; <see langword="null"/> when jobs are not put in
@@ -195,7 +203,7 @@ internal sealed partial class JobContainment : IDisposable
             Log.LeftoversKilled(_logger, cgroup.JobId);
 
             // Off the caller's thread (the child event loop): killing waits for the processes to go.
-            _ = Task.Run(async () =>
+            var killing = Task.Run(async () =>
             {
                 await cgroup.KillAsync().ConfigureAwait(false);
                 if (!cgroup.Remove())
@@ -203,6 +211,9 @@ internal sealed partial class JobContainment : IDisposable
                     _kept.TryAdd(cgroup, 0);
                 }
             });
+            _killing.TryAdd(killing, 0);
+            _ = killing.ContinueWith(static (t, killing) => ((ConcurrentDictionary<Task, byte>)killing!).TryRemove(t, out _), _killing,
+                CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             return;
         }
 
@@ -210,9 +221,21 @@ internal sealed partial class JobContainment : IDisposable
         _kept.TryAdd(cgroup, 0);
     }
 
-    /// <summary>Removes this instance's cgroups that are empty (kept processes still running keep theirs).</summary>
+    /// <summary>
+    /// Waits (a bounded while: a kill gives up after about a second) for leftovers being killed, then removes this instance's
+    /// cgroups that are empty (kept processes still running keep theirs).
+    /// </summary>
     public void Dispose()
     {
+        try
+        {
+            _ = Task.WaitAll([.. _killing.Keys], s_killWait);
+        }
+        catch (AggregateException)
+        {
+            // A failed kill leaves its cgroup in _kept, handled below.
+        }
+
         foreach (var cgroup in _kept.Keys)
         {
             if (cgroup.Processes().Count == 0 && cgroup.Remove())

@@ -66,6 +66,58 @@ public sealed class ContainmentTests
         }
     }
 
+    [SkippableTheory]
+    [MemberData(nameof(Modes))]
+    public async Task Dispose_RightAfterAJobWhoseLeftoversAreKilled_LeavesNoCgroupBehind(ContainmentMode mode)
+    {
+        SkipUnlessAvailable(mode);
+        var mark = Guid.NewGuid().ToString("N");
+        await using var cleanup = new MarkedCleanup(mark);
+        var t = new TestDispatcher(o =>
+        {
+            o.Containment.Mode = mode;
+            o.Queues["kill"] = new QueueOptions { MaxConcurrency = 0, Leftovers = LeftoverProcesses.Kill, Limits = new JobLimits { MaxProcesses = 50 } };
+        });
+        var containment = t.Dispatcher.Containment!;
+        var roots = new[] { containment.Tracker.Root }.Concat(containment.LimitRoots).Distinct().ToList();
+
+        // The job ends while its daemon runs: the dispatcher kills the daemon in the background, then removes its cgroups.
+        await t.Dispatcher.EnqueueAsync(new JobRequest("leaver", ["sh -c \"setsid sleep 300 </dev/null >/dev/null 2>&1 &\""])
+        {
+            Queue = "kill",
+            Environment = new Dictionary<string, string> { ["DISPATCHER_TEST_MARK"] = mark },
+        });
+        Assert.Equal(JobOutcome.Succeeded, (await t.WaitAsync("leaver")).Outcome);
+        await t.DisposeAsync();
+
+        Assert.Empty(Marked(mark));
+        Assert.All(roots, root => Assert.False(Directory.Exists(root), $"{root} is left behind"));
+    }
+
+    [SkippableTheory]
+    [MemberData(nameof(Modes))]
+    public async Task Dispose_RightAfterAKilledJob_LeavesNoCgroupBehind(ContainmentMode mode)
+    {
+        SkipUnlessAvailable(mode);
+        var mark = Guid.NewGuid().ToString("N");
+        await using var cleanup = new MarkedCleanup(mark);
+        var t = new TestDispatcher(o => o.Containment.Mode = mode);
+        var roots = new[] { t.Dispatcher.Containment!.Tracker.Root }.Concat(t.Dispatcher.Containment.LimitRoots).Distinct().ToList();
+
+        // A grandchild in a session of its own that ignores SIGTERM: the kill ends with cgroup.kill (or freeze and SIGKILL).
+        await t.Dispatcher.EnqueueAsync(new JobRequest("stubborn", ["sh -c \"trap '' TERM; (setsid sleep 300 &); sleep 300\""])
+        {
+            Environment = new Dictionary<string, string> { ["DISPATCHER_TEST_MARK"] = mark },
+        });
+        await ProcessProbe.WaitUntilAsync(() => Marked(mark).Count >= 3, "the job, its sleep and the escaped sleep run");
+        await t.Dispatcher.KillAsync(["stubborn"]);
+        Assert.Equal(JobOutcome.Killed, (await t.WaitAsync("stubborn")).Outcome);
+        await t.DisposeAsync();
+
+        Assert.Empty(Marked(mark));
+        Assert.All(roots, root => Assert.False(Directory.Exists(root), $"{root} is left behind"));
+    }
+
     [Fact]
     public async Task Stub_ThatCannotPlaceItself_RunsNothing_AndExits125SayingWhy()
     {
