@@ -184,10 +184,17 @@ internal sealed class JobCgroup
         }
     }
 
+    /// <summary>Gets the kill the job's forceful stop started, or <see langword="null"/> if it was not stopped forcefully.</summary>
+    internal Task? Killing { get; private set; }
+
     internal void Watch(CancellationToken graceful, CancellationToken forceful)
     {
         _onGraceful = graceful.Register(static c => ((JobCgroup)c!).Signal(Libc.SigTerm), this);
-        _onForceful = forceful.Register(static c => _ = ((JobCgroup)c!).KillAsync(), this);
+        _onForceful = forceful.Register(static c =>
+        {
+            var cgroup = (JobCgroup)c!;
+            cgroup.Killing = cgroup.KillAsync();
+        }, this);
     }
 
     internal void StopWatching()

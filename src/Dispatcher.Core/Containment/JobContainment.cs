@@ -198,13 +198,22 @@ internal sealed partial class JobContainment : IDisposable
             return;
         }
 
-        if (leftovers == LeftoverProcesses.Kill)
+        // A job stopped forcefully is being killed whole already (what is left is on its way out): wait for that, keep nothing.
+        if (leftovers == LeftoverProcesses.Kill || cgroup.Killing is not null)
         {
-            Log.LeftoversKilled(_logger, cgroup.JobId);
+            if (cgroup.Killing is null)
+            {
+                Log.LeftoversKilled(_logger, cgroup.JobId);
+            }
 
             // Off the caller's thread (the child event loop): killing waits for the processes to go.
             var killing = Task.Run(async () =>
             {
+                if (cgroup.Killing is { } started)
+                {
+                    await started.ConfigureAwait(false);
+                }
+
                 await cgroup.KillAsync().ConfigureAwait(false);
                 if (!cgroup.Remove())
                 {
