@@ -42,7 +42,8 @@ if (Run("spawn"))
 
 if (Run("containment"))
 {
-    await ContainmentBenchmarks.SerialAsync(report, jobs: quick ? 200 : 1000, rounds: quick ? 1 : 3);
+    await ContainmentBenchmarks.SerialAsync(report, jobs: quick ? 100 : 200, rounds: quick ? 2 : 10);
+    await ContainmentBenchmarks.SparseAsync(report, jobs: quick ? 20 : 50, rounds: quick ? 2 : 6, pause: TimeSpan.FromMilliseconds(50));
     await ContainmentBenchmarks.RunAsAsync(report, jobs: quick ? 200 : 1000, rounds: quick ? 1 : 3);
 }
 

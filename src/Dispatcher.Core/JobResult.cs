@@ -120,6 +120,6 @@ public sealed class CommandResult
     /// <summary>Gets when the command exited.</summary>
     public DateTimeOffset FinishedAt { get; }
 
-    /// <summary>Gets what the command used, or <see langword="null"/> where the runner does not report it (or after a restart).</summary>
+    /// <summary>Gets what the command used, or <see langword="null"/> where the runner does not report it (or for a job a journal from before usage was kept recorded); kept across restarts with a data directory.</summary>
     public CommandUsage? Usage { get; init; }
 }

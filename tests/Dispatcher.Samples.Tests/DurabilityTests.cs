@@ -87,6 +87,71 @@ public sealed class DurabilityTests
         }
     }
 
+    [Fact]
+    public async Task Restart_HistoryKeepsWhatTheJobUsed()
+    {
+        var data = Directory.CreateTempSubdirectory("dispatcher-data-").FullName;
+        var args = new[] { "--Dispatcher:DataDirectory=" + data };
+        const string History = """{"action":"history","job_id":"busy"}""";
+        JsonNode before;
+
+        var port = SampleProcess.FreePort();
+        await using (var host = SampleProcess.Start("Dispatcher.SampleHost", [.. args, "--urls", $"http://127.0.0.1:{port}"], Users))
+        {
+            await host.WaitForOutputAsync("Press Ctrl+C to stop.");
+            using var http = Client(port);
+            await RpcAsync(http, """{"action":"run","busy":{"commands":["sh -c \"i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done\"","true"]}}""");
+            var deadline = DateTime.UtcNow + SampleProcess.Patience;
+            while ((await RpcAsync(http, History))["history"]!.AsArray().Count == 0)
+            {
+                Assert.True(DateTime.UtcNow < deadline, "The job did not finish.");
+                await Task.Delay(50);
+            }
+
+            before = (await RpcAsync(http, History))["history"]![0]!;
+            Assert.True((double)before["cpu_user_seconds"]! + (double)before["cpu_system_seconds"]! > 0, before.ToJsonString());
+
+            // kill -9 once the end record is on disk (it is written at once, flushed with the next acknowledged record or soon after).
+            await WaitUntilJournalHoldsAsync(Path.Combine(data, "jobs.journal"), "\"Kind\":\"finished\"");
+            host.KillNow();
+            await host.WaitForExitAsync();
+        }
+
+        port = SampleProcess.FreePort();
+        await using var again = SampleProcess.Start("Dispatcher.SampleHost", [.. args, "--urls", $"http://127.0.0.1:{port}"], Users);
+        await again.WaitForOutputAsync("Press Ctrl+C to stop.");
+        using var client = Client(port);
+        var after = (await RpcAsync(client, History))["history"]![0]!;
+
+        foreach (var member in new[] { "cpu_user_seconds", "cpu_system_seconds" })
+        {
+            Assert.True(after[member] is not null, $"{member} is missing after the restart: {after.ToJsonString()}");
+            Assert.Equal(before[member]!.ToJsonString(), after[member]!.ToJsonString());
+        }
+
+        // The peak is known only when it is above the host's own: after the restart exactly as it was before.
+        Assert.Equal(before["peak_memory_bytes"]?.ToJsonString(), after["peak_memory_bytes"]?.ToJsonString());
+
+        again.Terminate();
+        Assert.Equal(0, await again.WaitForExitAsync());
+    }
+
+    private static async Task WaitUntilJournalHoldsAsync(string journal, string text)
+    {
+        var deadline = DateTime.UtcNow + SampleProcess.Patience;
+        while (!(File.Exists(journal) && ReadShared(journal).Contains(text, StringComparison.Ordinal)))
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"The journal never held {text}.");
+            await Task.Delay(50);
+        }
+
+        static string ReadShared(string path)
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            return new StreamReader(stream).ReadToEnd();
+        }
+    }
+
     private static HttpClient Client(int port)
     {
         var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };

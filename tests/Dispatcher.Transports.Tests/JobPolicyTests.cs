@@ -2,6 +2,7 @@ using System.Net;
 using System.Text.Json.Nodes;
 using Dispatcher.Protocol;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace Dispatcher.Transports.Tests;
 
@@ -69,6 +70,92 @@ public sealed class JobPolicyTests
         finally
         {
             Directory.Delete(data, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task AuditTrail_RecordsQueueOperationsAndRecurrenceRemoval_WithUserAndAddress()
+    {
+        var data = Directory.CreateTempSubdirectory("dispatcher-audit-").FullName;
+        var events = new AuditEvents();
+        try
+        {
+            await using (var server = await TestServer.StartAsync(
+                dispatcher: d => d.Services.Configure<DispatcherOptions>(o => o.DataDirectory = data),
+                host: b => b.Logging.AddProvider(events)))
+            {
+                // Over HTTP.
+                await Ok(server.PutAsync("/rpc/dispatcher", """{"action":"pause","queue":"pkg_queue"}"""));
+                await Ok(server.PutAsync("/rpc/dispatcher", """{"action":"resume","queue":["pkg_queue"]}"""));
+                await Ok(server.PutAsync("/rpc/dispatcher", """{"action":"add_queue","queue":"builds","limit":3}"""));
+                await Ok(server.PutAsync("/rpc/dispatcher", """{"action":"run","tick":{"commands":"true","cron":"0 0 1 1 *"}}"""));
+
+                // Over WebSocket.
+                await using var ws = await server.ConnectAsync("admin");
+                Assert.Equal("response", (string?)(await ws.DispatcherAsync(new JsonObject { ["action"] = "set_limit", ["queue"] = "builds", ["limit"] = 5 }))["name"]);
+                Assert.Equal("response", (string?)(await ws.DispatcherAsync(new JsonObject { ["action"] = "drain", ["queue"] = "builds" }))["name"]);
+                Assert.Equal("response", (string?)(await ws.DispatcherAsync(new JsonObject { ["action"] = "remove_recurrence", ["recurrence"] = new JsonArray("tick", "nope") }))["name"]);
+
+                // Refused (a read-only user) and invalid requests change nothing and are not audited as changes.
+                await server.PutAsync("/rpc/dispatcher", """{"action":"pause","queue":"no_such_queue"}""");
+            }
+
+            var lines = File.ReadAllLines(Path.Combine(data, "audit.log")).Select(l => JsonNode.Parse(l)!).Where(l => (string?)l["action"] != "run").ToArray();
+            Assert.Equal(["pause", "resume", "add_queue", "set_limit", "drain", "remove_recurrence"], lines.Select(l => (string?)l["action"]));
+            Assert.All(lines, l =>
+            {
+                Assert.Equal("admin", (string?)l["user"]);
+                Assert.Equal("127.0.0.1", (string?)l["address"]);
+                Assert.True(DateTimeOffset.TryParse((string?)l["time"], System.Globalization.CultureInfo.InvariantCulture, out _));
+            });
+            Assert.Equal(["http", "http", "http", "ws", "ws", "ws"], lines.Select(l => (string?)l["transport"]));
+            Assert.Equal(["pkg_queue"], lines[0]["queues"]!.AsArray().Select(q => (string?)q));
+            Assert.Equal(["pkg_queue"], lines[1]["queues"]!.AsArray().Select(q => (string?)q));
+            Assert.Equal(("builds", 3), ((string?)lines[2]["queues"]![0], (int)lines[2]["limit"]!));
+            Assert.Equal(("builds", 5), ((string?)lines[3]["queues"]![0], (int)lines[3]["limit"]!));
+            Assert.Equal(["builds"], lines[4]["queues"]!.AsArray().Select(q => (string?)q));
+            Assert.Equal(["tick", "nope"], lines[5]["requested"]!.AsArray().Select(r => (string?)r));
+            Assert.Equal(["tick"], lines[5]["removed"]!.AsArray().Select(r => (string?)r));
+
+            // The same actions as structured log events, with user and address.
+            Assert.Equal(5, events.Messages.Count(m => m.Id == 605));
+            Assert.Single(events.Messages, m => m.Id == 606);
+            Assert.Contains(events.Messages, m => m.Id == 605 && m.Text.Contains("user admin from 127.0.0.1 (ws): set_limit of queue(s) builds (limit 5)", StringComparison.Ordinal));
+        }
+        finally
+        {
+            Directory.Delete(data, recursive: true);
+        }
+
+        static async Task Ok(Task<(HttpStatusCode Status, JsonNode? Body, HttpResponseMessage Response)> request) =>
+            Assert.Equal(HttpStatusCode.OK, (await request).Status);
+    }
+
+    /// <summary>Keeps the audit trail's log events (ids 601 to 606).</summary>
+    private sealed class AuditEvents : ILoggerProvider, ILogger
+    {
+        public List<(int Id, string Text)> Messages { get; } = [];
+
+        public ILogger CreateLogger(string categoryName) => this;
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (eventId.Id is >= 601 and <= 606)
+            {
+                lock (Messages)
+                {
+                    Messages.Add((eventId.Id, formatter(state, exception)));
+                }
+            }
+        }
+
+        public void Dispose()
+        {
         }
     }
 

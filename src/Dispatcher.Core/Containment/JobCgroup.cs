@@ -12,6 +12,7 @@ internal sealed class JobCgroup
     private readonly List<(JobContainment.Hierarchy Hierarchy, string Dir)> _dirs;
     private CancellationTokenRegistration _onGraceful;
     private CancellationTokenRegistration _onForceful;
+    private string? _stubScript;
 
     internal JobCgroup(string jobId, List<(JobContainment.Hierarchy Hierarchy, string Dir)> dirs)
     {
@@ -26,14 +27,26 @@ internal sealed class JobCgroup
 
     private bool TrackedByV2 => _dirs[0].Hierarchy.V2;
 
-    /// <summary>Moves a process into every cgroup of the job (before it runs anything of the job's: see <see cref="CgroupSpawn"/>).</summary>
+    /// <summary>Gets whether the runner must move each command's stub into a cgroup (cgroup v2: see <see cref="CgroupSpawn"/>).</summary>
+    public bool PlacedByRunner => _dirs.Exists(d => d.Hierarchy.V2);
+
+    /// <summary>Gets the <c>tasks</c> files of the job's cgroup v1 cgroups, into which each command's stub moves itself.</summary>
+    public IEnumerable<string> SelfPlacementFiles => _dirs.Where(d => !d.Hierarchy.V2).Select(d => Path.Combine(d.Dir, "tasks"));
+
+    /// <summary>Gets the stub script of the job's commands, made once (see <see cref="CgroupSpawn.Script"/>).</summary>
+    internal string StubScript => _stubScript ??= CgroupSpawn.Script(this);
+
+    /// <summary>Moves a process into the job's cgroup v2 cgroup (before it runs anything of the job's: see <see cref="CgroupSpawn"/>).</summary>
     /// <exception cref="IOException">The kernel refused.</exception>
     public void Place(int pid)
     {
         var text = pid.ToString(CultureInfo.InvariantCulture);
-        foreach (var (_, dir) in _dirs)
+        foreach (var (hierarchy, dir) in _dirs)
         {
-            CgroupFile.Write(Path.Combine(dir, "cgroup.procs"), text);
+            if (hierarchy.V2)
+            {
+                CgroupFile.Write(Path.Combine(dir, "cgroup.procs"), text);
+            }
         }
     }
 
@@ -171,10 +184,17 @@ internal sealed class JobCgroup
         }
     }
 
+    /// <summary>Gets the kill the job's forceful stop started, or <see langword="null"/> if it was not stopped forcefully.</summary>
+    internal Task? Killing { get; private set; }
+
     internal void Watch(CancellationToken graceful, CancellationToken forceful)
     {
         _onGraceful = graceful.Register(static c => ((JobCgroup)c!).Signal(Libc.SigTerm), this);
-        _onForceful = forceful.Register(static c => _ = ((JobCgroup)c!).KillAsync(), this);
+        _onForceful = forceful.Register(static c =>
+        {
+            var cgroup = (JobCgroup)c!;
+            cgroup.Killing = cgroup.KillAsync();
+        }, this);
     }
 
     internal void StopWatching()

@@ -12,8 +12,9 @@ namespace Dispatcher.Containment;
 /// limit the job has, the cgroup of that resource's hierarchy (v2 controller where enabled, otherwise v1) enforces it.
 /// </summary>
 /// <remarks>
-/// Each command starts in its cgroups before it runs anything: the runner spawns a small <c>/bin/sh</c> stub that waits on a
-/// pipe, writes the stub's pid into the job's cgroups, then lets it <c>exec</c> the command (see <see cref="CgroupSpawn"/>).
+/// Each command starts in its cgroups before it runs anything: the runner spawns a small <c>/bin/sh</c> stub that moves itself
+/// into the job's cgroup v1 cgroups, is moved by the runner into its cgroup v2 cgroup, then <c>exec</c>s the command (see
+/// <see cref="CgroupSpawn"/>).
 /// With a data directory the instance cgroup's name is derived from it, so a restarted host finds the cgroups of the jobs that
 /// were running when it died (<c>job.*</c>) and kills what is left in them; cgroups of finished jobs whose processes were kept
 /// are renamed <c>kept.*</c> and left alone.
@@ -21,12 +22,17 @@ namespace Dispatcher.Containment;
 internal sealed partial class JobContainment : IDisposable
 {
     private const long SweepIntervalMilliseconds = 1000;
+    private static readonly TimeSpan s_killWait = TimeSpan.FromSeconds(3);
     private static long s_instances;
 
     private readonly ILogger _logger;
     private readonly Hierarchy _tracker;
     private readonly Dictionary<string, Hierarchy> _resources;
     private readonly ConcurrentDictionary<JobCgroup, byte> _kept = new();
+
+    // Leftovers being killed in the background (End with LeftoverProcesses.Kill): Dispose waits for them, or the cgroups they
+    // remove afterwards would keep this instance's cgroups from being removed (seen: an empty dispatcher.* left per test run).
+    private readonly ConcurrentDictionary<Task, byte> _killing = new();
     private long _sequence;
     private long _nextSweep;
 
@@ -46,6 +52,9 @@ internal sealed partial class JobContainment : IDisposable
 
     /// <summary>Gets the hierarchy that tracks (and kills) every process of a job.</summary>
     internal Hierarchy Tracker => _tracker;
+
+    /// <summary>Gets the directories of this instance's cgroups in the hierarchies that enforce limits.</summary>
+    internal IEnumerable<string> LimitRoots => _resources.Values.Select(h => h.Root).Distinct();
 
     /// <summary>
     /// Sets containment up as configured and logs which mode is in force and why; <see langword="null"/> when jobs are not put in
@@ -189,19 +198,31 @@ internal sealed partial class JobContainment : IDisposable
             return;
         }
 
-        if (leftovers == LeftoverProcesses.Kill)
+        // A job stopped forcefully is being killed whole already (what is left is on its way out): wait for that, keep nothing.
+        if (leftovers == LeftoverProcesses.Kill || cgroup.Killing is not null)
         {
-            Log.LeftoversKilled(_logger, cgroup.JobId);
+            if (cgroup.Killing is null)
+            {
+                Log.LeftoversKilled(_logger, cgroup.JobId);
+            }
 
             // Off the caller's thread (the child event loop): killing waits for the processes to go.
-            _ = Task.Run(async () =>
+            var killing = Task.Run(async () =>
             {
+                if (cgroup.Killing is { } started)
+                {
+                    await started.ConfigureAwait(false);
+                }
+
                 await cgroup.KillAsync().ConfigureAwait(false);
                 if (!cgroup.Remove())
                 {
                     _kept.TryAdd(cgroup, 0);
                 }
             });
+            _killing.TryAdd(killing, 0);
+            _ = killing.ContinueWith(static (t, killing) => ((ConcurrentDictionary<Task, byte>)killing!).TryRemove(t, out _), _killing,
+                CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             return;
         }
 
@@ -209,9 +230,21 @@ internal sealed partial class JobContainment : IDisposable
         _kept.TryAdd(cgroup, 0);
     }
 
-    /// <summary>Removes this instance's cgroups that are empty (kept processes still running keep theirs).</summary>
+    /// <summary>
+    /// Waits (a bounded while: a kill gives up after about a second) for leftovers being killed, then removes this instance's
+    /// cgroups that are empty (kept processes still running keep theirs).
+    /// </summary>
     public void Dispose()
     {
+        try
+        {
+            _ = Task.WaitAll([.. _killing.Keys], s_killWait);
+        }
+        catch (AggregateException)
+        {
+            // A failed kill leaves its cgroup in _kept, handled below.
+        }
+
         foreach (var cgroup in _kept.Keys)
         {
             if (cgroup.Processes().Count == 0 && cgroup.Remove())

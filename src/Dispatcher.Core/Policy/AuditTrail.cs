@@ -6,7 +6,8 @@ using Microsoft.Extensions.Options;
 namespace Dispatcher.Protocol;
 
 /// <summary>
-/// Who ran or killed what, when and from where: one structured log event per action (event ids 601 to 603) and, with a data
+/// Who ran, killed, paused, resumed or drained what, changed or added which queue, removed which recurrence, when and from
+/// where: one structured log event per action (event ids 601 to 603, 605 and 606) and, with a data
 /// directory, one JSON line per action appended to <c>audit.log</c> there. The file is only ever appended to (opened with
 /// <c>O_APPEND</c>), each line is written whole and flushed to the operating system before the action's reply.
 /// </summary>
@@ -87,6 +88,53 @@ internal sealed partial class AuditTrail : IDisposable
         });
     }
 
+    /// <summary>
+    /// Records a change to queues a client made: <c>pause</c>, <c>resume</c> or <c>drain</c> of <paramref name="queues"/>, or
+    /// <c>set_limit</c> or <c>add_queue</c> of one queue with its new <paramref name="limit"/>.
+    /// </summary>
+    public void Queue(ProtocolConnection session, string action, IReadOnlyList<string> queues, int? limit = null)
+    {
+        Log.Queue(_logger, session.User?.Name ?? "-", session.RemoteAddress, session.Transport, action, string.Join(",", queues),
+            limit is { } l ? l.ToString(System.Globalization.CultureInfo.InvariantCulture) : "-");
+        Append(session, action, writer =>
+        {
+            writer.WriteStartArray("queues");
+            foreach (var queue in queues)
+            {
+                writer.WriteStringValue(queue);
+            }
+
+            writer.WriteEndArray();
+            if (limit is { } value)
+            {
+                writer.WriteNumber("limit", value);
+            }
+        });
+    }
+
+    /// <summary>Records a <c>remove_recurrence</c> request and which of its recurrences it removed.</summary>
+    public void RemoveRecurrence(ProtocolConnection session, IReadOnlyList<string> requested, IReadOnlyList<string> removed)
+    {
+        Log.RecurrenceRemoved(_logger, session.User?.Name ?? "-", session.RemoteAddress, session.Transport, string.Join(",", removed), requested.Count);
+        Append(session, "remove_recurrence", writer =>
+        {
+            writer.WriteStartArray("requested");
+            foreach (var id in requested)
+            {
+                writer.WriteStringValue(id);
+            }
+
+            writer.WriteEndArray();
+            writer.WriteStartArray("removed");
+            foreach (var id in removed)
+            {
+                writer.WriteStringValue(id);
+            }
+
+            writer.WriteEndArray();
+        });
+    }
+
     public void Dispose()
     {
         lock (_gate)
@@ -145,5 +193,11 @@ internal sealed partial class AuditTrail : IDisposable
 
         [LoggerMessage(EventId = 604, EventName = "AuditFileFailed", Level = LogLevel.Error, Message = "Audit: appending to the audit file failed")]
         public static partial void AuditFileFailed(ILogger logger, Exception exception);
+
+        [LoggerMessage(EventId = 605, EventName = "AuditQueue", Level = LogLevel.Information, Message = "Audit: user {User} from {Address} ({Transport}): {Action} of queue(s) {Queues} (limit {Limit})")]
+        public static partial void Queue(ILogger logger, string user, string address, string transport, string action, string queues, string limit);
+
+        [LoggerMessage(EventId = 606, EventName = "AuditRecurrenceRemoved", Level = LogLevel.Information, Message = "Audit: user {User} from {Address} ({Transport}) removed recurrence(s) {Removed} ({Requested} requested)")]
+        public static partial void RecurrenceRemoved(ILogger logger, string user, string address, string transport, string removed, int requested);
     }
 }

@@ -135,10 +135,11 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
             return (-1, -1, fcntlError);
         }
 
-        // In a cgroup: a stub that waits until it has been placed, then execs the command (see CgroupSpawn).
+        // In a cgroup: a stub that is placed (or places itself), then execs the command (see CgroupSpawn).
         var cgroup = command.Cgroup;
+        var placed = cgroup?.PlacedByRunner == true;
         (int Read, int Write) start = (-1, -1);
-        if (cgroup is not null)
+        if (placed)
         {
             try
             {
@@ -153,14 +154,14 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
         }
 
         var (program, arguments) = command.RunAs is { } user ? user.Wrap(path, command.Arguments) : (path, command.Arguments);
-        using var argv = NativeStringArray.Create(cgroup is null ? [program, .. arguments] : CgroupSpawn.Arguments(program, arguments));
+        using var argv = NativeStringArray.Create(cgroup is null ? [program, .. arguments] : CgroupSpawn.Arguments(cgroup, program, arguments));
         var actions = Marshal.AllocHGlobal(256);
         var actionsReady = false;
         try
         {
             Check(Libc.posix_spawn_file_actions_init(actions));
             actionsReady = true;
-            if (cgroup is not null)
+            if (placed)
             {
                 Check(Libc.posix_spawn_file_actions_adddup2(actions, start.Read, CgroupSpawn.StartFd));
             }
@@ -182,13 +183,13 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
                 return (-1, -1, error);
             }
 
-            if (cgroup is not null)
+            if (placed)
             {
                 CloseStartPipe(start.Read, -1);
                 start.Read = -1;
                 try
                 {
-                    CgroupSpawn.Release(cgroup, pid, start.Write);
+                    CgroupSpawn.Release(cgroup!, pid, start.Write);
                 }
                 catch
                 {

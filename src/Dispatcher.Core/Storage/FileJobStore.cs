@@ -1413,7 +1413,7 @@ internal sealed record StoredRecord(
     private JobResult? ToResult()
     {
         if (Commands is null || string.IsNullOrEmpty(Queue) || At is not { } at || Outcome is not { } outcome || !Enum.IsDefined(outcome)
-            || EnqueuedAt is not { } enqueued || (Results is not null && (Results.Count > Commands.Count || Results.Any(r => r is null || r.Dropped < 0))))
+            || EnqueuedAt is not { } enqueued || (Results is not null && (Results.Count > Commands.Count || Results.Any(r => r is null || r.Dropped < 0 || !r.UsageIsPossible))))
         {
             return null;
         }
@@ -1431,7 +1431,7 @@ internal sealed record StoredRecord(
 
         var commands = Commands;
         return new JobResult(Id, Queue, commands, outcome,
-            [.. (Results ?? []).Select((c, i) => new CommandResult(i, commands[i], c.Text, c.Dropped, c.ExitCode, c.StartedAt, c.FinishedAt))],
+            [.. (Results ?? []).Select((c, i) => new CommandResult(i, commands[i], c.Text, c.Dropped, c.ExitCode, c.StartedAt, c.FinishedAt) { Usage = c.ToUsage() })],
             enqueued, StartedAt, at)
         {
             Attempt = Attempt ?? 1,
@@ -1446,14 +1446,42 @@ internal sealed record StoredRecord(
 /// A command's result in the journal. Output that JSON would escape heavily (NUL and other control characters take 6 bytes each,
 /// characters outside the BMP 12) is kept as base64 of its UTF-8 instead, so a record is never more than 4 bytes a character.
 /// </summary>
+/// <remarks>
+/// <c>Usage</c> is what the command used, as two or three numbers: user CPU and system CPU in microseconds (the resolution
+/// <c>wait4</c> reports), then the peak memory in bytes when it is known; left out when the runner reported none, as in
+/// journals written before it was kept.
+/// </remarks>
 internal sealed record StoredCommand(string? Output, long Dropped, int ExitCode, DateTimeOffset StartedAt, DateTimeOffset FinishedAt, byte[]? Utf8 = null)
 {
+    public long[]? Usage { get; init; }
+
     [JsonIgnore]
     public string Text => Output ?? (Utf8 is { } bytes ? Encoding.UTF8.GetString(bytes) : string.Empty);
 
-    public static StoredCommand From(CommandResult c) => EscapesHeavily(c.Output)
-        ? new(null, c.DroppedOutputCharacters, c.ExitCode, c.StartedAt, c.FinishedAt, Encoding.UTF8.GetBytes(c.Output))
-        : new(c.Output, c.DroppedOutputCharacters, c.ExitCode, c.StartedAt, c.FinishedAt);
+    [JsonIgnore]
+    public bool UsageIsPossible => Usage is null || (Usage.Length is 2 or 3 && Usage.All(n => n >= 0) && Usage[0] <= MaxMicroseconds && Usage[1] <= MaxMicroseconds);
+
+    private static long MaxMicroseconds => TimeSpan.MaxValue.Ticks / TimeSpan.TicksPerMicrosecond;
+
+    public static StoredCommand From(CommandResult c) => (EscapesHeavily(c.Output)
+        ? new StoredCommand(null, c.DroppedOutputCharacters, c.ExitCode, c.StartedAt, c.FinishedAt, Encoding.UTF8.GetBytes(c.Output))
+        : new StoredCommand(c.Output, c.DroppedOutputCharacters, c.ExitCode, c.StartedAt, c.FinishedAt)) with
+    {
+        Usage = c.Usage is not { } u ? null
+            : u.PeakMemoryBytes is { } peak ? [Microseconds(u.UserCpuTime), Microseconds(u.SystemCpuTime), peak]
+            : [Microseconds(u.UserCpuTime), Microseconds(u.SystemCpuTime)],
+    };
+
+    public CommandUsage? ToUsage() => Usage is [var user, var system, .. var peak]
+        ? new CommandUsage
+        {
+            UserCpuTime = TimeSpan.FromTicks(user * TimeSpan.TicksPerMicrosecond),
+            SystemCpuTime = TimeSpan.FromTicks(system * TimeSpan.TicksPerMicrosecond),
+            PeakMemoryBytes = peak is [var bytes] ? bytes : null,
+        }
+        : null;
+
+    private static long Microseconds(TimeSpan time) => time.Ticks / TimeSpan.TicksPerMicrosecond;
 
     /// <summary>Whether the JSON string (with relaxed escaping) would be longer than base64 of the UTF-8.</summary>
     internal static bool EscapesHeavily(string text)

@@ -38,6 +38,111 @@ public sealed class ContainmentTests
 
     [SkippableTheory]
     [MemberData(nameof(Modes))]
+    public async Task EveryCommand_RunsInEachCgroupOfItsJob_AndSoDoesWhatItStarts(ContainmentMode mode)
+    {
+        SkipUnlessAvailable(mode);
+        await using var t = new TestDispatcher(o => o.Containment.Mode = mode);
+        var containment = t.Dispatcher.Containment!;
+        var limited = new[] { "memory", "pids" }.Where(containment.CanLimit).ToList();
+
+        // Two commands (each has its own stub) and a grandchild; limits put the job in the memory and pids hierarchies too.
+        await t.Dispatcher.EnqueueAsync(new JobRequest("where", ["cat /proc/self/cgroup", "sh -c \"sh -c 'cat /proc/self/cgroup'\""])
+        {
+            Limits = new JobLimits { MemoryBytes = 256L * 1024 * 1024, MaxProcesses = 100 },
+        });
+        var result = await t.WaitAsync("where");
+
+        Assert.Equal(JobOutcome.Succeeded, result.Outcome);
+        foreach (var command in result.CommandResults)
+        {
+            var lines = command.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            string Of(string hierarchy) => lines.Single(l => l.Split(':')[1].Split(',').Contains(hierarchy)).Split(':', 3)[2];
+            var tracking = mode == ContainmentMode.CgroupV2 ? Of(string.Empty) : Of("freezer");
+            Assert.Matches(@"/job\.\d+\.where$", tracking);
+            foreach (var resource in limited.Where(r => containment.Description.Contains($"{r} by cgroup v1", StringComparison.Ordinal)))
+            {
+                Assert.Matches(@"/job\.\d+\.where$", Of(resource));
+            }
+        }
+    }
+
+    [SkippableTheory]
+    [MemberData(nameof(Modes))]
+    public async Task Dispose_RightAfterAJobWhoseLeftoversAreKilled_LeavesNoCgroupBehind(ContainmentMode mode)
+    {
+        SkipUnlessAvailable(mode);
+        var mark = Guid.NewGuid().ToString("N");
+        await using var cleanup = new MarkedCleanup(mark);
+        var t = new TestDispatcher(o =>
+        {
+            o.Containment.Mode = mode;
+            o.Queues["kill"] = new QueueOptions { MaxConcurrency = 0, Leftovers = LeftoverProcesses.Kill, Limits = new JobLimits { MaxProcesses = 50 } };
+        });
+        var containment = t.Dispatcher.Containment!;
+        var roots = new[] { containment.Tracker.Root }.Concat(containment.LimitRoots).Distinct().ToList();
+
+        // The job ends while its daemon runs: the dispatcher kills the daemon in the background, then removes its cgroups.
+        await t.Dispatcher.EnqueueAsync(new JobRequest("leaver", ["sh -c \"setsid sleep 300 </dev/null >/dev/null 2>&1 &\""])
+        {
+            Queue = "kill",
+            Environment = new Dictionary<string, string> { ["DISPATCHER_TEST_MARK"] = mark },
+        });
+        Assert.Equal(JobOutcome.Succeeded, (await t.WaitAsync("leaver")).Outcome);
+        await t.DisposeAsync();
+
+        Assert.Empty(Marked(mark));
+        Assert.All(roots, root => Assert.False(Directory.Exists(root), $"{root} is left behind"));
+    }
+
+    [SkippableTheory]
+    [MemberData(nameof(Modes))]
+    public async Task Dispose_RightAfterAKilledJob_LeavesNoCgroupBehind(ContainmentMode mode)
+    {
+        SkipUnlessAvailable(mode);
+        var mark = Guid.NewGuid().ToString("N");
+        await using var cleanup = new MarkedCleanup(mark);
+        var t = new TestDispatcher(o => o.Containment.Mode = mode);
+        var roots = new[] { t.Dispatcher.Containment!.Tracker.Root }.Concat(t.Dispatcher.Containment.LimitRoots).Distinct().ToList();
+
+        // A grandchild in a session of its own that ignores SIGTERM: the kill ends with cgroup.kill (or freeze and SIGKILL).
+        await t.Dispatcher.EnqueueAsync(new JobRequest("stubborn", ["sh -c \"trap '' TERM; (setsid sleep 300 &); sleep 300\""])
+        {
+            Environment = new Dictionary<string, string> { ["DISPATCHER_TEST_MARK"] = mark },
+        });
+        await ProcessProbe.WaitUntilAsync(() => Marked(mark).Count >= 3, "the job, its sleep and the escaped sleep run");
+        await t.Dispatcher.KillAsync(["stubborn"]);
+        Assert.Equal(JobOutcome.Killed, (await t.WaitAsync("stubborn")).Outcome);
+        await t.DisposeAsync();
+
+        Assert.Empty(Marked(mark));
+        Assert.All(roots, root => Assert.False(Directory.Exists(root), $"{root} is left behind"));
+    }
+
+    [Fact]
+    public async Task Stub_ThatCannotPlaceItself_RunsNothing_AndExits125SayingWhy()
+    {
+        // A cgroup v1 "cgroup" that is an ordinary directory without a tasks file, with a quote in its path.
+        var dir = Directory.CreateTempSubdirectory("not'a-cgroup-").FullName;
+        var marker = Path.Combine(dir, "ran");
+        var cgroup = new JobCgroup("j", [(new JobContainment.Hierarchy("cgroup v1 freezer", dir, V2: false), Path.Combine(dir, "missing"))]);
+        var start = new ProcessStartInfo(CgroupSpawn.Shell) { RedirectStandardError = true };
+        foreach (var argument in CgroupSpawn.Arguments(cgroup, "/usr/bin/touch", [marker]).Skip(1))
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        using var stub = Process.Start(start)!;
+        var error = await stub.StandardError.ReadToEndAsync();
+        await stub.WaitForExitAsync();
+
+        Assert.Equal(CgroupSpawn.NotPlacedExitCode, stub.ExitCode);
+        Assert.Contains("could not be placed in the cgroups of its job", error, StringComparison.Ordinal);
+        Assert.False(File.Exists(marker));
+        Directory.Delete(dir, recursive: true);
+    }
+
+    [SkippableTheory]
+    [MemberData(nameof(Modes))]
     public async Task JobEnd_LeftoverWithKillPolicy_IsKilled_AndWithKeepPolicy_Survives(ContainmentMode mode)
     {
         SkipUnlessAvailable(mode);

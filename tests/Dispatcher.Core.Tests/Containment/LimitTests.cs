@@ -50,8 +50,10 @@ public sealed class LimitTests
         Skip.If(t.Dispatcher.Containment?.CanLimit("pids") != true, "no pids cgroup hierarchy can be used here");
         const int Limit = 32;
 
-        // Arrange: a fork bomb that would take the machine down without its limit; the job's timeout ends it.
-        await t.Dispatcher.EnqueueAsync(new JobRequest("bomb", ["sh -c \"f() { f | f & }; f; sleep 300\""])
+        // Arrange: a fork bomb that would take the machine down without its limit; the job's timeout ends it. The sleep is
+        // started before the bomb and waited for with a builtin: once the bomb holds every allowed process the shell could
+        // not fork it any more (the job then failed at once instead of timing out: seen once on a loaded machine).
+        await t.Dispatcher.EnqueueAsync(new JobRequest("bomb", ["sh -c \"sleep 300 & f() { f | f & }; f; wait\""])
         {
             Limits = new JobLimits { MaxProcesses = Limit },
             Timeout = TimeSpan.FromSeconds(5),

@@ -58,6 +58,79 @@ public sealed class JobStoreTests
     }
 
     [Fact]
+    public async Task Usage_SurvivesARestart_PerCommandAndInTotal()
+    {
+        var data = Directory.CreateTempSubdirectory("store-").FullName;
+        var first = new TestDispatcher(WithStore(data)) { KeepDirectory = true };
+        await first.RunAsync("u", "sh -c \"i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done\"", "true");
+        var before = await first.WaitAsync("u");
+        await first.DisposeAsync();
+        Assert.All(before.CommandResults, c => Assert.NotNull(c.Usage));
+
+        await using var second = new TestDispatcher(WithStore(data), first.Directory);
+        var after = second.Dispatcher.GetResult("u")!;
+
+        Assert.Equal(before.CommandResults.Select(c => c.Usage), after.CommandResults.Select(c => c.Usage));
+        Assert.Equal(before.Usage, after.Usage);
+    }
+
+    [Fact]
+    public void FinishedRecord_WithoutUsage_AsOldJournalsWroteIt_LoadsWithNoUsage()
+    {
+        // A line as journals before usage was kept wrote it (checksum over the JSON, no usage member).
+        const string json = """{"Kind":"finished","Id":"old","At":"2026-11-01T00:00:02+00:00","Queue":"no_queue","Commands":["true"],"Outcome":"Succeeded","EnqueuedAt":"2026-11-01T00:00:00+00:00","StartedAt":"2026-11-01T00:00:01+00:00","Results":[{"Output":"","Dropped":0,"ExitCode":0,"StartedAt":"2026-11-01T00:00:01+00:00","FinishedAt":"2026-11-01T00:00:02+00:00"}]}""";
+        var bytes = System.Text.Encoding.UTF8.GetBytes(json);
+        var line = System.Text.Encoding.ASCII.GetBytes(System.IO.Hashing.Crc32.HashToUInt32(bytes).ToString("x8", System.Globalization.CultureInfo.InvariantCulture) + " ").Concat(bytes).ToArray();
+
+        Assert.True(FileJobStore.TryDecode(line, out var decoded, out var problem), problem);
+        var result = Assert.IsType<JobFinishedRecord>(decoded).Result;
+        Assert.Equal((JobOutcome.Succeeded, 0), (result.Outcome, result.ExitCode));
+        Assert.Null(result.CommandResults[0].Usage);
+        Assert.Null(result.Usage);
+    }
+
+    [Fact]
+    public void FinishedRecord_WithUsage_RoundTripsExactly_AndStaysCompact()
+    {
+        var usage = new CommandUsage { UserCpuTime = TimeSpan.FromMicroseconds(1_234_567), SystemCpuTime = TimeSpan.FromMicroseconds(89), PeakMemoryBytes = 7_340_032 };
+        var result = new JobResult("u", "no_queue", ["a", "b"], JobOutcome.Succeeded,
+            [
+                new CommandResult(0, "a", string.Empty, 0, 0, DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch) { Usage = usage },
+                new CommandResult(1, "b", string.Empty, 0, 0, DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch),
+            ],
+            DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch);
+        var plain = FileJobStore.Encode(new JobFinishedRecord(new JobResult("u", "no_queue", ["a", "b"], JobOutcome.Succeeded,
+            [.. result.CommandResults.Select(c => new CommandResult(c.Index, c.Command, c.Output, 0, 0, c.StartedAt, c.FinishedAt))],
+            DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch)));
+
+        var line = FileJobStore.Encode(new JobFinishedRecord(result));
+
+        Assert.True(FileJobStore.TryDecode(line.AsSpan(0, line.Length - 1), out var decoded, out var problem), problem);
+        var back = Assert.IsType<JobFinishedRecord>(decoded).Result;
+        Assert.Equal(usage, back.CommandResults[0].Usage);
+        Assert.Null(back.CommandResults[1].Usage);
+        Assert.Equal(usage, back.Usage);
+
+        // Three numbers and a short member name, nothing for a command without usage.
+        Assert.InRange(line.Length - plain.Length, 10, 40);
+    }
+
+    [Fact]
+    public void FinishedRecord_WithUsageButNoKnownPeak_RoundTripsWithoutAPeak()
+    {
+        var usage = new CommandUsage { UserCpuTime = TimeSpan.FromMicroseconds(700), SystemCpuTime = TimeSpan.FromMicroseconds(1_100) };
+        var result = new JobResult("u", "no_queue", ["a"], JobOutcome.Succeeded,
+            [new CommandResult(0, "a", string.Empty, 0, 0, DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch) { Usage = usage }],
+            DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch);
+
+        var line = FileJobStore.Encode(new JobFinishedRecord(result));
+
+        Assert.Contains("\"Usage\":[700,1100]}", System.Text.Encoding.UTF8.GetString(line), StringComparison.Ordinal);
+        Assert.True(FileJobStore.TryDecode(line.AsSpan(0, line.Length - 1), out var decoded, out var problem), problem);
+        Assert.Equal(usage, Assert.IsType<JobFinishedRecord>(decoded).Result.CommandResults[0].Usage);
+    }
+
+    [Fact]
     public async Task TornTail_RecoversTheIntactPart_AndMovesTheDamageAside()
     {
         var data = Directory.CreateTempSubdirectory("store-").FullName;

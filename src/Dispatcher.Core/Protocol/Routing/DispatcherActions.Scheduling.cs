@@ -27,20 +27,20 @@ internal sealed partial class DispatcherActions
                 return Ok(ns, name, id, new JsonObject { ["recurrences"] = Recurrences(_dispatcher.ListRecurrences()) });
             case "pause" or "resume" or "drain":
                 return Require(session, id, DispatcherAccess.Full, action)
-                    ?? await QueueStateAsync(ns, name, id, action, args, cancellationToken).ConfigureAwait(false);
+                    ?? await QueueStateAsync(session, ns, name, id, action, args, cancellationToken).ConfigureAwait(false);
             case "set_limit" or "add_queue":
                 return Require(session, id, DispatcherAccess.Full, action)
-                    ?? await QueueLimitAsync(ns, name, id, action, args, cancellationToken).ConfigureAwait(false);
+                    ?? await QueueLimitAsync(session, ns, name, id, action, args, cancellationToken).ConfigureAwait(false);
             case "remove_recurrence":
                 return Require(session, id, DispatcherAccess.Full, action)
-                    ?? await RemoveRecurrenceAsync(ns, name, id, args, cancellationToken).ConfigureAwait(false);
+                    ?? await RemoveRecurrenceAsync(session, ns, name, id, args, cancellationToken).ConfigureAwait(false);
             default:
                 return null;
         }
     }
 
     /// <summary><c>pause</c>, <c>resume</c> and <c>drain</c>: one queue or an array of them; all must exist, or nothing changes.</summary>
-    private async ValueTask<ProtocolReply> QueueStateAsync(string ns, string name, string? id, string action, JsonElement args,
+    private async ValueTask<ProtocolReply> QueueStateAsync(ProtocolConnection session, string ns, string name, string? id, string action, JsonElement args,
         CancellationToken cancellationToken)
     {
         if (!TryGetProperty(args, "queue", out var queue) || !TryGetStrings(queue, out var queues) || queues.Length == 0)
@@ -65,11 +65,12 @@ internal sealed partial class DispatcherActions
             done.Add((JsonNode?)q);
         }
 
+        _audit?.Queue(session, action, [.. done.Select(q => (string)q!)]);
         return Ok(ns, name, id, new JsonObject { [action == "pause" ? "paused" : action == "resume" ? "resumed" : "draining"] = done });
     }
 
     /// <summary><c>set_limit</c> and <c>add_queue</c>: <c>{"queue": "q", "limit": N}</c>; the reply is the queue as <c>queues</c> shows it.</summary>
-    private async ValueTask<ProtocolReply> QueueLimitAsync(string ns, string name, string? id, string action, JsonElement args,
+    private async ValueTask<ProtocolReply> QueueLimitAsync(ProtocolConnection session, string ns, string name, string? id, string action, JsonElement args,
         CancellationToken cancellationToken)
     {
         if (!TryGetString(args, "queue", out var queue, out var problem) || queue.Length == 0)
@@ -103,10 +104,12 @@ internal sealed partial class DispatcherActions
             info = await _dispatcher.SetQueueLimitAsync(queue, limit, cancellationToken).ConfigureAwait(false);
         }
 
+        _audit?.Queue(session, action, [queue], limit);
+
         return Ok(ns, name, id, new JsonObject { ["queues"] = Queues([info]) });
     }
 
-    private async ValueTask<ProtocolReply> RemoveRecurrenceAsync(string ns, string name, string? id, JsonElement args, CancellationToken cancellationToken)
+    private async ValueTask<ProtocolReply> RemoveRecurrenceAsync(ProtocolConnection session, string ns, string name, string? id, JsonElement args, CancellationToken cancellationToken)
     {
         if (!TryGetProperty(args, "recurrence", out var value) || !TryGetStrings(value, out var ids))
         {
@@ -122,6 +125,7 @@ internal sealed partial class DispatcherActions
             }
         }
 
+        _audit?.RemoveRecurrence(session, ids, [.. removed.Select(r => (string)r!)]);
         return Ok(ns, name, id, new JsonObject { ["removed"] = removed });
     }
 

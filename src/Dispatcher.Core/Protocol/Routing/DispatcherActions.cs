@@ -360,10 +360,25 @@ internal sealed partial class DispatcherActions(IDispatcher dispatcher, Dispatch
         Dictionary<string, string>? env = null;
         TimeSpan? timeout = null;
         var rerun = false;
+        JobLimits? limits = null;
+        string? runAs = null;
         foreach (var member in value.EnumerateObject())
         {
             switch (member.Name)
             {
+                case "limits":
+                    if (!TryReadLimits(member.Value, out limits, out problem))
+                    {
+                        return false;
+                    }
+
+                    break;
+                case "run_as" when member.Value.ValueKind == JsonValueKind.String && member.Value.GetString() is { Length: > 0 } user:
+                    runAs = user;
+                    break;
+                case "run_as":
+                    problem = "\"run_as\" must be a user name (a non-empty string).";
+                    return false;
                 case "commands" when member.Value.ValueKind == JsonValueKind.String:
                     commands = [member.Value.GetString()!];
                     break;
@@ -419,7 +434,7 @@ internal sealed partial class DispatcherActions(IDispatcher dispatcher, Dispatch
                     }
 
                     problem = problem.Length > 0 ? problem
-                        : $"Unknown member \"{member.Name}\"; a job object may have commands, queue, workdir, env, timeout, rerun_if_interrupted, {SchedulingMembers.Names}.";
+                        : $"Unknown member \"{member.Name}\"; a job object may have commands, queue, workdir, env, timeout, rerun_if_interrupted, limits, run_as, {SchedulingMembers.Names}.";
                     return false;
             }
         }
@@ -437,8 +452,59 @@ internal sealed partial class DispatcherActions(IDispatcher dispatcher, Dispatch
             Environment = env,
             Timeout = timeout,
             RerunIfInterrupted = rerun,
+            Limits = limits,
+            RunAs = runAs,
         };
         return scheduling.TryApply(ref request, out recurrence, out problem);
+    }
+
+    /// <summary>
+    /// A job's <c>limits</c>: <c>{"memory_bytes": N, "max_processes": N, "cpu_weight": N}</c>, each optional, each a JSON number
+    /// that is a whole number in its range (the ranges of <see cref="JobLimits"/>).
+    /// </summary>
+    private static bool TryReadLimits(JsonElement value, out JobLimits? limits, out string problem)
+    {
+        limits = null;
+        problem = string.Empty;
+        if (value.ValueKind != JsonValueKind.Object)
+        {
+            problem = $"\"limits\" must be an object with memory_bytes, max_processes and/or cpu_weight, not {Describe(value.ValueKind)}.";
+            return false;
+        }
+
+        var read = new JobLimits();
+        foreach (var member in value.EnumerateObject())
+        {
+            switch (member.Name)
+            {
+                case "memory_bytes" when member.Value.ValueKind == JsonValueKind.Number && member.Value.TryGetInt64(out var bytes) && bytes > 0:
+                    read = read with { MemoryBytes = bytes };
+                    break;
+                case "max_processes" when member.Value.ValueKind == JsonValueKind.Number && member.Value.TryGetInt32(out var processes) && processes > 0:
+                    read = read with { MaxProcesses = processes };
+                    break;
+                case "cpu_weight" when member.Value.ValueKind == JsonValueKind.Number && member.Value.TryGetInt32(out var weight) && weight is >= 1 and <= 10000:
+                    read = read with { CpuWeight = weight };
+                    break;
+                case "memory_bytes":
+                    problem = $"\"limits\": \"memory_bytes\" must be a positive whole number of bytes (a JSON number), not {Shown(member.Value)}.";
+                    return false;
+                case "max_processes":
+                    problem = $"\"limits\": \"max_processes\" must be a whole number from 1 to {int.MaxValue} (a JSON number), not {Shown(member.Value)}.";
+                    return false;
+                case "cpu_weight":
+                    problem = $"\"limits\": \"cpu_weight\" must be a whole number from 1 to 10000 (a JSON number; 100 is an ordinary share), not {Shown(member.Value)}.";
+                    return false;
+                default:
+                    problem = $"\"limits\" has the unknown member \"{Short(member.Name)}\"; it may have memory_bytes, max_processes and cpu_weight.";
+                    return false;
+            }
+        }
+
+        limits = read.IsEmpty ? null : read;
+        return true;
+
+        static string Shown(JsonElement element) => element.ValueKind == JsonValueKind.Number ? Short(element.GetRawText()) : Describe(element.ValueKind);
     }
 
     private static bool TryGetCommands(JsonElement array, out IReadOnlyList<string> commands, out string problem)
