@@ -76,7 +76,7 @@ internal sealed class WebSocketSession : IAsyncDisposable
             ThrowIfFailed();
         }
 
-        var bytes = Encoding.UTF8.GetBytes(Wire.Envelope(ns, name, id, args).ToJsonString());
+        var bytes = Wire.Envelope(ns, name, id, args);
         using (cancellationToken.Register(() =>
         {
             if (_pending.TryRemove(id, out var r))

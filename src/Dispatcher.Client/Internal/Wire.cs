@@ -7,8 +7,34 @@ namespace Dispatcher.Client.Internal;
 /// <summary>Builds requests and reads replies and events of the dispatcher envelope (docs/protocol.md).</summary>
 internal static class Wire
 {
-    public static JsonObject Envelope(string ns, string name, string id, JsonNode? args) =>
-        new() { ["namespace"] = ns, ["name"] = name, ["id"] = id, ["args"] = args };
+    /// <summary>
+    /// The request's envelope as UTF-8 JSON. <paramref name="args"/> is written, not attached: a request sent again (after a
+    /// lapsed login) reuses it, and a node can have one parent only ("The node already has a parent" on the second send).
+    /// </summary>
+    public static byte[] Envelope(string ns, string name, string id, JsonNode? args)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(256);
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            writer.WriteString("namespace", ns);
+            writer.WriteString("name", name);
+            writer.WriteString("id", id);
+            writer.WritePropertyName("args");
+            if (args is null)
+            {
+                writer.WriteNullValue();
+            }
+            else
+            {
+                args.WriteTo(writer);
+            }
+
+            writer.WriteEndObject();
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
 
     /// <summary>The reply's <c>args</c>, or the server's error as an exception.</summary>
     public static JsonNode? ReplyArgs(JsonObject frame)
