@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
+using static Dispatcher.Protocol.JsonArgs;
 
 namespace Dispatcher.Protocol.Routing;
 
@@ -519,74 +520,5 @@ internal sealed partial class DispatcherActions(IDispatcher dispatcher, Dispatch
 
         commands = [.. array.EnumerateArray().Select(e => e.GetString()!)];
         return true;
-    }
-
-    /// <summary>Finds a member by name, ignoring case as the sysadm server did for its keys.</summary>
-    private static bool TryGetProperty(JsonElement obj, string name, out JsonElement value)
-    {
-        if (obj.TryGetProperty(name, out value))
-        {
-            return true;
-        }
-
-        foreach (var p in obj.EnumerateObject())
-        {
-            if (string.Equals(p.Name, name, StringComparison.OrdinalIgnoreCase))
-            {
-                value = p.Value;
-                return true;
-            }
-        }
-
-        return false;
-    }
-
-    private static bool TryGetString(JsonElement obj, string name, out string value, out string problem)
-    {
-        value = string.Empty;
-        if (!TryGetProperty(obj, name, out var element))
-        {
-            problem = $"Missing \"{name}\".";
-            return false;
-        }
-
-        if (element.ValueKind != JsonValueKind.String)
-        {
-            problem = $"\"{name}\" must be a string, not {Describe(element.ValueKind)}.";
-            return false;
-        }
-
-        value = element.GetString()!;
-        problem = string.Empty;
-        return true;
-    }
-
-    private static string Describe(JsonValueKind kind) => kind switch
-    {
-        JsonValueKind.Object => "an object",
-        JsonValueKind.Array => "an array",
-        JsonValueKind.String => "a string",
-        JsonValueKind.Number => "a number",
-        JsonValueKind.True or JsonValueKind.False => "a boolean",
-        JsonValueKind.Null => "null",
-        _ => "nothing",
-    };
-
-    private static bool TryGetStrings(JsonElement value, out string[] strings)
-    {
-        if (value.ValueKind == JsonValueKind.String)
-        {
-            strings = [value.GetString()!];
-            return true;
-        }
-
-        if (value.ValueKind == JsonValueKind.Array && value.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String))
-        {
-            strings = [.. value.EnumerateArray().Select(e => e.GetString()!)];
-            return true;
-        }
-
-        strings = [];
-        return false;
     }
 }
