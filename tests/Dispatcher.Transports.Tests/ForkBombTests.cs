@@ -22,7 +22,9 @@ public sealed class ForkBombTests
         // that is not what the bomb does to the host.
         Assert.Equal(HttpStatusCode.OK, (await server.PutAsync("/rpc/dispatcher", """{"action":"list"}""")).Status);
 
-        var run = await server.PutAsync("/rpc/dispatcher", """{"action":"run","bomb":{"commands":"sh -c \"f() { f | f & }; f; sleep 300\"","queue":"bombs","timeout":5}}""");
+        // The sleep that keeps the job running until its timeout starts before the bomb, and is waited for with a builtin: a
+        // sleep forked after the bomb could fail once the bomb held all 32 processes (the job then ended Failed at once).
+        var run = await server.PutAsync("/rpc/dispatcher", """{"action":"run","bomb":{"commands":"sh -c \"sleep 300 & s=$!; f() { f | f & }; f; wait $s\"","queue":"bombs","timeout":5}}""");
         Assert.Equal("bomb", (string?)run.Body!["args"]!["started"]![0]);
 
         var completion = server.Dispatcher.WaitForCompletionAsync("bomb");

@@ -189,9 +189,11 @@ public sealed class WebSocketEventTests
         await using var fast = await server.ConnectAsync("reader");
         await fast.RequestAsync("events", "subscribe", "dispatcher");
 
-        // About 40 MB of output over about 4 s: some 800 frames of up to 64 Ki characters, more than the network and the
-        // slow client's queue (8 MiB) can hold while it never reads; the fast client may lag by up to 128 such frames.
-        await server.Dispatcher.EnqueueAsync(new JobRequest("loud", ["sh -c \"for i in $(seq 200); do head -c 200000 /dev/zero | tr '\\0' x; sleep 0.01; done\""]));
+        // About 80 MB of output over about 8 s: some 1 600 frames of up to 64 Ki characters, more than the network and the
+        // slow client's queue (8 MiB) can hold while it never reads; the fast client may lag by up to 128 such frames. On a
+        // loaded machine the feed sends fewer, fuller frames (each at most 64 Ki characters): with half of this output, once
+        // in a full CI run, the slow client's queue never overflowed and it was not dropped.
+        await server.Dispatcher.EnqueueAsync(new JobRequest("loud", ["sh -c \"for i in $(seq 400); do head -c 200000 /dev/zero | tr '\\0' x; sleep 0.01; done\""]));
         var frames = 0;
         using (var cts = new CancellationTokenSource(TimeSpan.FromMinutes(1)))
         {
