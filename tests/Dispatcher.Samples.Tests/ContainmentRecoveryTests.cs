@@ -4,16 +4,13 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
 
+using static Dispatcher.Samples.Tests.SampleRest;
+
 namespace Dispatcher.Samples.Tests;
 
 public sealed class ContainmentRecoveryTests
 {
-    private static Dictionary<string, string> Users => new()
-    {
-        ["Users__0__Name"] = "cg",
-        ["Users__0__Password"] = "cg-pass",
-        ["Users__0__FullAccess"] = "true",
-    };
+    private static Dictionary<string, string> Users => SampleRest.FullAccessUser("cg", "cg-pass");
 
     [Fact]
     public async Task KillDashNine_Restart_KillsEveryProcessOfTheInterruptedJob()
@@ -111,18 +108,6 @@ public sealed class ContainmentRecoveryTests
         }
     }
 
-    private static HttpClient Client(int port)
-    {
-        var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes("cg:cg-pass")));
-        return http;
-    }
+    private static HttpClient Client(int port) => SampleRest.Client(port, "cg", "cg-pass");
 
-    private static async Task<JsonNode> RpcAsync(HttpClient http, string body)
-    {
-        using var response = await http.PutAsync("/rpc/dispatcher", new StringContent(body, Encoding.UTF8, "application/json"));
-        var text = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == HttpStatusCode.OK, text);
-        return JsonNode.Parse(text)!["args"]!;
-    }
 }

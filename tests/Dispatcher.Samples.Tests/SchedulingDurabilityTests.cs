@@ -8,12 +8,7 @@ namespace Dispatcher.Samples.Tests;
 /// <summary>Queue states, delayed jobs, pending retries and recurrences survive kill -9 of the real sample host.</summary>
 public sealed class SchedulingDurabilityTests
 {
-    private static Dictionary<string, string> Users => new()
-    {
-        ["Users__0__Name"] = "dur",
-        ["Users__0__Password"] = "dur-pass",
-        ["Users__0__FullAccess"] = "true",
-    };
+    private static Dictionary<string, string> Users => SampleRest.FullAccessUser("dur", "dur-pass");
 
     [Fact]
     public async Task KillDashNine_KeepsPause_AddedQueue_DelayedJob_PendingRetry_AndRecurrence()
@@ -107,20 +102,13 @@ public sealed class SchedulingDurabilityTests
         }
     }
 
-    private static HttpClient Client(int port)
-    {
-        var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes("dur:dur-pass")));
-        return http;
-    }
+    private static HttpClient Client(int port) => SampleRest.Client(port, "dur", "dur-pass");
 
+    /// <summary>Every job of a run is accepted here: a rejection fails the test.</summary>
     private static async Task<JsonNode> RpcAsync(HttpClient http, string body)
     {
-        using var response = await http.PutAsync("/rpc/dispatcher", new StringContent(body, Encoding.UTF8, "application/json"));
-        var text = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == HttpStatusCode.OK, text);
-        var args = JsonNode.Parse(text)!["args"]!;
-        Assert.True(args["rejected"] is null, text);
+        var args = await SampleRest.RpcAsync(http, body);
+        Assert.True(args["rejected"] is null, args.ToJsonString());
         return args;
     }
 }
