@@ -77,6 +77,8 @@ internal sealed class Output(bool json)
         ["state"] = r.State,
         ["outcome"] = r.Outcome,
         ["succeeded"] = r.Succeeded,
+        ["attempt"] = r.Raw["attempt"] is JsonValue attempt && attempt.TryGetValue(out int n) ? n : 1,
+        ["labels"] = r.Raw["labels"]?.DeepClone(),
         ["started"] = r.StartedAt?.ToString("O", System.Globalization.CultureInfo.InvariantCulture),
         ["finished"] = r.FinishedAt?.ToString("O", System.Globalization.CultureInfo.InvariantCulture),
         ["commands"] = new JsonArray(r.Commands.Select(c => (JsonNode?)c).ToArray()),

@@ -30,24 +30,40 @@ var queueOption = new Option<string?>("--queue") { Description = "The queue (def
 var workdirOption = new Option<string?>("--workdir") { Description = "The working directory of the commands." };
 var envOption = new Option<string[]>("--env") { Description = "An environment variable NAME=VALUE; repeat it for more." };
 var timeoutOption = new Option<double?>("--timeout") { Description = "The job's time limit in seconds." };
+var priorityOption = new Option<int?>("--priority") { Description = "Higher starts first in its queue (default 0)." };
+var afterOption = new Option<string[]>("--after") { Description = "A job id that must succeed first (pending, running or retained); repeat it for more. If one does not succeed, this job is skipped." };
+var delayOption = new Option<double?>("--delay") { Description = "Start no sooner than this many seconds from now." };
+var atOption = new Option<string?>("--at") { Description = "Start no sooner than this time (ISO 8601, UTC unless it has an offset)." };
+var retryOption = new Option<int?>("--retry") { Description = "Retry a failed attempt (non-zero exit, could not start, timed out) up to this many times." };
+var retryDelayOption = new Option<double?>("--retry-delay") { Description = "Seconds before the first retry (with --retry)." };
+var retryBackoffOption = new Option<double?>("--retry-backoff") { Description = "Each further retry waits this many times longer (with --retry)." };
+var labelOption = new Option<string[]>("--label") { Description = "A label NAME=VALUE kept with the job; repeat it for more." };
+var stdinOption = new Option<string?>("--stdin") { Description = "Text the commands read on standard input; '-' reads it from this tool's own standard input." };
+var keyOption = new Option<string?>("--key") { Description = "An idempotency key: adding a job with the same key again creates nothing and prints the first job's id." };
+var runAsOption = new Option<string?>("--run-as") { Description = "The user the job runs as (the server must allow it)." };
+var memoryOption = new Option<string?>("--memory") { Description = "The job's memory limit in bytes, or with a K, M or G suffix (needs containment on the server)." };
+var maxProcessesOption = new Option<int?>("--max-processes") { Description = "How many processes the job may have at once (needs containment on the server)." };
+var cpuWeightOption = new Option<int?>("--cpu-weight") { Description = "The job's CPU weight, 1 to 10000; 100 is an ordinary share (needs containment on the server)." };
 var commandsArgument = new Argument<string[]>("command") { Description = "A command string (no shell; use sh -c \"...\"); several run in order.", Arity = ArgumentArity.OneOrMore };
 var add = new Command("add", "Start a job; prints its id (HOST:ID with several hosts, where it starts on every host).")
 {
-    idOption, queueOption, workdirOption, envOption, timeoutOption, commandsArgument,
+    idOption, queueOption, workdirOption, envOption, timeoutOption, priorityOption, afterOption, delayOption, atOption, retryOption,
+    retryDelayOption, retryBackoffOption, labelOption, stdinOption, keyOption, runAsOption, memoryOption, maxProcessesOption,
+    cpuWeightOption, commandsArgument,
 };
 add.SetAction((p, ct) => Run(p, ct, async (fleet, output, ct) =>
 {
-    var env = new Dictionary<string, string>(StringComparer.Ordinal);
-    foreach (var pair in p.GetValue(envOption) ?? [])
+    var env = JobOptions.Pairs("--env", p.GetValue(envOption));
+    var labels = JobOptions.Pairs("--label", p.GetValue(labelOption));
+    if (p.GetValue(retryOption) is null && (p.GetValue(retryDelayOption) is not null || p.GetValue(retryBackoffOption) is not null))
     {
-        var eq = pair.IndexOf('=', StringComparison.Ordinal);
-        if (eq <= 0)
-        {
-            throw new UsageException($"--env '{pair}' is not NAME=VALUE.");
-        }
-
-        env[pair[..eq]] = pair[(eq + 1)..];
+        throw new UsageException("--retry-delay and --retry-backoff need --retry.");
     }
+
+    var memory = p.GetValue(memoryOption) is { } m ? JobOptions.Bytes("--memory", m) : (long?)null;
+    var maxProcesses = p.GetValue(maxProcessesOption);
+    var cpuWeight = p.GetValue(cpuWeightOption);
+    var stdin = p.GetValue(stdinOption) is "-" ? await Console.In.ReadToEndAsync(ct) : p.GetValue(stdinOption);
 
     var spec = new RemoteJobSpec
     {
@@ -57,6 +73,25 @@ add.SetAction((p, ct) => Run(p, ct, async (fleet, output, ct) =>
         WorkingDirectory = p.GetValue(workdirOption),
         Environment = env.Count > 0 ? env : null,
         Timeout = p.GetValue(timeoutOption) is { } seconds ? TimeSpan.FromSeconds(seconds) : null,
+        Priority = p.GetValue(priorityOption),
+        After = p.GetValue(afterOption) is { Length: > 0 } after ? after : null,
+        Delay = p.GetValue(delayOption) is { } delay ? TimeSpan.FromSeconds(delay) : null,
+        StartAt = p.GetValue(atOption) is { } at ? JobOptions.Time("--at", at) : null,
+        Retry = p.GetValue(retryOption) is { } retry
+            ? new RemoteRetryPolicy
+            {
+                Count = retry,
+                Delay = p.GetValue(retryDelayOption) is { } retryDelay ? TimeSpan.FromSeconds(retryDelay) : null,
+                Backoff = p.GetValue(retryBackoffOption),
+            }
+            : null,
+        Labels = labels.Count > 0 ? labels : null,
+        StandardInput = stdin,
+        IdempotencyKey = p.GetValue(keyOption),
+        RunAs = p.GetValue(runAsOption),
+        Limits = memory is null && maxProcesses is null && cpuWeight is null
+            ? null
+            : new RemoteJobLimits { MemoryBytes = memory, MaxProcesses = maxProcesses, CpuWeight = cpuWeight },
     };
     var results = await Task.WhenAll(fleet.Hosts.Select(async h => (Host: h, Result: await h.Client.RunAsync(spec, ct))));
     var started = new JsonArray();

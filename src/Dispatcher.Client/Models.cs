@@ -55,11 +55,73 @@ public sealed class RemoteJobSpec
     /// <summary>Gets whether a host with a job store reruns the job when it was interrupted by a stop or crash.</summary>
     public bool? RerunIfInterrupted { get; init; }
 
+    /// <summary>Gets the job's priority in its queue: higher starts first; equal priorities start in the order accepted (server default 0).</summary>
+    public int? Priority { get; init; }
+
+    /// <summary>
+    /// Gets the ids of jobs that must succeed before this one starts. Each must be pending, running or in the server's retained
+    /// history when the job is sent; when one does not succeed, this job ends <c>skipped</c> without running.
+    /// </summary>
+    public IReadOnlyList<string>? After { get; init; }
+
+    /// <summary>Gets how long after its acceptance the job may start at the earliest. Give this or <see cref="StartAt"/>, not both.</summary>
+    public TimeSpan? Delay { get; init; }
+
+    /// <summary>Gets the earliest time the job may start. Give this or <see cref="Delay"/>, not both.</summary>
+    public DateTimeOffset? StartAt { get; init; }
+
+    /// <summary>Gets how a failed attempt (a command exited non-zero or could not start, or the job timed out) is retried.</summary>
+    public RemoteRetryPolicy? Retry { get; init; }
+
+    /// <summary>Gets labels kept with the job and its result (shown by list, history and finished events).</summary>
+    public IReadOnlyDictionary<string, string>? Labels { get; init; }
+
+    /// <summary>Gets text every command of the job reads on its standard input (instead of an empty input).</summary>
+    public string? StandardInput { get; init; }
+
+    /// <summary>
+    /// Gets a key that makes sending the job again harmless: while a job with the same key is pending, running or retained,
+    /// the server creates nothing and names the existing job as started.
+    /// </summary>
+    public string? IdempotencyKey { get; init; }
+
+    /// <summary>Gets the job's resource limits, each over its queue's; the server enforces them only with containment on.</summary>
+    public RemoteJobLimits? Limits { get; init; }
+
+    /// <summary>Gets the user the job runs as; the server accepts only its queue's user or one it allows.</summary>
+    public string? RunAs { get; init; }
+
     /// <summary>
     /// Gets further members of the job object, sent as they are: options a newer server offers before this client names them.
     /// A server that does not know a member rejects the job with a message naming it.
     /// </summary>
     public IReadOnlyDictionary<string, JsonNode?>? AdditionalMembers { get; init; }
+}
+
+/// <summary>How a job's failed attempts are retried: <see cref="Count"/> more attempts, the k-th after <see cref="Delay"/> × <see cref="Backoff"/>^(k-1).</summary>
+public sealed class RemoteRetryPolicy
+{
+    /// <summary>Gets how many more attempts a failed job gets (1 or more).</summary>
+    public required int Count { get; init; }
+
+    /// <summary>Gets the wait before the first retry (server default: none).</summary>
+    public TimeSpan? Delay { get; init; }
+
+    /// <summary>Gets the factor each further wait is multiplied by (server default 1).</summary>
+    public double? Backoff { get; init; }
+}
+
+/// <summary>Resource limits of one job, each optional. A server without containment accepts them and logs that they are not enforced.</summary>
+public sealed class RemoteJobLimits
+{
+    /// <summary>Gets the memory the job's processes may use together, in bytes; over it the job ends <c>oom_killed</c>.</summary>
+    public long? MemoryBytes { get; init; }
+
+    /// <summary>Gets how many processes the job may have at once; a fork over it fails.</summary>
+    public int? MaxProcesses { get; init; }
+
+    /// <summary>Gets the job's CPU weight, 1 to 10 000 (100 is an ordinary share).</summary>
+    public int? CpuWeight { get; init; }
 }
 
 /// <summary>What <c>run</c> answered.</summary>

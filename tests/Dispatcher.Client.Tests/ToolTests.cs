@@ -205,6 +205,32 @@ public sealed class ToolTests(InstalledTool tool) : IClassFixture<InstalledTool>
         Assert.Single(JsonNode.Parse(down.Out)!["errors"]!.AsArray());
     }
 
+    [Fact]
+    public async Task Tool_Add_TakesSchedulingInputAndLimitOptions()
+    {
+        await using var host = await SampleHost.StartAsync();
+        string[] on = ["--url", host.Url.ToString(), "--user", SampleHost.User, "--json"];
+
+        await Json(0, ["add", .. on, "--id", "o-later", "--delay", "3600", "--label", "team=ops", "--key", "once", "true"]);
+        var again = await Json(0, ["add", .. on, "--id", "o-again", "--key", "once", "true"]);
+        Assert.Equal("o-later", (string?)again["started"]![0]!["id"]);
+        var status = await Json(0, ["status", .. on]);
+        Assert.Equal(("o-later", "pending"), status["jobs"]!.AsArray().Select(j => ((string?)j!["id"], (string?)j["state"])).Single());
+
+        await Json(0, ["add", .. on, "--id", "o-first", "--retry", "1", "--retry-delay", "0.1", "sh -c \"exit 1\""]);
+        await Json(0, ["add", .. on, "--id", "o-then", "--after", "o-first", "true"]);
+        await Json(0, ["add", .. on, "--id", "o-cat", "--priority", "3", "--stdin", "typed in\n", "--max-processes", "50", "--memory", "256M", "cat"]);
+        var wait = await Json(1, ["wait", .. on, "o-first", "o-then", "o-cat"]);
+        Assert.Equal(["failed", "skipped", "succeeded"], wait["jobs"]!.AsArray().Select(j => (string?)j!["outcome"]));
+        Assert.Equal(2, (int?)wait["jobs"]![0]!["attempt"]);
+        Assert.Equal("typed in\n", (string?)wait["jobs"]![2]!["results"]![0]!["output"]);
+
+        var bad = await tool.RunAsync(["add", .. on, "--memory", "lots", "true"]);
+        Assert.Equal(2, bad.Exit);
+        Assert.Contains("--memory 'lots'", bad.Err, StringComparison.Ordinal);
+        await Json(0, ["kill", .. on, "o-later"]);
+    }
+
     private async Task<JsonNode> Json(int expectedExit, string[] arguments)
     {
         var (exit, output, error) = await tool.RunAsync(arguments);

@@ -21,4 +21,38 @@ public sealed class WireTests
         Assert.Equal(first, second);
         Assert.Null(args.Parent);
     }
+
+    [Fact]
+    public void JobValue_WithOnlyCommands_IsTheArrayEverySysadmServerAccepts()
+    {
+        var value = Wire.JobValue(new RemoteJobSpec { Id = "a", Commands = ["true", "echo x"] });
+
+        Assert.Equal("""["true","echo x"]""", value.ToJsonString());
+    }
+
+    [Fact]
+    public void JobValue_WritesEveryMember_UnderItsWireName()
+    {
+        var value = Wire.JobValue(new RemoteJobSpec
+        {
+            Id = "a",
+            Commands = ["true"],
+            Priority = -3,
+            After = ["b", "c"],
+            Delay = TimeSpan.FromSeconds(1.5),
+            Retry = new RemoteRetryPolicy { Count = 2, Delay = TimeSpan.FromSeconds(10) },
+            Labels = new Dictionary<string, string> { ["team"] = "ops" },
+            StandardInput = "in",
+            IdempotencyKey = "k",
+            Limits = new RemoteJobLimits { MemoryBytes = 1L << 33, CpuWeight = 50 },
+            RunAs = "nobody",
+        });
+
+        Assert.Equal(
+            """{"commands":["true"],"priority":-3,"after":["b","c"],"delay":1.5,"retry":{"count":2,"delay":10},"labels":{"team":"ops"},"stdin":"in","idempotency_key":"k","limits":{"memory_bytes":8589934592,"cpu_weight":50},"run_as":"nobody"}""",
+            value.ToJsonString());
+        var simple = Wire.JobValue(new RemoteJobSpec { Id = "a", Commands = ["true"], Retry = new RemoteRetryPolicy { Count = 3 }, StartAt = new DateTimeOffset(2026, 1, 2, 3, 4, 5, TimeSpan.Zero) });
+        Assert.Equal("2026-01-02T03:04:05.0000000+00:00", (string?)simple["start_at"]);
+        Assert.Equal(3, (int?)simple["retry"]);
+    }
 }

@@ -115,7 +115,10 @@ internal static class Wire
 
         var commands = new JsonArray(spec.Commands.Select(c => (JsonNode?)JsonValue.Create(c)).ToArray());
         if (spec.Queue is null && spec.WorkingDirectory is null && spec.Environment is null && spec.Timeout is null
-            && spec.RerunIfInterrupted is null && spec.AdditionalMembers is not { Count: > 0 })
+            && spec.RerunIfInterrupted is null && spec.Priority is null && spec.After is null && spec.Delay is null
+            && spec.StartAt is null && spec.Retry is null && spec.Labels is null && spec.StandardInput is null
+            && spec.IdempotencyKey is null && spec.Limits is null && spec.RunAs is null
+            && spec.AdditionalMembers is not { Count: > 0 })
         {
             // The array form: what every sysadm server accepts.
             return commands;
@@ -151,6 +154,96 @@ internal static class Wire
         if (spec.RerunIfInterrupted is { } r)
         {
             o["rerun_if_interrupted"] = r;
+        }
+
+        if (spec.Priority is { } priority)
+        {
+            o["priority"] = priority;
+        }
+
+        if (spec.After is { } after)
+        {
+            o["after"] = new JsonArray(after.Select(a => (JsonNode?)JsonValue.Create(a)).ToArray());
+        }
+
+        if (spec.Delay is { } delay)
+        {
+            o["delay"] = delay.TotalSeconds;
+        }
+
+        if (spec.StartAt is { } startAt)
+        {
+            o["start_at"] = startAt.ToString("O", CultureInfo.InvariantCulture);
+        }
+
+        if (spec.Retry is { } retry)
+        {
+            if (retry.Delay is null && retry.Backoff is null)
+            {
+                o["retry"] = retry.Count;
+            }
+            else
+            {
+                var policy = new JsonObject { ["count"] = retry.Count };
+                if (retry.Delay is { } retryDelay)
+                {
+                    policy["delay"] = retryDelay.TotalSeconds;
+                }
+
+                if (retry.Backoff is { } backoff)
+                {
+                    policy["backoff"] = backoff;
+                }
+
+                o["retry"] = policy;
+            }
+        }
+
+        if (spec.Labels is { } labels)
+        {
+            var l = new JsonObject();
+            foreach (var (k, v) in labels)
+            {
+                l[k] = v;
+            }
+
+            o["labels"] = l;
+        }
+
+        if (spec.StandardInput is { } stdin)
+        {
+            o["stdin"] = stdin;
+        }
+
+        if (spec.IdempotencyKey is { } key)
+        {
+            o["idempotency_key"] = key;
+        }
+
+        if (spec.Limits is { } limits)
+        {
+            var l = new JsonObject();
+            if (limits.MemoryBytes is { } memory)
+            {
+                l["memory_bytes"] = memory;
+            }
+
+            if (limits.MaxProcesses is { } processes)
+            {
+                l["max_processes"] = processes;
+            }
+
+            if (limits.CpuWeight is { } weight)
+            {
+                l["cpu_weight"] = weight;
+            }
+
+            o["limits"] = l;
+        }
+
+        if (spec.RunAs is { } runAs)
+        {
+            o["run_as"] = runAs;
         }
 
         foreach (var (k, v) in spec.AdditionalMembers ?? new Dictionary<string, JsonNode?>())
