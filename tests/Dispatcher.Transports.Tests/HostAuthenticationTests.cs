@@ -15,7 +15,8 @@ namespace Dispatcher.Transports.Tests;
 public sealed class HostAuthenticationTests
 {
     private static Task<TestServer> StartAsync() => TestServer.StartAsync(
-        protocol: o => o.PrincipalAccess = user => user.IsInRole("admin") ? DispatcherAccess.Full : DispatcherAccess.Read,
+        protocol: o => o.PrincipalAccess = user =>
+            user.IsInRole("admin") ? DispatcherAccess.Full : user.Identity?.Name == "guest" ? DispatcherAccess.None : DispatcherAccess.Read,
         host: b => b.Services.AddAuthentication("Header").AddScheme<AuthenticationSchemeOptions, HeaderAuthenticationHandler>("Header", null));
 
     [Theory]
@@ -51,6 +52,40 @@ public sealed class HostAuthenticationTests
         {
             JsonAssert.IsError(run, 403);
         }
+    }
+
+    [Theory]
+    [InlineData("/rpc/dispatcher")]
+    [InlineData("/events/dispatcher")]
+    public async Task Http_APrincipalWithNoAccess_Gets401NamingTheHostsLogin(string path)
+    {
+        // The host signed the client in, but its PrincipalAccess gives that login nothing. The server-sent events stream
+        // answered with the WebSocket's wording ("send rpc/auth, rpc/auth_ssl or rpc/auth_token first"), which an SSE
+        // client cannot do.
+        await using var server = await StartAsync();
+        using var request = new HttpRequestMessage(path.StartsWith("/events", StringComparison.Ordinal) ? HttpMethod.Get : HttpMethod.Put, path);
+        request.Headers.Add("X-Test-User", "guest");
+        if (request.Method == HttpMethod.Put)
+        {
+            request.Content = new StringContent("""{"action":"list"}""", System.Text.Encoding.UTF8, "application/json");
+        }
+
+        using var response = await server.Client.SendAsync(request);
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        var message = (string?)JsonNode.Parse(await response.Content.ReadAsStringAsync())!["args"]!["message"];
+        Assert.Contains("'guest'", message, StringComparison.Ordinal);
+        Assert.DoesNotContain("rpc/auth_ssl", message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task WebSocket_APrincipalWithNoAccess_CanStillAuthenticateInBand()
+    {
+        await using var server = await StartAsync();
+        await using var ws = await WsClient.ConnectAsync(server.WebSocketUri, ("X-Test-User", "guest"));
+        var denied = await ws.DispatcherAsync(new JsonObject { ["action"] = "list" });
+        JsonAssert.IsError(denied, 401);
+        Assert.Contains("'guest'", (string?)denied["args"]!["message"], StringComparison.Ordinal);
+        Assert.Contains("rpc/auth", (string?)denied["args"]!["message"], StringComparison.Ordinal);
     }
 
     private sealed class HeaderAuthenticationHandler(IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder)

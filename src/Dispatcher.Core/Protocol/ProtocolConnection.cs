@@ -20,7 +20,10 @@ public sealed class ProtocolConnection : IDisposable
     private DispatcherEventLog.Cursor? _dispatcherCursor;
 
     /// <summary>Creates a connection.</summary>
-    /// <param name="transport">A short transport name for logs, such as <c>ws</c> or <c>http</c>.</param>
+    /// <param name="transport">
+    /// A short transport name for logs, such as <c>ws</c> or <c>http</c>; <c>sse</c> names a one-way event stream, whose 401 messages
+    /// then ask for an Authorization header rather than in-band login requests.
+    /// </param>
     /// <param name="remoteAddress">The client's IP address as text, for login throttling, local login and logs.</param>
     /// <param name="principal">The user of the host's own ASP.NET Core authentication, or <see langword="null"/>.</param>
     /// <param name="events">

@@ -119,6 +119,27 @@ public sealed class ProtocolServer
         return Log(connection, ns, n, args, reply);
     }
 
+    /// <summary>
+    /// Says how this client can authenticate: in-band requests where the connection takes them (a WebSocket), an Authorization
+    /// header otherwise (REST, and a server-sent event stream, which takes no requests); and why the host's own login, if the
+    /// client has one, was not enough.
+    /// </summary>
+    private string NotAuthenticated(ProtocolConnection connection)
+    {
+        var how = connection.SupportsEvents && connection.Transport != "sse"
+            ? "send rpc/auth, rpc/auth_ssl or rpc/auth_token first"
+            : "send an Authorization header, Basic with a user name and password, or Bearer with a token from rpc/auth";
+        if (connection.Principal?.Identity is not { IsAuthenticated: true } identity)
+        {
+            return $"Not authenticated: {how}.";
+        }
+
+        var why = _options.PrincipalAccess is null
+            ? "is not used by the dispatcher (DispatcherProtocolOptions.PrincipalAccess is not set)"
+            : "gives no dispatcher access (DispatcherProtocolOptions.PrincipalAccess maps it to None)";
+        return $"Not authenticated for the dispatcher: the host's login '{identity.Name}' {why}; {how}.";
+    }
+
     private async ValueTask<ProtocolResponse> RouteAsync(ProtocolConnection connection, string ns, string n, string name, string? id, JsonElement args,
         CancellationToken cancellationToken)
     {
@@ -133,9 +154,7 @@ public sealed class ProtocolServer
             var access = _authenticator.Refresh(connection);
             if (access == DispatcherAccess.None)
             {
-                return ProtocolResponse.Error(ProtocolErrorCode.Unauthorized, connection.SupportsEvents
-                    ? "Not authenticated: send rpc/auth, rpc/auth_ssl or rpc/auth_token first."
-                    : "Not authenticated: send an Authorization header, Basic with a user name and password, or Bearer with a token from rpc/auth.", id);
+                return ProtocolResponse.Error(ProtocolErrorCode.Unauthorized, NotAuthenticated(connection), id);
             }
 
             if (access < route.RequiredAccess)
