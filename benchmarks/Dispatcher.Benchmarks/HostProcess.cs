@@ -37,7 +37,7 @@ internal sealed class HostProcess : IAsyncDisposable
 
     public int Pid => _process.Id;
 
-    /// <summary>Lines the host printed (its console log: three per job at the default level).</summary>
+    /// <summary>Lines the host printed (its console log: at the default level one per job, `JobFinished`, and one `AuditRun` per job of a `run`).</summary>
     public long OutputLines => Interlocked.Read(ref _outputLines);
 
     public static Task<HostProcess> StartAsync(bool durable = true, params string[] settings) =>
