@@ -182,6 +182,7 @@ internal static class UserPathBenchmarks
                 $"1 subscriber: p50 {F(one.P50, 1)} ms, p99 {F(one.P99, 1)} ms", $"{F(r.P99 / one.P99, 1)}× at p99",
                 "0 lost, order kept, p99 ≤ 50 ms", lost == 0 && disorder == 0 && r.P99 <= 50,
                 (rs.Count > 1 ? $"p99 of the rounds {string.Join("/", rs.Select(x => F(x.P99, 1)))} ms (median reported); " : string.Empty)
+                + $"the benchmark's own GC paused {string.Join("/", rs.Select(x => F(x.ClientGcPause.TotalMilliseconds, 0)))} ms ({string.Join("/", rs.Select(x => x.ClientGen2))} gen-2) in those rounds; "
                 + (before.Count > 0 ? $"{baselineName} in alternating rounds: p99 {string.Join("/", before.Select(x => F(x.P99, 1)))} ms, {before.Sum(x => x.Lost)} lost, host CPU {F(before.Average(x => x.HostCpu.TotalSeconds), 2)} s; " : string.Empty)
                 + $"{r.Frames} frames in {F(r.Elapsed.TotalSeconds, 1)} s; host CPU {F(r.HostCpu.TotalSeconds, 2)} s (1 subscriber: {F(one.HostCpu.TotalSeconds, 2)} s), "
                 + $"{F(cpuPerFrame, 1)} µs per extra delivered frame; host RSS peak +{F(r.RssGrowth / 1048576.0, 1)} MB ({F(r.RssGrowth / 1024.0 / n, 1)} KiB per subscriber); latency = receipt − `time_finished`");
@@ -206,7 +207,13 @@ internal static class UserPathBenchmarks
 
     internal static Task<Round> BurstRoundAsync(HostProcess host, int jobs, int subscribers) => RoundAsync(host, "REST", subscribers, jobs, "bench8", measureLatency: true);
 
-    internal sealed record Round(double Rate, TimeSpan Elapsed, long Lost, long OutOfOrder, long Frames, double P50, double P99, TimeSpan HostCpu, long RssGrowth);
+    internal sealed record Round(double Rate, TimeSpan Elapsed, long Lost, long OutOfOrder, long Frames, double P50, double P99, TimeSpan HostCpu, long RssGrowth)
+    {
+        /// <summary>The benchmark's own GC pauses during the round (its clients' receipt times include them) and its gen-2 collections.</summary>
+        public TimeSpan ClientGcPause { get; init; }
+
+        public int ClientGen2 { get; init; }
+    }
 
     /// <summary>
     /// One round: <paramref name="subscribers"/> connections subscribe; one `run` carries <paramref name="jobs"/> jobs of `true`
@@ -244,6 +251,8 @@ internal static class UserPathBenchmarks
             }
         });
         var cpu0 = host.Cpu();
+        var pause0 = GC.GetTotalPauseDuration();
+        var gen2 = GC.CollectionCount(2);
         var readers = subs.Select(s => Task.Run(s.ReadAsync)).ToArray();
         var t0 = Stopwatch.GetTimestamp();
         string reply;
@@ -284,7 +293,11 @@ internal static class UserPathBenchmarks
 
         var latencies = subs.SelectMany(s => s.Latencies).ToList();
         return new Round(jobs / elapsed.TotalSeconds, elapsed, subs.Sum(s => (2L * jobs) - s.Pending - s.Finished), subs.Sum(s => s.OutOfOrder),
-            subs.Sum(s => s.Frames), measureLatency ? Median(latencies) : double.NaN, measureLatency ? Percentile(latencies, 99) : double.NaN, cpu, rssPeak - rssBefore);
+            subs.Sum(s => s.Frames), measureLatency ? Median(latencies) : double.NaN, measureLatency ? Percentile(latencies, 99) : double.NaN, cpu, rssPeak - rssBefore)
+        {
+            ClientGcPause = GC.GetTotalPauseDuration() - pause0,
+            ClientGen2 = GC.CollectionCount(2) - gen2,
+        };
     }
 
     /// <summary>
@@ -311,66 +324,91 @@ internal static class UserPathBenchmarks
 
         public List<double> Latencies { get; } = measureLatency ? new(jobs) : [];
 
+        private static readonly byte[] EventsNamespace = "\"namespace\":\"events\""u8.ToArray();
+        private static readonly byte[] PendingStart = "{\"args\":{\"state\":\"pending\""u8.ToArray();
+        private static readonly byte[] FinishedStart = "{\"args\":{\"state\":\"finished\""u8.ToArray();
+        private static readonly byte[] TimeFinished = "\"time_finished\":\""u8.ToArray();
+        private readonly byte[] _processId = Encoding.UTF8.GetBytes("\"process_id\":\"" + prefix);
+
+        /// <summary>Reads frames as bytes in the client's buffer (no string per frame: see <see cref="WireClient.ReceiveBytesAsync"/>).</summary>
         public async Task ReadAsync()
         {
             while (Finished < jobs)
             {
-                var text = await Client.ReceiveAsync();
+                var frame = await Client.ReceiveBytesAsync();
                 var now = DateTimeOffset.UtcNow;
-                if (!text.Contains("\"namespace\":\"events\"", StringComparison.Ordinal))
+                if (Handle(frame.Span, now) is { } reply)
                 {
-                    Reply.TrySetResult(text);
-                    continue;
-                }
-
-                Frames++;
-                var state = text.StartsWith("{\"args\":{\"state\":\"pending\"", StringComparison.Ordinal) ? 1
-                    : text.StartsWith("{\"args\":{\"state\":\"finished\"", StringComparison.Ordinal) ? 2 : 0;
-                var at = text.IndexOf("\"process_id\":\"" + prefix, StringComparison.Ordinal);
-                if (at < 0)
-                {
-                    continue;
-                }
-
-                at += 14 + prefix.Length;
-                var index = int.Parse(text.AsSpan(at, text.IndexOf('"', at) - at), CultureInfo.InvariantCulture);
-                switch (state)
-                {
-                    case 1:
-                        if (index != Pending || _state[index] != 0)
-                        {
-                            OutOfOrder++;
-                        }
-
-                        _state[index] = 1;
-                        Pending++;
-                        break;
-                    case 2:
-                        if (_state[index] != 1)
-                        {
-                            OutOfOrder++;
-                        }
-
-                        _state[index] = 2;
-                        Finished++;
-                        if (measureLatency)
-                        {
-                            var t = text.IndexOf("\"time_finished\":\"", StringComparison.Ordinal) + 17;
-                            Latencies.Add((now - DateTimeOffset.Parse(text.AsSpan(t, text.IndexOf('"', t) - t), CultureInfo.InvariantCulture)).TotalMilliseconds);
-                        }
-
-                        break;
-                    default:
-                        if (_state[index] != 1)
-                        {
-                            OutOfOrder++;
-                        }
-
-                        break;
+                    Reply.TrySetResult(reply);
                 }
             }
 
             Done = Stopwatch.GetTimestamp();
+        }
+
+        /// <summary>Checks one frame; returns its text when it is not an event (a reply).</summary>
+        private string? Handle(ReadOnlySpan<byte> text, DateTimeOffset now)
+        {
+            if (text.IndexOf(EventsNamespace) < 0)
+            {
+                return Encoding.UTF8.GetString(text);
+            }
+
+            Frames++;
+            var state = text.StartsWith(PendingStart) ? 1 : text.StartsWith(FinishedStart) ? 2 : 0;
+            var at = text.IndexOf(_processId);
+            if (at < 0)
+            {
+                return null;
+            }
+
+            var digits = text[(at + _processId.Length)..];
+            digits = digits[..digits.IndexOf((byte)'"')];
+            var index = 0;
+            foreach (var d in digits)
+            {
+                index = (index * 10) + (d - '0');
+            }
+
+            switch (state)
+            {
+                case 1:
+                    if (index != Pending || _state[index] != 0)
+                    {
+                        OutOfOrder++;
+                    }
+
+                    _state[index] = 1;
+                    Pending++;
+                    break;
+                case 2:
+                    if (_state[index] != 1)
+                    {
+                        OutOfOrder++;
+                    }
+
+                    _state[index] = 2;
+                    Finished++;
+                    if (measureLatency)
+                    {
+                        var time = text[(text.IndexOf(TimeFinished) + TimeFinished.Length)..];
+                        time = time[..time.IndexOf((byte)'"')];
+                        Span<char> chars = stackalloc char[time.Length];
+                        var n = Encoding.UTF8.GetChars(time, chars);
+                        Latencies.Add((now - DateTimeOffset.Parse(chars[..n], CultureInfo.InvariantCulture)).TotalMilliseconds);
+                    }
+
+                    break;
+                default:
+                    if (_state[index] != 1)
+                    {
+                        OutOfOrder++;
+                    }
+
+                    break;
+            }
+
+            return null;
         }
     }
 }
