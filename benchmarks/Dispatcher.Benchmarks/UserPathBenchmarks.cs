@@ -14,7 +14,7 @@ internal static class UserPathBenchmarks
 {
     /// <summary>
     /// Rounds of 1 000 jobs a host runs before it is measured. The host's CPU per job falls from about 1.5 ms in its first three
-    /// rounds to about 0.6 ms from the fourth on (tiered JIT and PGO still compiling the per-job path; perf: 30 % of a second
+    /// rounds to about 0.6 ms from the fourth on (tiered JIT and PGO still compiling the per-job path; perf: 30 % of a third
     /// round's samples in the JIT thread), and a served host runs at the last tier.
     /// </summary>
     internal const int WarmRounds = 4;
@@ -49,7 +49,7 @@ internal static class UserPathBenchmarks
         await using (var memoryHost = await HostProcess.StartAsync(durable: false, Off))
         await using (var noFsyncHost = await HostProcess.StartAsync(durable: true, Off, "--Dispatcher:FlushToDisk=false"))
         {
-            breakdown.Add(("the sample host's default containment (Auto: a /bin/sh stub and a cgroup per command), journal + fsync", containedHost, []));
+            breakdown.Add(("the sample host's default containment (Auto: where cgroups are writable, a /bin/sh stub and a cgroup per command), journal + fsync", containedHost, []));
             breakdown.Add(("containment off, no data directory (in memory)", memoryHost, []));
             breakdown.Add(("containment off, journal without fsync", noFsyncHost, []));
 
