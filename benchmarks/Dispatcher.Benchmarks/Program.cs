@@ -20,6 +20,14 @@ if (only.Contains("profile"))
     return;
 }
 
+if (only.Contains("warmup"))
+{
+    // Not part of a full run: host CPU per job over 12 successive rounds of one fresh host (how long the JIT tiers take; extra
+    // arguments go to the host, BENCH_HOST=<dll> runs another build).
+    await UserPathBenchmarks.WarmupCurveAsync(args.SkipWhile(a => a != "warmup").Skip(1).ToArray());
+    return;
+}
+
 if (Run("userpath"))
 {
     await UserPathBenchmarks.SerialAsync(report, jobs: quick ? 200 : 1000, rounds: quick ? 1 : 3);

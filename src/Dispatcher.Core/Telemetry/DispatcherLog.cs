@@ -5,10 +5,14 @@ namespace Dispatcher.Telemetry;
 /// <summary>The dispatcher's log messages, with stable event ids.</summary>
 internal static partial class DispatcherLog
 {
-    [LoggerMessage(EventId = 1, EventName = "JobEnqueued", Level = LogLevel.Information, Message = "Job {JobId} queued in {Queue} with {CommandCount} command(s)")]
+    // Enqueue and start are Debug: at Information a job gives one line, JobFinished. With three lines per job the console
+    // logger's thread took about 10 % of the sample host's CPU in a serial queue of short jobs, and the host spent 46-100 µs
+    // more per job than with one (perf and same-run rounds, benchmarks/ANALYSIS.md); these two lines say nothing that the
+    // finished line, the events and (for runs over a transport) the audit trail do not.
+    [LoggerMessage(EventId = 1, EventName = "JobEnqueued", Level = LogLevel.Debug, Message = "Job {JobId} queued in {Queue} with {CommandCount} command(s)")]
     public static partial void JobEnqueued(ILogger logger, string jobId, string queue, int commandCount);
 
-    [LoggerMessage(EventId = 2, EventName = "JobStarted", Level = LogLevel.Information, Message = "Job {JobId} started in {Queue}")]
+    [LoggerMessage(EventId = 2, EventName = "JobStarted", Level = LogLevel.Debug, Message = "Job {JobId} started in {Queue}")]
     public static partial void JobStarted(ILogger logger, string jobId, string queue);
 
     [LoggerMessage(EventId = 3, EventName = "JobFinished", Level = LogLevel.Information, Message = "Job {JobId} finished in {Queue}: {Outcome}, exit code {ExitCode}, {DurationMs:F0} ms")]
