@@ -234,14 +234,15 @@ internal static class FaultEnvironment
         }
     }
 
-    public static async Task WaitUntilAsync(Func<bool> condition, string what)
+    /// <summary>Polls <paramref name="condition"/>; on a timeout the message carries <paramref name="host"/>'s output, if given.</summary>
+    public static async Task WaitUntilAsync(Func<bool> condition, string what, SampleProcess? host = null)
     {
         var deadline = DateTime.UtcNow + SampleProcess.Patience;
         while (!condition())
         {
             if (DateTime.UtcNow > deadline)
             {
-                throw new TimeoutException($"Timed out waiting until {what}.");
+                throw new TimeoutException($"Timed out waiting until {what}." + (host is null ? "" : $" The host's output:\n{host.Output}"));
             }
 
             await Task.Delay(50);

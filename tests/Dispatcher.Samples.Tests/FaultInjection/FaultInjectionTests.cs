@@ -63,7 +63,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper log)
             await using (var again = await FaultHost.StartAsync(data))
             {
                 // The blocker runs again (it asked to), alone in its queue: it got the lock.
-                await FaultEnvironment.WaitUntilAsync(() => File.ReadAllLines(runs).Length == 2, "the blocker ran again");
+                await FaultEnvironment.WaitUntilAsync(() => File.ReadAllLines(runs).Length == 2, "the blocker ran again", again.Process);
                 Assert.Equal(["run", "run"], File.ReadAllLines(runs));
                 foreach (var pid in leftBehind)
                 {
