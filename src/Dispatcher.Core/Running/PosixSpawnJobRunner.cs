@@ -135,9 +135,12 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
             return (-1, -1, fcntlError);
         }
 
-        // In a cgroup: a stub that is placed (or places itself), then execs the command (see CgroupSpawn).
+        // In a cgroup: spawned in place by this thread moved into the cgroups (cgroup v1), or through a stub that is placed (or
+        // places itself), then execs the command (see CgroupSpawn).
         var cgroup = command.Cgroup;
-        var placed = cgroup?.PlacedByRunner == true;
+        var inPlace = cgroup?.PlacesSpawningThread == true;
+        var stub = cgroup is not null && !inPlace;
+        var placed = stub && cgroup!.PlacedByRunner;
         (int Read, int Write) start = (-1, -1);
         if (placed)
         {
@@ -154,7 +157,7 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
         }
 
         var (program, arguments) = command.RunAs is { } user ? user.Wrap(path, command.Arguments) : (path, command.Arguments);
-        using var argv = NativeStringArray.Create(cgroup is null ? [program, .. arguments] : CgroupSpawn.Arguments(cgroup, program, arguments));
+        using var argv = NativeStringArray.Create(stub ? CgroupSpawn.Arguments(cgroup!, program, arguments) : [program, .. arguments]);
         var actions = Marshal.AllocHGlobal(256);
         var actionsReady = false;
         try
@@ -174,7 +177,45 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
                 Check(Libc.posix_spawn_file_actions_addchdir_np(actions, workingDirectory));
             }
 
-            var error = Libc.posix_spawn(out var pid, cgroup is null ? program : CgroupSpawn.Shell, actions, s_attributes.Value, argv.DangerousGetHandle(), environment);
+            int error;
+            int pid;
+            if (inPlace)
+            {
+                try
+                {
+                    cgroup!.EnterSpawningThread();
+                }
+                catch (IOException)
+                {
+                    _ = Libc.close(fds[0]);
+                    _ = Libc.close(fds[1]);
+                    throw;
+                }
+
+                error = Libc.posix_spawn(out pid, program, actions, s_attributes.Value, argv.DangerousGetHandle(), environment);
+                try
+                {
+                    cgroup!.LeaveSpawningThread();
+                }
+                catch (IOException)
+                {
+                    // Cannot happen short of the host's own cgroup refusing a move it accepted at start: the command is not run.
+                    if (error == 0)
+                    {
+                        ProcessTree.Kill(pid);
+                        _ = Libc.waitpid(pid, out _, 0);
+                    }
+
+                    _ = Libc.close(fds[0]);
+                    _ = Libc.close(fds[1]);
+                    throw;
+                }
+            }
+            else
+            {
+                error = Libc.posix_spawn(out pid, stub ? CgroupSpawn.Shell : program, actions, s_attributes.Value, argv.DangerousGetHandle(), environment);
+            }
+
             _ = Libc.close(fds[1]);
             if (error != 0)
             {
