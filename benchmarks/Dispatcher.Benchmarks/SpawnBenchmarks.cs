@@ -9,25 +9,56 @@ internal static class SpawnBenchmarks
 {
     public static async Task ThroughputAsync(Report report, int jobs, int rounds)
     {
+        if (Environment.GetEnvironmentVariable("BENCH_SPAWN_ROUNDS") is { Length: > 0 } r)
+        {
+            rounds = int.Parse(r, System.Globalization.CultureInfo.InvariantCulture);
+        }
+
         // Warm both sides up (JIT tiers, thread pool size) so that no measured round pays for it.
         await BaselineAsync(jobs / 2, 2);
         await DispatcherAsync(jobs / 2, 2, awaitEach: true);
         _ = await SpawnLimit.CLoopAsync(jobs / 2, 2);
-        foreach (var limit in new[] { 1, 2, 8, 0 })
+        // BENCH_SPAWN_LIMITS=1,2 runs only those concurrencies (0: no limit), for perf and for A/B rounds against another build.
+        var limits = Environment.GetEnvironmentVariable("BENCH_SPAWN_LIMITS") is { Length: > 0 } only
+            ? only.Split(',').Select(v => int.Parse(v, System.Globalization.CultureInfo.InvariantCulture)).ToArray()
+            : [1, 2, 8, 0];
+        // BENCH_SPAWN_OURS_ONLY=1: only the dispatcher's own rounds (no C, Process or awaited rounds), for perf.
+        var oursOnly = Environment.GetEnvironmentVariable("BENCH_SPAWN_OURS_ONLY") == "1";
+        foreach (var limit in limits)
         {
+            if (oursOnly)
+            {
+                for (var round = 0; round < rounds; round++)
+                {
+                    var cpu = Process.GetCurrentProcess().TotalProcessorTime;
+                    var allocated = GC.GetTotalAllocatedBytes(precise: true);
+                    var collections = GC.CollectionCount(0);
+                    var rate = await DispatcherAsync(jobs, limit, awaitEach: false);
+                    Console.WriteLine($"limit {limit}: {F(rate, 0)} jobs/s, host CPU {F((Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalMicroseconds / jobs, 0)} µs per job, "
+                        + $"{(GC.GetTotalAllocatedBytes(precise: true) - allocated) / jobs} B allocated per job, {GC.CollectionCount(0) - collections} gen0 collections");
+                }
+
+                continue;
+            }
+
             var ours = new List<double>();
             var plain = new List<double>();
             var awaited = new List<double>();
             var c = new List<double>();
+            var ourCpu = new List<double>();
+            var cCpu = new List<double>();
             for (var round = 0; round < rounds; round++)
             {
-                if (await SpawnLimit.CLoopAsync(jobs, limit) is { } limitRate)
+                if (await SpawnLimit.CLoopWithCpuAsync(jobs, limit) is { } limitRate)
                 {
-                    c.Add(limitRate);
+                    c.Add(limitRate.Rate);
+                    cCpu.Add(limitRate.CpuPerJob);
                 }
 
                 plain.Add(await BaselineAsync(jobs, limit));
+                var cpu = Process.GetCurrentProcess().TotalProcessorTime;
                 ours.Add(await DispatcherAsync(jobs, limit, awaitEach: false));
+                ourCpu.Add((Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalMicroseconds / jobs);
                 awaited.Add(await DispatcherAsync(jobs, limit, awaitEach: true));
             }
 
@@ -46,7 +77,8 @@ internal static class SpawnBenchmarks
             var ratio = double.IsNaN(cl) ? $"{F(o / p, 2)}× Process loop" : $"{F(o / cl, 2)}× limit, {F(o / p, 2)}× Process loop";
             report.Add(figure, $"{F(o, 0)} jobs/s", baseline, ratio, "≥ 0.9× limit", !double.IsNaN(cl) && o / cl >= 0.9,
                 $"rounds: ours {string.Join("/", ours.Select(v => F(v, 0)))}, C {string.Join("/", c.Select(v => F(v, 0)))}, Process {string.Join("/", plain.Select(v => F(v, 0)))}; "
-                + $"with a WaitForCompletionAsync per job {F(a, 0)} jobs/s");
+                + $"with a WaitForCompletionAsync per job {F(a, 0)} jobs/s; host CPU per job {F(Median(ourCpu), 0)} µs, the C loop's {F(Median(cCpu), 0)} µs "
+                + $"(rounds {string.Join("/", ourCpu.Select(v => F(v, 0)))})");
         }
     }
 

@@ -10,14 +10,20 @@ internal sealed class JobCgroup
     private static readonly TimeSpan s_pause = TimeSpan.FromMilliseconds(20);
 
     private readonly List<(JobContainment.Hierarchy Hierarchy, string Dir)> _dirs;
+    private readonly bool _placeSpawningThread;
     private CancellationTokenRegistration _onGraceful;
     private CancellationTokenRegistration _onForceful;
     private string? _stubScript;
+    private string[]? _tasksFiles;
 
-    internal JobCgroup(string jobId, List<(JobContainment.Hierarchy Hierarchy, string Dir)> dirs)
+    /// <param name="jobId">The job.</param>
+    /// <param name="dirs">Its cgroups, the tracking one first (filled in by the caller as it creates them).</param>
+    /// <param name="placeSpawningThread">Whether its commands may be spawned by a thread moved into its cgroups (see <see cref="PlacesSpawningThread"/>).</param>
+    internal JobCgroup(string jobId, List<(JobContainment.Hierarchy Hierarchy, string Dir)> dirs, bool placeSpawningThread = false)
     {
         JobId = jobId;
         _dirs = dirs;
+        _placeSpawningThread = placeSpawningThread;
     }
 
     public string JobId { get; }
@@ -29,6 +35,65 @@ internal sealed class JobCgroup
 
     /// <summary>Gets whether the runner must move each command's stub into a cgroup (cgroup v2: see <see cref="CgroupSpawn"/>).</summary>
     public bool PlacedByRunner => _dirs.Exists(d => d.Hierarchy.V2);
+
+    /// <summary>
+    /// Gets whether each command is spawned straight into the job's cgroups, without the stub: every cgroup of the job is a
+    /// cgroup v1 one whose hierarchy lets this process's threads move themselves (probed when containment starts: see
+    /// <see cref="JobContainment.Hierarchy.HomeTasks"/>), and the job has no cgroup v1 process limit (the spawning thread would
+    /// count against it while inside). The spawning thread moves itself in (<see cref="EnterSpawningThread"/>), spawns, and moves
+    /// itself back (<see cref="LeaveSpawningThread"/>): a child starts in the cgroups of the thread that forks it, so the command
+    /// is in them before it runs anything, and a thread's move of itself takes no global lock (see <see cref="CgroupSpawn"/>).
+    /// </summary>
+    public bool PlacesSpawningThread => _placeSpawningThread && _dirs.Count > 0 && _dirs.TrueForAll(d => !d.Hierarchy.V2 && d.Hierarchy.HomeTasks is not null);
+
+    /// <summary>
+    /// Moves the calling thread into each of the job's cgroups (<c>0</c> into each <c>tasks</c> file), so that the process it
+    /// spawns next starts in them. The caller spawns and then calls <see cref="LeaveSpawningThread"/>, on the same thread,
+    /// with nothing in between that could fork or start a thread.
+    /// </summary>
+    /// <exception cref="IOException">A cgroup refused the thread; it has been moved back.</exception>
+    internal void EnterSpawningThread()
+    {
+        var tasks = _tasksFiles ??= [.. _dirs.Select(d => Path.Combine(d.Dir, "tasks"))];
+        var entered = 0;
+        try
+        {
+            for (; entered < tasks.Length; entered++)
+            {
+                CgroupFile.WriteZero(tasks[entered]);
+            }
+        }
+        catch (IOException)
+        {
+            LeaveFirst(entered);
+            throw;
+        }
+    }
+
+    /// <summary>Moves the calling thread back into this process's own cgroups after <see cref="EnterSpawningThread"/>.</summary>
+    /// <exception cref="IOException">A hierarchy refused the move back (it accepted the same move when containment started).</exception>
+    internal void LeaveSpawningThread() => LeaveFirst(_dirs.Count);
+
+    private void LeaveFirst(int count)
+    {
+        IOException? failed = null;
+        for (var i = count - 1; i >= 0; i--)
+        {
+            try
+            {
+                CgroupFile.WriteZero(_dirs[i].Hierarchy.HomeTasks!);
+            }
+            catch (IOException ex)
+            {
+                failed ??= ex;
+            }
+        }
+
+        if (failed is not null)
+        {
+            throw failed;
+        }
+    }
 
     /// <summary>Gets the <c>tasks</c> files of the job's cgroup v1 cgroups, into which each command's stub moves itself.</summary>
     public IEnumerable<string> SelfPlacementFiles => _dirs.Where(d => !d.Hierarchy.V2).Select(d => Path.Combine(d.Dir, "tasks"));
@@ -311,8 +376,33 @@ internal sealed class JobCgroup
 }
 
 /// <summary>Writes a cgroup control file: one <c>write</c> of the whole text, so the kernel sees one value; its refusal surfaces as an <see cref="IOException"/> naming the file.</summary>
-internal static class CgroupFile
+internal static unsafe class CgroupFile
 {
+    private const int OWrOnly = 1;
+
+    /// <summary>
+    /// Writes <c>0</c> into a cgroup v1 <c>tasks</c> file, which moves the calling thread (alone) into that cgroup: open, write,
+    /// close through the C library, as this runs for every command spawned in place.
+    /// </summary>
+    /// <exception cref="IOException">The file could not be opened, or the kernel refused the move.</exception>
+    public static void WriteZero(string tasksFile)
+    {
+        var fd = Libc.open(tasksFile, OWrOnly | Libc.OCloExec);
+        if (fd < 0)
+        {
+            throw new IOException($"Writing '0' to {tasksFile} failed: {System.Runtime.InteropServices.Marshal.GetPInvokeErrorMessage(System.Runtime.InteropServices.Marshal.GetLastPInvokeError())}");
+        }
+
+        byte zero = (byte)'0';
+        var written = Libc.write(fd, &zero, 1);
+        var error = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+        _ = Libc.close(fd);
+        if (written != 1)
+        {
+            throw new IOException($"Writing '0' to {tasksFile} failed: {System.Runtime.InteropServices.Marshal.GetPInvokeErrorMessage(error)}");
+        }
+    }
+
     public static void Write(string path, string text)
     {
         try

@@ -35,6 +35,7 @@ internal sealed partial class JobContainment : IDisposable
     private readonly ConcurrentDictionary<Task, byte> _killing = new();
     private long _sequence;
     private long _nextSweep;
+    private long _spawnedInPlace;
 
     private JobContainment(ILogger logger, Hierarchy tracker, Dictionary<string, Hierarchy> resources, string description)
     {
@@ -96,6 +97,11 @@ internal sealed partial class JobContainment : IDisposable
             ? new Hierarchy("cgroup v2", Path.Combine(layout.Unified!, instance), V2: true)
             : new Hierarchy("cgroup v1 freezer", Path.Combine(layout.V1["freezer"], instance), V2: false);
         Directory.CreateDirectory(tracker.Root);
+        var own = tracker.V2 ? null : CgroupLayout.Detect();
+        if (!tracker.V2)
+        {
+            tracker = WithThreadPlacement(tracker, "freezer", own!);
+        }
 
         var resources = new Dictionary<string, Hierarchy>(StringComparer.Ordinal);
         foreach (var resource in new[] { "memory", "pids", "cpu" })
@@ -110,7 +116,7 @@ internal sealed partial class JobContainment : IDisposable
                 try
                 {
                     Directory.CreateDirectory(hierarchy.Root);
-                    resources[resource] = hierarchy;
+                    resources[resource] = own is null ? hierarchy : WithThreadPlacement(hierarchy, resource, own);
                 }
                 catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
                 {
@@ -122,7 +128,8 @@ internal sealed partial class JobContainment : IDisposable
         var limits = resources.Count == 0
             ? "none can be enforced"
             : string.Join(", ", resources.Select(r => $"{r.Key} by {r.Value.Name}"));
-        var description = $"{tracker.Name} in {tracker.Root} (kill: {(tracker.V2 ? "cgroup.kill" : "freeze, SIGKILL every process, thaw")}); limits: {limits}";
+        var description = $"{tracker.Name} in {tracker.Root} (kill: {(tracker.V2 ? "cgroup.kill" : "freeze, SIGKILL every process, thaw")}); limits: {limits}"
+            + (tracker.HomeTasks is not null ? "; commands are spawned in their cgroups" : "; commands start through a stub that is placed first");
         var result = new JobContainment(logger, tracker, resources, description);
         Log.On(logger, description, v2Problem is null ? "cgroup v2 is writable" : $"cgroup v2 is not usable: {v2Problem}");
         return result;
@@ -159,7 +166,9 @@ internal sealed partial class JobContainment : IDisposable
             }
         }
 
-        var cgroup = new JobCgroup(jobId, dirs);
+        // A thread in the job's v1 pids cgroup would count against the job's process limit while it spawns.
+        var placeSpawningThread = !(limits?.MaxProcesses is not null && _resources.TryGetValue("pids", out var pids) && !pids.V2);
+        var cgroup = new JobCgroup(jobId, dirs, placeSpawningThread);
         try
         {
             foreach (var hierarchy in hierarchies)
@@ -181,7 +190,41 @@ internal sealed partial class JobContainment : IDisposable
         }
 
         cgroup.Watch(graceful, forceful);
+        if (cgroup.PlacesSpawningThread)
+        {
+            Interlocked.Increment(ref _spawnedInPlace);
+        }
+
         return cgroup;
+    }
+
+    /// <summary>Gets how many jobs had their commands spawned straight into their cgroups, without the stub (for tests).</summary>
+    internal long JobsSpawnedInPlace => Interlocked.Read(ref _spawnedInPlace);
+
+    /// <summary>
+    /// The hierarchy with <see cref="Hierarchy.HomeTasks"/> set if a thread of this process can move itself into the instance's
+    /// cgroup and back into its own (probed by doing it: own, instance, own); unchanged otherwise (commands then use the stub).
+    /// </summary>
+    private static Hierarchy WithThreadPlacement(Hierarchy hierarchy, string controller, CgroupLayout own)
+    {
+        if (own.V1.GetValueOrDefault(controller) is not { } home)
+        {
+            return hierarchy;
+        }
+
+        var homeTasks = Path.Combine(home, "tasks");
+        try
+        {
+            // Home first: a refusal there leaves the thread where it was.
+            CgroupFile.WriteZero(homeTasks);
+            CgroupFile.WriteZero(Path.Combine(hierarchy.Root, "tasks"));
+            CgroupFile.WriteZero(homeTasks);
+            return hierarchy with { HomeTasks = homeTasks };
+        }
+        catch (IOException)
+        {
+            return hierarchy;
+        }
     }
 
     /// <summary>Handles the processes a job left: killed (and its cgroups removed once empty) or kept (its cgroups removed once they end).</summary>
@@ -355,7 +398,15 @@ internal sealed partial class JobContainment : IDisposable
     }
 
     /// <summary>One cgroup hierarchy as this instance uses it: its name for the log and the directory of the instance's cgroup.</summary>
-    internal sealed record Hierarchy(string Name, string Root, bool V2);
+    internal sealed record Hierarchy(string Name, string Root, bool V2)
+    {
+        /// <summary>
+        /// Gets the <c>tasks</c> file of this process's own cgroup in this (cgroup v1) hierarchy when a thread of this process can
+        /// move itself into this instance's cgroup and back (probed at start), so that commands can be spawned in place
+        /// (<see cref="JobCgroup.PlacesSpawningThread"/>); otherwise <see langword="null"/>.
+        /// </summary>
+        public string? HomeTasks { get; init; }
+    }
 
     private static partial class Log
     {

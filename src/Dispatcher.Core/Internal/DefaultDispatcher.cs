@@ -853,7 +853,9 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
             return;
         }
 
-        if (t_inlineLaunchDepth >= MaxInlineLaunchDepth)
+        // With other jobs of its queue running, the runner's thread has their output and ends to serve: the spawn (which holds
+        // its thread until the child has exec'd) goes to the pool, so that one thread does not serialise the queue's spawns.
+        if (t_inlineLaunchDepth >= MaxInlineLaunchDepth || jobs[0].QueueState.Running.Count > 1)
         {
             Launch(jobs);
             return;

@@ -117,6 +117,10 @@ internal static unsafe partial class Libc
     [LibraryImport(Library)]
     internal static partial uint geteuid();
 
+    /// <summary><c>open</c> without <c>O_CREAT</c> (no mode argument).</summary>
+    [LibraryImport(Library, EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    internal static partial int open(string path, int flags);
+
     [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
     internal static partial void* getpwnam(string name);
 }

@@ -52,6 +52,7 @@ internal sealed unsafe class ChildEventLoop : IDisposable
     // struct epoll_event is packed on x86-64 (12 bytes) and naturally aligned elsewhere (16 bytes).
     private static readonly int s_eventSize = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 12 : 16;
     private static readonly int s_dataOffset = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 4 : 8;
+    private static long s_ownPeakBytes;
     private readonly ConcurrentDictionary<long, Watch> _watches = new();
     private readonly ConcurrentQueue<Watch> _stopRequests = new();
     private readonly Lazy<(int Epoll, int Wake)> _loop;
@@ -151,8 +152,24 @@ internal sealed unsafe class ChildEventLoop : IDisposable
         {
             UserCpuTime = TimeSpan.FromTicks((rusage[0] * TimeSpan.TicksPerSecond) + (rusage[1] * 10)),
             SystemCpuTime = TimeSpan.FromTicks((rusage[2] * TimeSpan.TicksPerSecond) + (rusage[3] * 10)),
-            PeakMemoryBytes = peak > OwnPeakBytes() ? peak : null,
+            PeakMemoryBytes = AboveOwnPeak(peak) ? peak : null,
         };
+    }
+
+    /// <summary>
+    /// Whether <paramref name="peak"/> is above this process's peak. That peak only grows, so the last one read answers "no"
+    /// without a system call; only a higher figure is checked against a fresh one (a getrusage per command before).
+    /// </summary>
+    private static bool AboveOwnPeak(long peak)
+    {
+        if (peak <= Volatile.Read(ref s_ownPeakBytes))
+        {
+            return false;
+        }
+
+        var own = OwnPeakBytes();
+        Volatile.Write(ref s_ownPeakBytes, own);
+        return peak > own;
     }
 
     /// <summary>This process's peak resident set (getrusage RUSAGE_SELF), in bytes.</summary>

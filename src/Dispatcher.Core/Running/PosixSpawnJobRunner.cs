@@ -33,6 +33,10 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
     // Built once: the runtime sets its signal dispositions at start-up, and a host rarely changes them later.
     private static readonly Lazy<IntPtr> s_attributes = new(CreateAttributes);
 
+    // Kept for the life of the process, like the attributes (see SharedActions): at most one entry per descriptor number.
+    private static readonly IntPtr[] s_sharedActions = new IntPtr[1024];
+    private static readonly Lazy<int> s_devNull = new(() => Libc.open("/dev/null", ORdOnly | OCloExec));
+
     private readonly ChildEventLoop _loop = new();
 
     /// <summary>Gets whether the runner's event-loop thread is running (null before the first command).</summary>
@@ -135,9 +139,12 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
             return (-1, -1, fcntlError);
         }
 
-        // In a cgroup: a stub that is placed (or places itself), then execs the command (see CgroupSpawn).
+        // In a cgroup: spawned in place by this thread moved into the cgroups (cgroup v1), or through a stub that is placed (or
+        // places itself), then execs the command (see CgroupSpawn).
         var cgroup = command.Cgroup;
-        var placed = cgroup?.PlacedByRunner == true;
+        var inPlace = cgroup?.PlacesSpawningThread == true;
+        var stub = cgroup is not null && !inPlace;
+        var placed = stub && cgroup!.PlacedByRunner;
         (int Read, int Write) start = (-1, -1);
         if (placed)
         {
@@ -154,27 +161,69 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
         }
 
         var (program, arguments) = command.RunAs is { } user ? user.Wrap(path, command.Arguments) : (path, command.Arguments);
-        using var argv = NativeStringArray.Create(cgroup is null ? [program, .. arguments] : CgroupSpawn.Arguments(cgroup, program, arguments));
-        var actions = Marshal.AllocHGlobal(256);
+        using var argv = NativeStringArray.Create(stub ? CgroupSpawn.Arguments(cgroup!, program, arguments) : [program, .. arguments]);
+        var shared = placed || command.StandardInputFile is not null || command.WorkingDirectory is not null ? IntPtr.Zero : SharedActions(fds[1]);
+        var actions = shared != IntPtr.Zero ? shared : Marshal.AllocHGlobal(256);
         var actionsReady = false;
         try
         {
-            Check(Libc.posix_spawn_file_actions_init(actions));
-            actionsReady = true;
-            if (placed)
+            if (shared == IntPtr.Zero)
             {
-                Check(Libc.posix_spawn_file_actions_adddup2(actions, start.Read, CgroupSpawn.StartFd));
+                Check(Libc.posix_spawn_file_actions_init(actions));
+                actionsReady = true;
+                if (placed)
+                {
+                    Check(Libc.posix_spawn_file_actions_adddup2(actions, start.Read, CgroupSpawn.StartFd));
+                }
+
+                Check(Libc.posix_spawn_file_actions_addopen(actions, 0, command.StandardInputFile ?? "/dev/null", ORdOnly, 0));
+                Check(Libc.posix_spawn_file_actions_adddup2(actions, fds[1], 1));
+                Check(Libc.posix_spawn_file_actions_adddup2(actions, fds[1], 2));
+                if (command.WorkingDirectory is { } workingDirectory)
+                {
+                    Check(Libc.posix_spawn_file_actions_addchdir_np(actions, workingDirectory));
+                }
             }
 
-            Check(Libc.posix_spawn_file_actions_addopen(actions, 0, command.StandardInputFile ?? "/dev/null", ORdOnly, 0));
-            Check(Libc.posix_spawn_file_actions_adddup2(actions, fds[1], 1));
-            Check(Libc.posix_spawn_file_actions_adddup2(actions, fds[1], 2));
-            if (command.WorkingDirectory is { } workingDirectory)
+            int error;
+            int pid;
+            if (inPlace)
             {
-                Check(Libc.posix_spawn_file_actions_addchdir_np(actions, workingDirectory));
+                try
+                {
+                    cgroup!.EnterSpawningThread();
+                }
+                catch (IOException)
+                {
+                    _ = Libc.close(fds[0]);
+                    _ = Libc.close(fds[1]);
+                    throw;
+                }
+
+                error = Libc.posix_spawn(out pid, program, actions, s_attributes.Value, argv.DangerousGetHandle(), environment);
+                try
+                {
+                    cgroup!.LeaveSpawningThread();
+                }
+                catch (IOException)
+                {
+                    // Cannot happen short of the host's own cgroup refusing a move it accepted at start: the command is not run.
+                    if (error == 0)
+                    {
+                        ProcessTree.Kill(pid);
+                        _ = Libc.waitpid(pid, out _, 0);
+                    }
+
+                    _ = Libc.close(fds[0]);
+                    _ = Libc.close(fds[1]);
+                    throw;
+                }
+            }
+            else
+            {
+                error = Libc.posix_spawn(out pid, stub ? CgroupSpawn.Shell : program, actions, s_attributes.Value, argv.DangerousGetHandle(), environment);
             }
 
-            var error = Libc.posix_spawn(out var pid, cgroup is null ? program : CgroupSpawn.Shell, actions, s_attributes.Value, argv.DangerousGetHandle(), environment);
             _ = Libc.close(fds[1]);
             if (error != 0)
             {
@@ -214,8 +263,60 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
                 _ = Libc.posix_spawn_file_actions_destroy(actions);
             }
 
-            Marshal.FreeHGlobal(actions);
+            if (shared == IntPtr.Zero)
+            {
+                Marshal.FreeHGlobal(actions);
+            }
         }
+    }
+
+    /// <summary>
+    /// The file actions of the common command (stdin on /dev/null, stdout and stderr on the output pipe whose write end is
+    /// <paramref name="writeFd"/>, no directory change), built once per write-end number and shared by every spawn with that
+    /// number (posix_spawn only reads them; the kernel hands out the lowest free number, so a few are reused all the time).
+    /// Built per spawn they cost an allocation, init and destroy, five getrlimit calls (glibc checks every descriptor of an
+    /// action against RLIMIT_NOFILE; strace of a serial queue) and, in the child before its exec, an open of /dev/null, which
+    /// is now a dup2 of one descriptor this process keeps open. <see cref="IntPtr.Zero"/> when the number is out of range.
+    /// </summary>
+    private static IntPtr SharedActions(int writeFd)
+    {
+        var devNull = s_devNull.Value;
+        if (writeFd < 3 || writeFd >= s_sharedActions.Length || devNull < 3)
+        {
+            return IntPtr.Zero;
+        }
+
+        var existing = Volatile.Read(ref s_sharedActions[writeFd]);
+        if (existing != IntPtr.Zero)
+        {
+            return existing;
+        }
+
+        var actions = Marshal.AllocHGlobal(256);
+        if (Libc.posix_spawn_file_actions_init(actions) != 0)
+        {
+            Marshal.FreeHGlobal(actions);
+            return IntPtr.Zero;
+        }
+
+        if (Libc.posix_spawn_file_actions_adddup2(actions, devNull, 0) != 0
+            || Libc.posix_spawn_file_actions_adddup2(actions, writeFd, 1) != 0
+            || Libc.posix_spawn_file_actions_adddup2(actions, writeFd, 2) != 0)
+        {
+            _ = Libc.posix_spawn_file_actions_destroy(actions);
+            Marshal.FreeHGlobal(actions);
+            return IntPtr.Zero;
+        }
+
+        var raced = Interlocked.CompareExchange(ref s_sharedActions[writeFd], actions, IntPtr.Zero);
+        if (raced != IntPtr.Zero)
+        {
+            _ = Libc.posix_spawn_file_actions_destroy(actions);
+            Marshal.FreeHGlobal(actions);
+            return raced;
+        }
+
+        return actions;
     }
 
     private static void CloseStartPipe(int read, int write)

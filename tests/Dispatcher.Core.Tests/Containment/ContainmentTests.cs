@@ -118,6 +118,106 @@ public sealed class ContainmentTests
         Assert.All(roots, root => Assert.False(Directory.Exists(root), $"{root} is left behind"));
     }
 
+    [SkippableFact]
+    public async Task CgroupV1_JobWithoutAProcessLimit_IsSpawnedInPlace_InEachCgroup_AndNoHostThreadStaysThere()
+    {
+        SkipUnlessAvailable(ContainmentMode.CgroupV1);
+        await using var t = new TestDispatcher(o => o.Containment.Mode = ContainmentMode.CgroupV1);
+        var containment = t.Dispatcher.Containment!;
+        Skip.If(containment.Tracker.HomeTasks is null, $"this process's threads cannot move themselves here ({containment.Description})");
+        var memory = containment.CanLimit("memory") && containment.Description.Contains("memory by cgroup v1", StringComparison.Ordinal);
+
+        // Two commands and a grandchild; a memory limit puts the job in the v1 memory hierarchy too.
+        await t.Dispatcher.EnqueueAsync(new JobRequest("inplace", ["cat /proc/self/cgroup", "sh -c \"sh -c 'cat /proc/self/cgroup'\""])
+        {
+            Limits = new JobLimits { MemoryBytes = 256L * 1024 * 1024 },
+        });
+        var result = await t.WaitAsync("inplace");
+
+        Assert.Equal(JobOutcome.Succeeded, result.Outcome);
+        Assert.Equal(1, containment.JobsSpawnedInPlace);
+        foreach (var command in result.CommandResults)
+        {
+            var lines = command.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            string Of(string hierarchy) => lines.Single(l => l.Split(':')[1].Split(',').Contains(hierarchy)).Split(':', 3)[2];
+            Assert.Matches(@"/job\.\d+\.inplace$", Of("freezer"));
+            if (memory)
+            {
+                Assert.Matches(@"/job\.\d+\.inplace$", Of("memory"));
+            }
+        }
+
+        Assert.Empty(HostThreadsInJobCgroups());
+    }
+
+    [SkippableFact]
+    public async Task CgroupV1_ManyJobsSpawnedInPlaceFromSeveralThreads_EachInItsOwnCgroup_NothingLeftBehind()
+    {
+        SkipUnlessAvailable(ContainmentMode.CgroupV1);
+        var t = new TestDispatcher(o =>
+        {
+            o.Containment.Mode = ContainmentMode.CgroupV1;
+            o.Queues["all"] = new QueueOptions { MaxConcurrency = 0 };
+            o.Queues["two"] = new QueueOptions { MaxConcurrency = 2 };
+        });
+        var containment = t.Dispatcher.Containment!;
+        Skip.If(containment.Tracker.HomeTasks is null, $"this process's threads cannot move themselves here ({containment.Description})");
+        var roots = new[] { containment.Tracker.Root }.Concat(containment.LimitRoots).Distinct().ToList();
+
+        // Spawned from the enqueuing threads (queue without limit) and from the runner's loop (queue limit 2) at once.
+        var ids = Enumerable.Range(0, 60).Select(i => $"j{i}").ToList();
+        await Task.WhenAll(ids.Select(id => Task.Run(() => t.Dispatcher.EnqueueAsync(
+            new JobRequest(id, ["cat /proc/self/cgroup"]) { Queue = id.EndsWith('0') || id.EndsWith('5') ? "two" : "all" }).AsTask())));
+        foreach (var id in ids)
+        {
+            var result = await t.WaitAsync(id);
+            Assert.Equal(JobOutcome.Succeeded, result.Outcome);
+            var freezer = result.CommandResults[0].Output.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+                .Single(l => l.Split(':')[1].Split(',').Contains("freezer")).Split(':', 3)[2];
+            Assert.EndsWith($".{id}", freezer, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(ids.Count, containment.JobsSpawnedInPlace);
+        Assert.Empty(HostThreadsInJobCgroups());
+        await t.DisposeAsync();
+        Assert.All(roots, root => Assert.False(Directory.Exists(root), $"{root} is left behind"));
+    }
+
+    [SkippableFact]
+    public async Task CgroupV1_JobWithAProcessLimit_StartsThroughTheStub_AndTheLimitHolds()
+    {
+        SkipUnlessAvailable(ContainmentMode.CgroupV1);
+        await using var t = new TestDispatcher(o => o.Containment.Mode = ContainmentMode.CgroupV1);
+        var containment = t.Dispatcher.Containment!;
+        Skip.If(!containment.Description.Contains("pids by cgroup v1", StringComparison.Ordinal), $"no cgroup v1 pids hierarchy here ({containment.Description})");
+
+        // One process allowed: the command itself runs (a spawning thread inside would have made the fork fail), its fork fails.
+        await t.Dispatcher.EnqueueAsync(new JobRequest("one", ["sh -c \"echo started; /bin/echo forked\""])
+        {
+            Limits = new JobLimits { MaxProcesses = 1 },
+        });
+        var result = await t.WaitAsync("one");
+
+        Assert.Equal(0, containment.JobsSpawnedInPlace);
+        Assert.Contains("started", result.CommandResults[0].Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("forked", result.CommandResults[0].Output, StringComparison.Ordinal);
+    }
+
+    /// <summary>Threads of this process that are in a job's cgroup (in any hierarchy) now.</summary>
+    private static List<string> HostThreadsInJobCgroups() =>
+        [.. Directory.EnumerateDirectories($"/proc/{Environment.ProcessId}/task")
+            .SelectMany(task =>
+            {
+                try
+                {
+                    return File.ReadAllLines(Path.Combine(task, "cgroup")).Where(l => l.Contains("/job.", StringComparison.Ordinal)).Select(l => $"{task}: {l}");
+                }
+                catch (IOException)
+                {
+                    return [];
+                }
+            })];
+
     [Fact]
     public async Task Stub_ThatCannotPlaceItself_RunsNothing_AndExits125SayingWhy()
     {

@@ -12,6 +12,23 @@ public sealed class RunnerTests
     [Fact]
     public void Default_OnThisLinux_IsPosixSpawn() => Assert.IsType<PosixSpawnJobRunner>(JobRunners.CreateDefault());
 
+    [Fact]
+    public async Task ManyCommandsAtOnce_EachGetsDevNullAsStdin_AndItsOwnPipeAsStdoutAndStderr()
+    {
+        // The spawn's file actions are shared by every spawn whose pipe has the same descriptor number: each command must
+        // still write to its own pipe, with nothing of the host's stdin.
+        await using var t = new TestDispatcher(o => o.Queues["all"] = new QueueOptions { MaxConcurrency = 0 }, runner: new PosixSpawnJobRunner());
+        var ids = Enumerable.Range(0, 40).Select(i => $"p{i}").ToList();
+        await Task.WhenAll(ids.Select(id => Task.Run(() => t.Dispatcher.EnqueueAsync(new JobRequest(id,
+            [$"sh -c \"sleep 0.05; echo {id}; echo {id}-err >&2; readlink /proc/self/fd/0; cat\""]) { Queue = "all" }).AsTask())));
+        foreach (var id in ids)
+        {
+            var result = await t.WaitAsync(id);
+            Assert.Equal(0, result.ExitCode);
+            Assert.Equal($"{id}\n{id}-err\n/dev/null\n", result.CommandResults[0].Output);
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Runners))]
     public async Task ExitCodesOutputEnvironmentAndDirectory(string runner)
