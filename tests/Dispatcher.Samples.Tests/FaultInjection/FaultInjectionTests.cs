@@ -38,7 +38,12 @@ public sealed class FaultInjectionTests(ITestOutputHelper log)
 
         // The blocker holds a lock for as long as it runs (and leaves a second process in its session); a second copy of it
         // running at the same time cannot take the lock and says so.
-        var blocker = $"sh -c \"sleep 3112 & flock -n {lockFile} sh -c 'echo run >> {runs}; exec sleep 3111' || echo overlap >> {runs}\"";
+        // Durations unique to this run: the test finds and finally kills its processes by command line across /proc, and a
+        // second run of it on the same machine (another checkout's tests) must not be found or killed (seen: one run's
+        // clean-up killed the other's blocker, which then never ran again).
+        var tag = Random.Shared.Next(100_000, 1_000_000);
+        var (kept, second) = ($"sleep 3111.{tag}", $"sleep 3112.{tag}");
+        var blocker = $"sh -c \"{second} & flock -n {lockFile} sh -c 'echo run >> {runs}; exec {kept}' || echo overlap >> {runs}\"";
         try
         {
             List<int> leftBehind;
@@ -52,11 +57,11 @@ public sealed class FaultInjectionTests(ITestOutputHelper log)
                 }
 
                 Assert.Equal(50, (await host.RunAsync(pending)).Started.Count);
-                await FaultEnvironment.WaitUntilAsync(() => FaultEnvironment.Find("sleep 3111").Count == 1 && FaultEnvironment.Find("sleep 3112").Count == 1, "the blocker runs");
+                await FaultEnvironment.WaitUntilAsync(() => FaultEnvironment.Find(kept).Count == 1 && FaultEnvironment.Find(second).Count == 1, "the blocker runs");
                 await host.CrashAsync();
 
                 // A crash leaves the job's processes running: what the restart has to deal with.
-                leftBehind = [.. FaultEnvironment.Find("sleep 3111"), .. FaultEnvironment.Find("sleep 3112")];
+                leftBehind = [.. FaultEnvironment.Find(kept), .. FaultEnvironment.Find(second)];
                 Assert.Equal(2, leftBehind.Count);
             }
 
@@ -72,9 +77,9 @@ public sealed class FaultInjectionTests(ITestOutputHelper log)
 
                 Assert.Contains("recovered 51 pending job(s)", again.Process.Output, StringComparison.Ordinal);
 
-                // sh, flock, the sh it runs (now sleep 3111) and sleep 3112.
+                // sh, flock, the sh it runs (now the kept sleep) and the second sleep.
                 Assert.Contains("left 4 process(es) running", again.Process.Output, StringComparison.Ordinal);
-                Assert.Single(FaultEnvironment.Find("sleep 3111"));
+                Assert.Single(FaultEnvironment.Find(kept));
                 var active = await again.ActiveAsync();
                 Assert.Equal(51, active.Count);
                 Assert.Equal("blocker", active[0]);
@@ -90,8 +95,8 @@ public sealed class FaultInjectionTests(ITestOutputHelper log)
         }
         finally
         {
-            FaultEnvironment.KillAll("sleep 3111");
-            FaultEnvironment.KillAll("sleep 3112");
+            FaultEnvironment.KillAll(kept);
+            FaultEnvironment.KillAll(second);
         }
     }
 
