@@ -248,7 +248,15 @@ internal sealed partial class FileJobStore : IJobStore
             }
         }
 
-        if (wake)
+        if (wake && acknowledged && !_flushToDisk)
+        {
+            // Without fsync nothing is gathered: released from the global queue, the writer runs after the callers already
+            // queued there have appended, and writes them together (released at once, it ran right after each caller: one
+            // record per write, 110 000-179 000 enqueues/s from 64 callers where main made 228 000-276 000 in the same runs;
+            // 155 000-249 000 with this).
+            ThreadPool.UnsafeQueueUserWorkItem(static signal => signal.Release(), _signal, preferLocal: false);
+        }
+        else if (wake)
         {
             _signal.Release();
         }
