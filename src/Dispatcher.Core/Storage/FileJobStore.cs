@@ -90,8 +90,8 @@ internal sealed partial class FileJobStore : IJobStore
     // _acksWaiting reaches _wakeAt (1 while it is idle, the size of its last group while it gathers one, never while it
     // works), once per wait. On the pool, not a thread of its own: the caller's thread, about to wait, runs the writer's turn
     // next, and the writer's thread runs the callers' continuations after the flush, with no thread woken in between. A
-    // dedicated thread (tried) cost two cross-thread wake-ups per group: 33 000 against 60 000-88 000 enqueues/s one at a time
-    // without fsync, and 0.17-0.35x against 0.34-0.73x of the flush bound, same runs.
+    // dedicated thread (tried) needed a wake-up to start each group and pushed every completion to the pool's global queue:
+    // 0.17-0.51x of the flush bound where main made 0.31-0.73x in the same runs (benchmarks/ANALYSIS.md, third round).
     private readonly SemaphoreSlim _signal = new(0);
     private Task? _writer;
     private int _wakeAt = 1;
