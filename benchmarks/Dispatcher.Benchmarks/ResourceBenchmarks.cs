@@ -99,7 +99,7 @@ internal static class ResourceBenchmarks
         {
             // Three rounds, alternating the modes; the medians are reported. The concurrent phase enqueues ten times as many
             // jobs as the serial one (in memory it takes only milliseconds).
-            var rounds = new Dictionary<string, List<(double Serial, double Parallel, double RecordsPerCommit, double CommitMs)>>();
+            var rounds = new Dictionary<string, List<(double Serial, double Parallel, double RecordsPerCommit, double CommitMs, double CpuUs)>>();
             var diskFlush = new List<double>();
             for (var round = 0; round < 3; round++)
             {
@@ -113,12 +113,13 @@ internal static class ResourceBenchmarks
 
             var results = rounds.ToDictionary(r => r.Key, r => (
                 Serial: Median(r.Value.Select(v => v.Serial)), Parallel: Median(r.Value.Select(v => v.Parallel)),
-                RecordsPerCommit: Median(r.Value.Select(v => v.RecordsPerCommit)), CommitMs: Median(r.Value.Select(v => v.CommitMs))));
+                RecordsPerCommit: Median(r.Value.Select(v => v.RecordsPerCommit)), CommitMs: Median(r.Value.Select(v => v.CommitMs)),
+                CpuUs: Median(r.Value.Select(v => v.CpuUs))));
 
             var memory = results["memory"];
             foreach (var mode in new[] { "journal, fsync", "journal, no fsync", Appended })
             {
-                var (s, p, perCommit, commitMs) = results[mode];
+                var (s, p, perCommit, commitMs, cpuUs) = results[mode];
 
                 // With every caller waiting for its flush, time ≈ the enqueue work (as in memory) + one flush per group; the
                 // groups can hold at most `callers` records, which bounds the ratio from below.
@@ -141,7 +142,8 @@ internal static class ResourceBenchmarks
                         $"flush bound {F(flushBound, 0)}/s ({callers} callers ÷ {F(flushMs, 3)} ms, the disk's append + fsync of one record; rounds {string.Join("/", diskFlush.Select(v => F(v, 3)))} ms)",
                         $"{F(p / flushBound, 2)}×", "≥ 0.9× the flush bound", p / flushBound >= 0.9,
                         $"{F(perCommit, 1)} of {callers} possible records per commit; the journal's commit (write + fdatasync into preallocated zeros) {F(commitMs, 3)} ms, "
-                        + $"so {F(p / ownBound, 2)}× of its own bound ({callers} ÷ its commit time): the rest is the callers' round trip between flushes");
+                        + $"so {F(p / ownBound, 2)}× of its own bound ({callers} ÷ its commit time): the rest is the callers' round trip between flushes; "
+                        + $"process CPU {F(cpuUs, 1)} µs per enqueue (in memory {F(memory.CpuUs, 1)} µs), so {F(callers * cpuUs / Environment.ProcessorCount / 1000, 3)} ms of the {Environment.ProcessorCount} cores per group of {callers}");
                 }
             }
         }
@@ -181,7 +183,7 @@ internal static class ResourceBenchmarks
         }
     }
 
-    private static async Task<(double Serial, double Parallel, double RecordsPerCommit, double CommitMs)> StoreRunAsync(string mode, int jobs, int callers)
+    private static async Task<(double Serial, double Parallel, double RecordsPerCommit, double CommitMs, double CpuUs)> StoreRunAsync(string mode, int jobs, int callers)
     {
         var dir = Directory.CreateTempSubdirectory("bench-store-").FullName;
         try
@@ -233,6 +235,7 @@ internal static class ResourceBenchmarks
                 }
             });
             listener.Start();
+            var cpu = Process.GetCurrentProcess().TotalProcessorTime;
             sw.Restart();
             await Task.WhenAll(Enumerable.Range(0, callers).Select(w => Task.Run(async () =>
             {
@@ -242,9 +245,10 @@ internal static class ResourceBenchmarks
                 }
             })));
             var parallel = jobs * 10 / sw.Elapsed.TotalSeconds;
+            var cpuUs = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalMicroseconds / (jobs * 10);
             listener.Dispose();
             await d.KillAsync(d.List().Select(j => j.Id));
-            return (serial, parallel, commits == 0 ? double.NaN : (double)records / commits, commits == 0 ? double.NaN : seconds * 1000 / commits);
+            return (serial, parallel, commits == 0 ? double.NaN : (double)records / commits, commits == 0 ? double.NaN : seconds * 1000 / commits, cpuUs);
         }
         finally
         {

@@ -9,9 +9,12 @@ namespace Dispatcher.Storage;
 /// <remarks>
 /// <see cref="AppendAsync"/> and <see cref="RewriteAsync"/> are called from many threads, but in the order the records must be kept:
 /// implementations must apply them in call order (queue them) and may batch them (group commit). They are called under the
-/// dispatcher's lock, and sometimes on the thread that reads every running command's output: return at once and write elsewhere.
-/// A job is started only once its <see cref="JobEnqueuedRecord"/> is durable; when its append fails the job is rejected with the
-/// exception's message, so say there what went wrong (for example that the storage is full or read-only).
+/// dispatcher's lock, and sometimes on the thread that reads every running command's output: do not wait there for a flush to
+/// the disk. A job is started only once its <see cref="JobEnqueuedRecord"/> is durable; when its append fails the job is rejected
+/// with the exception's message, so say there what went wrong (for example that the storage is full or read-only). A
+/// <see cref="JobStartedRecord"/> is appended before the job's process is spawned, and the dispatcher does not wait for its task:
+/// a store whose record is kept by the time <see cref="AppendAsync"/> returns (the file store writes it into the file, a few
+/// microseconds) never runs a started job again after a crash of the host; one that only queues it may.
 /// Constructors should do no I/O: the dispatcher calls <see cref="LoadAsync"/> first, when the host starts.
 /// </remarks>
 public interface IJobStore : IAsyncDisposable
@@ -30,7 +33,7 @@ public interface IJobStore : IAsyncDisposable
     /// <returns>The records.</returns>
     IAsyncEnumerable<JobStoreRecord> LoadAsync(CancellationToken cancellationToken = default);
 
-    /// <summary>Queues a record; the task completes when it is durable.</summary>
+    /// <summary>Appends a record (or queues it, in call order); the task completes when it is durable.</summary>
     /// <param name="record">The record.</param>
     /// <returns>A task that completes when the record will survive a crash of the host, or fails with the reason it will not.</returns>
     Task AppendAsync(JobStoreRecord record);
