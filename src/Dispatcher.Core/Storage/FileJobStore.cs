@@ -542,12 +542,14 @@ internal sealed partial class FileJobStore : IJobStore
 
         _lastGroupAt = Stopwatch.GetTimestamp();
         _metrics?.JournalCommitted(acks.Count + unflushed.Count, Stopwatch.GetElapsedTime(started));
-        foreach (var w in acks)
+        // The records written before the flush first (they were appended before the acknowledged ones of this group, or with
+        // them): a caller resumed by its acknowledgement then finds every earlier record of the flush complete too.
+        foreach (var w in unflushed)
         {
             w.Done.TrySetResult();
         }
 
-        foreach (var w in unflushed)
+        foreach (var w in acks)
         {
             w.Done.TrySetResult();
         }
