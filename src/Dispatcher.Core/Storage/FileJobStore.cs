@@ -1211,6 +1211,20 @@ internal sealed partial class FileJobStore : IJobStore
             }
         }
 
+        /// <summary>Reads the next chunk of the file when the current one is used up; false at the end of the file.</summary>
+        private async ValueTask<bool> FillAsync(CancellationToken cancellationToken)
+        {
+            if (_chunkStart < _chunkEnd)
+            {
+                return true;
+            }
+
+            _chunkOffset += _chunkEnd;
+            _chunkStart = 0;
+            _chunkEnd = await _file.ReadAsync(_chunk, cancellationToken).ConfigureAwait(false);
+            return _chunkEnd > 0;
+        }
+
         /// <summary>Skips the zero bytes at the current position: how many, where they began, and whether the file ends with them.</summary>
         private async ValueTask<(long Zeros, long Offset, bool AtEnd)> SkipZerosAsync(CancellationToken cancellationToken)
         {
@@ -1218,15 +1232,9 @@ internal sealed partial class FileJobStore : IJobStore
             long zeros = 0;
             while (true)
             {
-                if (_chunkStart == _chunkEnd)
+                if (!await FillAsync(cancellationToken).ConfigureAwait(false))
                 {
-                    _chunkOffset += _chunkEnd;
-                    _chunkStart = 0;
-                    _chunkEnd = await _file.ReadAsync(_chunk, cancellationToken).ConfigureAwait(false);
-                    if (_chunkEnd == 0)
-                    {
-                        return (zeros, offset, true);
-                    }
+                    return (zeros, offset, true);
                 }
 
                 var span = _chunk.AsSpan(_chunkStart, _chunkEnd - _chunkStart);
@@ -1255,20 +1263,14 @@ internal sealed partial class FileJobStore : IJobStore
             long skipped = 0;
             while (true)
             {
-                if (_chunkStart == _chunkEnd)
+                if (!await FillAsync(cancellationToken).ConfigureAwait(false))
                 {
-                    _chunkOffset += _chunkEnd;
-                    _chunkStart = 0;
-                    _chunkEnd = await _file.ReadAsync(_chunk, cancellationToken).ConfigureAwait(false);
-                    if (_chunkEnd == 0)
+                    if (tooLong)
                     {
-                        if (tooLong)
-                        {
-                            store.Log_TooLong(offset, skipped);
-                        }
-
-                        return (false, offset, tooLong);
+                        store.Log_TooLong(offset, skipped);
                     }
+
+                    return (false, offset, tooLong);
                 }
 
                 var span = _chunk.AsSpan(_chunkStart, _chunkEnd - _chunkStart);
