@@ -46,13 +46,7 @@ internal sealed partial class AuditTrail : IDisposable
         {
             writer.WriteString("job", job.Id);
             writer.WriteString("queue", job.Queue);
-            writer.WriteStartArray("commands");
-            foreach (var command in job.Commands)
-            {
-                writer.WriteStringValue(command);
-            }
-
-            writer.WriteEndArray();
+            WriteStrings(writer, "commands", job.Commands);
             if (rewritten)
             {
                 writer.WriteBoolean("rewritten", true);
@@ -71,20 +65,8 @@ internal sealed partial class AuditTrail : IDisposable
         Log.Kill(_logger, session.User?.Name ?? "-", session.RemoteAddress, session.Transport, string.Join(",", killed), requested.Count);
         Append(session, "kill", writer =>
         {
-            writer.WriteStartArray("requested");
-            foreach (var id in requested)
-            {
-                writer.WriteStringValue(id);
-            }
-
-            writer.WriteEndArray();
-            writer.WriteStartArray("killed");
-            foreach (var id in killed)
-            {
-                writer.WriteStringValue(id);
-            }
-
-            writer.WriteEndArray();
+            WriteStrings(writer, "requested", requested);
+            WriteStrings(writer, "killed", killed);
         });
     }
 
@@ -98,13 +80,7 @@ internal sealed partial class AuditTrail : IDisposable
             limit is { } l ? l.ToString(System.Globalization.CultureInfo.InvariantCulture) : "-");
         Append(session, action, writer =>
         {
-            writer.WriteStartArray("queues");
-            foreach (var queue in queues)
-            {
-                writer.WriteStringValue(queue);
-            }
-
-            writer.WriteEndArray();
+            WriteStrings(writer, "queues", queues);
             if (limit is { } value)
             {
                 writer.WriteNumber("limit", value);
@@ -118,20 +94,8 @@ internal sealed partial class AuditTrail : IDisposable
         Log.RecurrenceRemoved(_logger, session.User?.Name ?? "-", session.RemoteAddress, session.Transport, string.Join(",", removed), requested.Count);
         Append(session, "remove_recurrence", writer =>
         {
-            writer.WriteStartArray("requested");
-            foreach (var id in requested)
-            {
-                writer.WriteStringValue(id);
-            }
-
-            writer.WriteEndArray();
-            writer.WriteStartArray("removed");
-            foreach (var id in removed)
-            {
-                writer.WriteStringValue(id);
-            }
-
-            writer.WriteEndArray();
+            WriteStrings(writer, "requested", requested);
+            WriteStrings(writer, "removed", removed);
         });
     }
 
@@ -178,6 +142,18 @@ internal sealed partial class AuditTrail : IDisposable
                 Log.AuditFileFailed(_logger, ex);
             }
         }
+    }
+
+    /// <summary>Writes <paramref name="values"/> as the array member <paramref name="name"/>.</summary>
+    private static void WriteStrings(Utf8JsonWriter writer, string name, IEnumerable<string> values)
+    {
+        writer.WriteStartArray(name);
+        foreach (var value in values)
+        {
+            writer.WriteStringValue(value);
+        }
+
+        writer.WriteEndArray();
     }
 
     private static partial class Log
