@@ -236,6 +236,55 @@ public sealed class RunnerTests
     }
 
     [Fact]
+    public async Task SparePipe_IsMadeAfterASpawn_UsedByTheNext_AndClosedWithTheRunner()
+    {
+        // The next command's output pipe is made after a spawn returns, so a queue's next spawn does not wait for pipe2: each
+        // command must still get a pipe of its own, and disposing the runner must close the spare (no descriptor leak).
+        var runner = new PosixSpawnJobRunner();
+        Assert.Null(runner.SparePipe);
+        var outputs = new List<string>();
+        (int Read, int Write)? spare = null;
+        string? spareInode = null;
+        for (var i = 0; i < 3; i++)
+        {
+            var output = new CollectingOutput();
+            var command = new JobCommand("j", 0, "x", ["sh", "-c", $"echo {i}; readlink /proc/self/fd/1"], null, null);
+            Assert.Equal(0, await runner.RunAsync(command, output, CancellationToken.None, CancellationToken.None).WaitAsync(TestDispatcher.Patience));
+            outputs.Add(output.Text);
+            if (spareInode is not null)
+            {
+                // This command wrote to the spare pipe made after the previous spawn.
+                Assert.Equal(spareInode, output.Text.Split('\n')[1]);
+            }
+
+            spare = runner.SparePipe;
+            Assert.NotNull(spare);
+            spareInode = PipeOf(spare.Value.Write);
+        }
+
+        Assert.Equal(3, outputs.Select(o => o.Split('\n')[1]).Distinct().Count());
+        var (read, write) = spare!.Value;
+        var inodes = (PipeOf(read), PipeOf(write));
+        Assert.StartsWith("pipe:[", inodes.Item1, StringComparison.Ordinal);
+        runner.Dispose();
+        Assert.Null(runner.SparePipe);
+        var open = Directory.EnumerateFileSystemEntries("/proc/self/fd").Select(fd => new FileInfo(fd).LinkTarget).ToHashSet();
+        Assert.DoesNotContain(inodes.Item1, open);
+        Assert.DoesNotContain(inodes.Item2, open);
+
+        static string PipeOf(int fd) => new FileInfo($"/proc/self/fd/{fd}").LinkTarget ?? "(none)";
+    }
+
+    private sealed class CollectingOutput : IJobOutput
+    {
+        private readonly System.Text.StringBuilder _text = new();
+
+        public string Text => _text.ToString();
+
+        public void Write(ReadOnlySpan<char> text) => _text.Append(text);
+    }
+
+    [Fact]
     public void RuntimeEnvironmentBlock_IsReadHere_ListsTheEnvironment_AndChangesWithEverySetEnvironmentVariable()
     {
         // The cheap check is in use on the runtimes this library targets; if a runtime drops the block, this says so (the
