@@ -25,15 +25,6 @@ internal static unsafe partial class Libc
     [LibraryImport(Library, SetLastError = true)]
     internal static partial int pipe2(int* fds, int flags);
 
-    /// <summary><c>pipe2</c> into an array of two.</summary>
-    internal static int Pipe2(int[] fds, int flags)
-    {
-        fixed (int* p = fds)
-        {
-            return pipe2(p, flags);
-        }
-    }
-
     /// <summary>Whether the C library has <paramref name="function"/> (for calls newer than the oldest supported glibc).</summary>
     internal static bool Has(string function) =>
         NativeLibrary.TryLoad(Library, typeof(Libc).Assembly, searchPath: null, out var handle) && NativeLibrary.TryGetExport(handle, function, out _);

@@ -198,6 +198,128 @@ public sealed class RunnerTests
 
     [Theory]
     [MemberData(nameof(Runners))]
+    public async Task HostEnvironmentChanges_OfTheSameLength_AndNewVariables_ReachTheNextCommand_AlsoWithTheJobsOwnVariables(string runner)
+    {
+        // The posix_spawn runner reuses its block while the runtime's environment block is unchanged: a change that keeps every
+        // length, and one that adds a variable, must still be seen, with and without the job's own variables on top.
+        await using var t = new TestDispatcher(runner: Create(runner));
+        var name = "DISPATCHER_SAME_LENGTH_" + runner.Replace('_', 'X').ToUpperInvariant();
+        var added = name + "_ADDED";
+        var own = new Dictionary<string, string> { ["JOB_OWN"] = "mine" };
+        async Task<string> Echo(string id, Dictionary<string, string>? environment)
+        {
+            await t.Dispatcher.EnqueueAsync(new JobRequest(id, [$"sh -c \"echo ${name}-${added}-$JOB_OWN\""]) { Environment = environment });
+            return (await t.WaitAsync(id)).CommandResults[0].Output;
+        }
+
+        try
+        {
+            Environment.SetEnvironmentVariable(name, "aaaa");
+            Assert.Equal("aaaa--\n", await Echo("one", null));
+            Assert.Equal("aaaa--mine\n", await Echo("one-own", own));
+
+            Environment.SetEnvironmentVariable(name, "bbbb");
+            Assert.Equal("bbbb--\n", await Echo("two", null));
+            Environment.SetEnvironmentVariable(name, "cccc");
+            Assert.Equal("cccc--mine\n", await Echo("two-own", own));
+
+            Environment.SetEnvironmentVariable(added, "new");
+            Assert.Equal("cccc-new-\n", await Echo("three", null));
+            Environment.SetEnvironmentVariable(added, "neW");
+            Assert.Equal("cccc-neW-mine\n", await Echo("three-own", own));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(name, null);
+            Environment.SetEnvironmentVariable(added, null);
+        }
+    }
+
+    [Fact]
+    public async Task SparePipe_IsMadeAfterASpawn_UsedByTheNext_AndClosedWithTheRunner()
+    {
+        // The next command's output pipe is made after a spawn returns, so a queue's next spawn does not wait for pipe2: each
+        // command must still get a pipe of its own, and disposing the runner must close the spare (no descriptor leak).
+        var runner = new PosixSpawnJobRunner();
+        Assert.Null(runner.SparePipe);
+        var outputs = new List<string>();
+        (int Read, int Write)? spare = null;
+        string? spareInode = null;
+        for (var i = 0; i < 3; i++)
+        {
+            var output = new CollectingOutput();
+            var command = new JobCommand("j", 0, "x", ["sh", "-c", $"echo {i}; readlink /proc/self/fd/1"], null, null);
+            Assert.Equal(0, await runner.RunAsync(command, output, CancellationToken.None, CancellationToken.None).WaitAsync(TestDispatcher.Patience));
+            outputs.Add(output.Text);
+            if (spareInode is not null)
+            {
+                // This command wrote to the spare pipe made after the previous spawn.
+                Assert.Equal(spareInode, output.Text.Split('\n')[1]);
+            }
+
+            spare = runner.SparePipe;
+            Assert.NotNull(spare);
+            spareInode = PipeOf(spare.Value.Write);
+        }
+
+        Assert.Equal(3, outputs.Select(o => o.Split('\n')[1]).Distinct().Count());
+        var (read, write) = spare!.Value;
+        var inodes = (PipeOf(read), PipeOf(write));
+        Assert.StartsWith("pipe:[", inodes.Item1, StringComparison.Ordinal);
+        runner.Dispose();
+        Assert.Null(runner.SparePipe);
+        var open = Directory.EnumerateFileSystemEntries("/proc/self/fd").Select(fd => new FileInfo(fd).LinkTarget).ToHashSet();
+        Assert.DoesNotContain(inodes.Item1, open);
+        Assert.DoesNotContain(inodes.Item2, open);
+
+        static string PipeOf(int fd) => new FileInfo($"/proc/self/fd/{fd}").LinkTarget ?? "(none)";
+    }
+
+    private sealed class CollectingOutput : IJobOutput
+    {
+        private readonly System.Text.StringBuilder _text = new();
+
+        public string Text => _text.ToString();
+
+        public void Write(ReadOnlySpan<char> text) => _text.Append(text);
+    }
+
+    [Fact]
+    public void RuntimeEnvironmentBlock_IsReadHere_ListsTheEnvironment_AndChangesWithEverySetEnvironmentVariable()
+    {
+        // The cheap check is in use on the runtimes this library targets; if a runtime drops the block, this says so (the
+        // runner still works, through the slower public snapshot).
+        Assert.True(RuntimeEnvironmentBlock.IsAvailable, "the runtime's environment block could not be read or did not match GetEnvironmentVariables()");
+        var name = "DISPATCHER_BLOCK_TEST";
+        try
+        {
+            var before = RuntimeEnvironmentBlock.Copy()!;
+            Assert.True(RuntimeEnvironmentBlock.Lists(before, Environment.GetEnvironmentVariables()));
+            Assert.True(RuntimeEnvironmentBlock.Matches(before));
+
+            Environment.SetEnvironmentVariable(name, "xy");
+            Assert.False(RuntimeEnvironmentBlock.Matches(before), "an added variable");
+            var added = RuntimeEnvironmentBlock.Copy()!;
+            Assert.True(RuntimeEnvironmentBlock.Lists(added, Environment.GetEnvironmentVariables()));
+            Assert.Contains(name + "=xy", new string(added), StringComparison.Ordinal);
+
+            Environment.SetEnvironmentVariable(name, "xz");
+            Assert.False(RuntimeEnvironmentBlock.Matches(added), "a value of the same length");
+            var changed = RuntimeEnvironmentBlock.Copy()!;
+            Assert.True(RuntimeEnvironmentBlock.Matches(changed));
+
+            Environment.SetEnvironmentVariable(name, null);
+            Assert.False(RuntimeEnvironmentBlock.Matches(changed), "a removed variable");
+            Assert.True(RuntimeEnvironmentBlock.Lists(RuntimeEnvironmentBlock.Copy()!, Environment.GetEnvironmentVariables()));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(name, null);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Runners))]
     public async Task ProgramThatMovesOnPath_IsFoundAgain_AndOneThatIsGone_Is127(string runner)
     {
         await using var t = new TestDispatcher(runner: Create(runner));
