@@ -95,15 +95,29 @@ internal static class ResourceBenchmarks
     /// <summary>Enqueue throughput into a blocked queue, in memory and with the journal (with and without fsync).</summary>
     public static async Task StoreAsync(Report report, int jobs)
     {
-        foreach (var callers in new[] { 16, 64 })
+        // BENCH_STORE_CALLERS (e.g. "16") and BENCH_STORE_FSYNC_ONLY=1 (in memory and the fsync'd journal only) narrow the section
+        // for profiles and alternating runs against another build.
+        var callerCounts = Environment.GetEnvironmentVariable("BENCH_STORE_CALLERS") is { Length: > 0 } only
+            ? only.Split(',').Select(int.Parse).ToArray()
+            : [16, 64];
+        var fsyncOnly = Environment.GetEnvironmentVariable("BENCH_STORE_FSYNC_ONLY") == "1";
+        string[] modes = fsyncOnly ? ["memory", "journal, fsync"] : ["memory", "journal, fsync", "journal, no fsync", Appended];
+        // One untimed round of each mode first: in a profile of 16 fsync'd callers the JIT's tiering thread still took 30 % of the
+        // process's samples in the second measured round (4 % in the third), and it counted in the CPU per enqueue.
+        foreach (var mode in modes)
+        {
+            _ = await StoreRunAsync(mode, jobs / 4, callerCounts[0]);
+        }
+
+        foreach (var callers in callerCounts)
         {
             // Three rounds, alternating the modes; the medians are reported. The concurrent phase enqueues ten times as many
             // jobs as the serial one (in memory it takes only milliseconds).
-            var rounds = new Dictionary<string, List<(double Serial, double Parallel, double RecordsPerCommit, double CommitMs, double CpuUs)>>();
+            var rounds = new Dictionary<string, List<(double Serial, double Parallel, double RecordsPerCommit, double CommitMs, double CpuUs, double Bytes, double Gen0)>>();
             var diskFlush = new List<double>();
             for (var round = 0; round < 3; round++)
             {
-                foreach (var mode in new[] { "memory", "journal, fsync", "journal, no fsync", Appended })
+                foreach (var mode in modes)
                 {
                     (rounds.TryGetValue(mode, out var list) ? list : rounds[mode] = []).Add(await StoreRunAsync(mode, jobs, callers));
                 }
@@ -114,12 +128,12 @@ internal static class ResourceBenchmarks
             var results = rounds.ToDictionary(r => r.Key, r => (
                 Serial: Median(r.Value.Select(v => v.Serial)), Parallel: Median(r.Value.Select(v => v.Parallel)),
                 RecordsPerCommit: Median(r.Value.Select(v => v.RecordsPerCommit)), CommitMs: Median(r.Value.Select(v => v.CommitMs)),
-                CpuUs: Median(r.Value.Select(v => v.CpuUs))));
+                CpuUs: Median(r.Value.Select(v => v.CpuUs)), Bytes: Median(r.Value.Select(v => v.Bytes)), Gen0: Median(r.Value.Select(v => v.Gen0))));
 
             var memory = results["memory"];
-            foreach (var mode in new[] { "journal, fsync", "journal, no fsync", Appended })
+            foreach (var mode in modes.Skip(1))
             {
-                var (s, p, perCommit, commitMs, cpuUs) = results[mode];
+                var (s, p, perCommit, commitMs, cpuUs, bytes, gen0) = results[mode];
 
                 // With every caller waiting for its flush, time ≈ the enqueue work (as in memory) + one flush per group; the
                 // groups can hold at most `callers` records, which bounds the ratio from below.
@@ -143,7 +157,8 @@ internal static class ResourceBenchmarks
                         $"{F(p / flushBound, 2)}×", "≥ 0.9× the flush bound", p / flushBound >= 0.9,
                         $"{F(perCommit, 1)} of {callers} possible records per commit; the journal's commit (write + fdatasync into preallocated zeros) {F(commitMs, 3)} ms, "
                         + $"so {F(p / ownBound, 2)}× of its own bound ({callers} ÷ its commit time): the rest is the callers' round trip between flushes; "
-                        + $"process CPU {F(cpuUs, 1)} µs per enqueue (in memory {F(memory.CpuUs, 1)} µs), so {F(callers * cpuUs / Environment.ProcessorCount / 1000, 3)} ms of the {Environment.ProcessorCount} cores per group of {callers}");
+                        + $"process CPU {F(cpuUs, 1)} µs per enqueue (in memory {F(memory.CpuUs, 1)} µs), so {F(callers * cpuUs / Environment.ProcessorCount / 1000, 3)} ms of the {Environment.ProcessorCount} cores per group of {callers}; "
+                        + $"{F(bytes, 0)} bytes allocated per enqueue (in memory {F(memory.Bytes, 0)}), {F(gen0, 0)} gen0 collections per round (in memory {F(memory.Gen0, 0)})");
                 }
             }
         }
@@ -183,7 +198,7 @@ internal static class ResourceBenchmarks
         }
     }
 
-    private static async Task<(double Serial, double Parallel, double RecordsPerCommit, double CommitMs, double CpuUs)> StoreRunAsync(string mode, int jobs, int callers)
+    private static async Task<(double Serial, double Parallel, double RecordsPerCommit, double CommitMs, double CpuUs, double Bytes, double Gen0)> StoreRunAsync(string mode, int jobs, int callers)
     {
         var dir = Directory.CreateTempSubdirectory("bench-store-").FullName;
         try
@@ -236,6 +251,8 @@ internal static class ResourceBenchmarks
             });
             listener.Start();
             var cpu = Process.GetCurrentProcess().TotalProcessorTime;
+            var allocated = GC.GetTotalAllocatedBytes(precise: true);
+            var gen0 = GC.CollectionCount(0);
             sw.Restart();
             await Task.WhenAll(Enumerable.Range(0, callers).Select(w => Task.Run(async () =>
             {
@@ -245,10 +262,21 @@ internal static class ResourceBenchmarks
                 }
             })));
             var parallel = jobs * 10 / sw.Elapsed.TotalSeconds;
+            if (Environment.GetEnvironmentVariable("BENCH_STORE_MARK") == "1")
+            {
+                // The concurrent phase in CLOCK_MONOTONIC seconds (Stopwatch's clock on Linux): `perf record -k mono`, then
+                // `perf script --time START,END` keeps only its samples.
+                var end = Stopwatch.GetTimestamp();
+                var start = end - sw.Elapsed.Ticks * (Stopwatch.Frequency / TimeSpan.TicksPerSecond);
+                Console.Error.WriteLine($"store phase {mode}, {callers} callers: {(double)start / Stopwatch.Frequency:F6},{(double)end / Stopwatch.Frequency:F6}");
+            }
+
             var cpuUs = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalMicroseconds / (jobs * 10);
+            var bytes = (double)(GC.GetTotalAllocatedBytes(precise: true) - allocated) / (jobs * 10);
+            var collections = GC.CollectionCount(0) - gen0;
             listener.Dispose();
             await d.KillAsync(d.List().Select(j => j.Id));
-            return (serial, parallel, commits == 0 ? double.NaN : (double)records / commits, commits == 0 ? double.NaN : seconds * 1000 / commits, cpuUs);
+            return (serial, parallel, commits == 0 ? double.NaN : (double)records / commits, commits == 0 ? double.NaN : seconds * 1000 / commits, cpuUs, bytes, collections);
         }
         finally
         {

@@ -77,6 +77,46 @@ public sealed class JournalFlushTests
         Assert.Equal(1, store.Flushes);
     }
 
+    [Fact]
+    public async Task EndRecord_ThatCouldNotBeWritten_IsPutBackWithTheNextRecord_AndSurvivesARestart()
+    {
+        // A job's start, process and end records are written without a task to wait on: a failed write must still reach the
+        // dispatcher, which rewrites the journal from its own state at its next record once the storage takes records again.
+        var data = Directory.CreateTempSubdirectory("flush-").FullName;
+        var first = new TestDispatcher(o => o.DataDirectory = data, data) { KeepDirectory = true };
+        var store = Assert.IsType<FileJobStore>(first.Dispatcher.Store);
+        var failing = 0;
+        store.OnCommit = () =>
+        {
+            if (Volatile.Read(ref failing) == 1)
+            {
+                throw new IOException("No space left on device");
+            }
+        };
+
+        var release = first.PathOf("release");
+        await first.RunAsync("a", $"sh -c \"while [ ! -e {release} ]; do sleep 0.01; done; echo done-a\"");
+        await ProcessProbe.WaitUntilAsync(() => Journal(data).Contains("\"Kind\":\"started\",\"Id\":\"a\"", StringComparison.Ordinal), "a started");
+        Volatile.Write(ref failing, 1);
+        await File.WriteAllTextAsync(release, string.Empty);
+        Assert.Equal(JobOutcome.Succeeded, (await first.WaitAsync("a")).Outcome);
+        Assert.DoesNotContain("\"Kind\":\"finished\",\"Id\":\"a\"", Journal(data), StringComparison.Ordinal);
+        Assert.Equal(JobStoreStatus.Degraded, store.Health.Status);
+
+        Volatile.Write(ref failing, 0);
+        await first.RunAsync("b", "true");
+        Assert.Equal(JobOutcome.Succeeded, (await first.WaitAsync("b")).Outcome);
+        await ProcessProbe.WaitUntilAsync(() => Journal(data).Contains("\"Kind\":\"finished\",\"Id\":\"a\"", StringComparison.Ordinal), "a's end was put back");
+        await first.DisposeAsync();
+
+        await using var second = new TestDispatcher(o => o.DataDirectory = data, data);
+        await second.Dispatcher.StartAsync(CancellationToken.None);
+        var a = second.Dispatcher.GetResult("a");
+        Assert.NotNull(a);
+        Assert.Equal(JobOutcome.Succeeded, a.Outcome);
+        Assert.Contains("done-a", a.CommandResults[0].Output, StringComparison.Ordinal);
+    }
+
     private static string Journal(string dir)
     {
         var path = Path.Combine(dir, FileJobStore.FileName);

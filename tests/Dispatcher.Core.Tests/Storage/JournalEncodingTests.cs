@@ -1,0 +1,81 @@
+using System.Buffers;
+using System.Text;
+using Dispatcher.Storage;
+
+namespace Dispatcher.Tests.Storage;
+
+/// <summary>
+/// The journal writes its most frequent records (a job's start and process, a plain enqueue) straight to JSON, without the
+/// general <see cref="StoredRecord"/>: the bytes must be exactly those the general path writes, so that nothing about the file
+/// depends on which path wrote a record.
+/// </summary>
+public sealed class JournalEncodingTests
+{
+    private static readonly DateTimeOffset[] Times =
+    [
+        new(2026, 11, 30, 7, 32, 57, TimeSpan.Zero),
+        new DateTimeOffset(2026, 11, 30, 7, 32, 57, TimeSpan.Zero).AddTicks(6781657),
+        new DateTimeOffset(1999, 1, 2, 3, 4, 5, TimeSpan.FromMinutes(330)).AddTicks(1000),
+        new DateTimeOffset(2040, 12, 31, 23, 59, 59, TimeSpan.FromHours(-8)).AddTicks(9_999_999),
+    ];
+
+    private static readonly string[] Texts =
+    [
+        "a", "c12345", "with \"quotes\" and \\backslashes\\", "tab\there\nnewline\r", "nul\0and\u0001control\u007f",
+        "unicode é ü 中文 🎉", "<html>&amp;'</html>", "surrogate \ud83d\ude00 pair", new string('x', 5000),
+    ];
+
+    public static TheoryData<string> Cases() => new(Enumerable.Range(0, Records().Count).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void DirectEncoding_IsByteForByteTheGeneralOne_AndDecodesBack(string index)
+    {
+        var record = Records()[int.Parse(index, System.Globalization.CultureInfo.InvariantCulture)];
+        var direct = new ArrayBufferWriter<byte>();
+        FileJobStore.Encode(record, direct);
+        var general = new ArrayBufferWriter<byte>();
+        FileJobStore.EncodeThroughStoredRecord(record, general);
+
+        Assert.Equal(Encoding.UTF8.GetString(general.WrittenSpan), Encoding.UTF8.GetString(direct.WrittenSpan));
+        Assert.True(FileJobStore.TryDecode(direct.WrittenSpan[..^1], out var decoded, out var problem), problem);
+        Assert.Equal(Encoding.UTF8.GetString(general.WrittenSpan), Encoding.UTF8.GetString(FileJobStore.Encode(decoded)));
+    }
+
+    private static List<JobStoreRecord> Records()
+    {
+        var records = new List<JobStoreRecord>();
+        foreach (var time in Times)
+        {
+            foreach (var text in Texts)
+            {
+                records.Add(new JobStartedRecord(text, time));
+                records.Add(new JobProcessStartedRecord(text, 3, 4_000_000, ulong.MaxValue, text));
+                records.Add(new JobEnqueuedRecord(new JobRequest(text, [text, "true", "sh -c \"echo $HOME\""]) { Queue = text }, time));
+            }
+
+            records.Add(new JobProcessStartedRecord("p", 0, 1, 0, "boot"));
+            records.Add(new JobEnqueuedRecord(new JobRequest("full", ["true"])
+            {
+                Queue = DispatcherQueues.PkgQueue,
+                WorkingDirectory = "/tmp/wd \"x\"",
+                Timeout = TimeSpan.FromMilliseconds(1500.25),
+                RerunIfInterrupted = true,
+                Priority = -3,
+                StandardInput = "line 1\nline 2\0é",
+                IdempotencyKey = "key-é",
+            }, time));
+            records.Add(new JobEnqueuedRecord(new JobRequest("tiny-timeout", ["true"]) { Timeout = TimeSpan.FromTicks(1), Priority = int.MaxValue }, time));
+            records.Add(new JobEnqueuedRecord(new JobRequest("long-timeout", ["true"]) { Timeout = TimeSpan.FromDays(3650) / 7, After = [] }, time));
+
+            // Through the general path in both encodings (a rarer field is set): still the same bytes.
+            records.Add(new JobEnqueuedRecord(new JobRequest("env", ["true"]) { Environment = new Dictionary<string, string> { ["A"] = "b" } }, time));
+            records.Add(new JobEnqueuedRecord(new JobRequest("labels", ["true"]) { Labels = new Dictionary<string, string> { ["l"] = "v" }, After = ["a"] }, time));
+            records.Add(new JobEnqueuedRecord(new JobRequest("retry", ["true"]) { Retry = new RetryPolicy(2, TimeSpan.FromSeconds(1)), Delay = TimeSpan.FromSeconds(2) }, time));
+            records.Add(new JobEnqueuedRecord(new JobRequest("argv", ["true"]) { ArgumentVectors = [["true"]], RunAs = "nobody", StartAt = time }, time));
+            records.Add(new QueueStateRecord("q", 2, true, false));
+        }
+
+        return records;
+    }
+}
