@@ -125,112 +125,58 @@ internal sealed class EnvironmentFilter
 
 /// <summary>
 /// The environment a command starts with: this process's environment (as .NET sees it, with the host's own changes) less what
-/// the <see cref="EnvironmentFilter"/> holds back, plus the job's overrides. The block for the process's environment alone is
-/// built once and reused for as long as that environment stays the same, which is checked on every spawn: by comparing the
-/// runtime's own environment block with the one the cache was built from (<see cref="RuntimeEnvironmentBlock"/>, about 3 µs
-/// for 46 variables), or, where the runtime offers no such block, by comparing a fresh
-/// <see cref="Environment.GetEnvironmentVariables()"/> with the snapshot (17–21 µs and 7 KB per spawn: measured on the child
-/// event loop's thread, between one job's end and the next one's spawn).
+/// the <see cref="EnvironmentFilter"/> holds back, plus the job's overrides. The block for the process's environment alone is built once and reused for as long as that environment
+/// stays the same (checked on every spawn, by comparing a fresh snapshot with the one it was built from).
 /// </summary>
 internal static class SpawnEnvironment
 {
     private static readonly object s_gate = new();
     private static Hashtable? s_snapshot;
-    private static char[]? s_snapshotBlock;
     private static NativeStringArray? s_block;
     private static string? s_path;
     private static EnvironmentFilter? s_filter;
-
-    /// <summary>Gets how many times the cached block was built (tests: a spawn with an unchanged environment builds none).</summary>
-    internal static long Builds { get; private set; }
 
     /// <summary>Gets the block to spawn with, and its PATH. Dispose the lease once the spawn has returned.</summary>
     public static Lease Acquire(IReadOnlyDictionary<string, string>? overrides, EnvironmentFilter? filter = null)
     {
         filter ??= EnvironmentFilter.Default;
-        Hashtable current;
+        var current = (Hashtable)Environment.GetEnvironmentVariables();
+        if (overrides is { Count: > 0 })
+        {
+            var merged = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (DictionaryEntry e in current)
+            {
+                if (!filter.Excludes((string)e.Key))
+                {
+                    merged[(string)e.Key] = (string?)e.Value ?? string.Empty;
+                }
+            }
+
+            foreach (var (k, v) in overrides)
+            {
+                merged[k] = v;
+            }
+
+            var own = NativeStringArray.Create([.. merged.Select(kv => kv.Key + "=" + kv.Value)]);
+            return new Lease(own, merged.GetValueOrDefault("PATH"), owned: true);
+        }
+
         lock (s_gate)
         {
-            Refresh(filter);
-            if (overrides is not { Count: > 0 })
+            if (s_block is null || !ReferenceEquals(s_filter, filter) || !Same(s_snapshot!, current))
             {
-                return new Lease(s_block!, s_path, owned: false);
+                var previous = s_block;
+                s_block = NativeStringArray.Create([.. current.Cast<DictionaryEntry>()
+                    .Where(e => !filter.Excludes((string)e.Key))
+                    .Select(e => (string)e.Key + "=" + (string?)e.Value)]);
+                s_snapshot = current;
+                s_filter = filter;
+                s_path = (string?)current["PATH"];
+                previous?.Dispose(); // freed once no spawn holds it
             }
 
-            current = s_snapshot!; // never changed once stored: read outside the lock
+            return new Lease(s_block, s_path, owned: false);
         }
-
-        var merged = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (DictionaryEntry e in current)
-        {
-            if (!filter.Excludes((string)e.Key))
-            {
-                merged[(string)e.Key] = (string?)e.Value ?? string.Empty;
-            }
-        }
-
-        foreach (var (k, v) in overrides)
-        {
-            merged[k] = v;
-        }
-
-        var own = NativeStringArray.Create([.. merged.Select(kv => kv.Key + "=" + kv.Value)]);
-        return new Lease(own, merged.GetValueOrDefault("PATH"), owned: true);
-    }
-
-    /// <summary>Makes the cached snapshot and block those of the environment now. Under the lock.</summary>
-    private static void Refresh(EnvironmentFilter filter)
-    {
-        if (s_snapshot is not null)
-        {
-            if (s_snapshotBlock is not null)
-            {
-                if (RuntimeEnvironmentBlock.Matches(s_snapshotBlock))
-                {
-                    if (!ReferenceEquals(s_filter, filter))
-                    {
-                        Build(s_snapshot, s_snapshotBlock, filter);
-                    }
-
-                    return;
-                }
-            }
-            else if (!RuntimeEnvironmentBlock.IsAvailable)
-            {
-                var fresh = (Hashtable)Environment.GetEnvironmentVariables();
-                if (Same(s_snapshot, fresh))
-                {
-                    if (!ReferenceEquals(s_filter, filter))
-                    {
-                        Build(s_snapshot, null, filter);
-                    }
-
-                    return;
-                }
-
-                Build(fresh, null, filter);
-                return;
-            }
-        }
-
-        // The block is taken before the variables: a change between the two makes the next check fail and build again, never
-        // keeps a block that does not match what it was built from.
-        var block = RuntimeEnvironmentBlock.IsAvailable ? RuntimeEnvironmentBlock.Copy() : null;
-        Build((Hashtable)Environment.GetEnvironmentVariables(), block, filter);
-    }
-
-    private static void Build(Hashtable snapshot, char[]? block, EnvironmentFilter filter)
-    {
-        var previous = s_block;
-        s_block = NativeStringArray.Create([.. snapshot.Cast<DictionaryEntry>()
-            .Where(e => !filter.Excludes((string)e.Key))
-            .Select(e => (string)e.Key + "=" + (string?)e.Value)]);
-        s_snapshot = snapshot;
-        s_snapshotBlock = block;
-        s_filter = filter;
-        s_path = (string?)snapshot["PATH"];
-        Builds++;
-        previous?.Dispose(); // freed once no spawn holds it
     }
 
     private static bool Same(Hashtable snapshot, Hashtable current)
@@ -242,6 +188,7 @@ internal static class SpawnEnvironment
 
         foreach (DictionaryEntry e in current)
         {
+            // The runtime hands out the same string instances until a variable changes, so this is mostly reference checks.
             if (snapshot[e.Key] is not string value || !string.Equals(value, (string?)e.Value, StringComparison.Ordinal))
             {
                 return false;
@@ -279,150 +226,4 @@ internal static class SpawnEnvironment
             }
         }
     }
-}
-
-/// <summary>
-/// The CoreCLR runtime's own copy of the process environment, read as one block. On Linux the runtime keeps the environment
-/// in its platform layer (<see cref="Environment.SetEnvironmentVariable(string, string)"/> changes that copy, not the C
-/// library's), and <see cref="Environment.GetEnvironmentVariables()"/> is built from exactly this block
-/// (<c>GetEnvironmentStringsW</c>: "NAME=value" strings, each ended by a NUL, the block by a second NUL). Equal blocks are
-/// therefore equal environments, and comparing them costs a copy of the block instead of a dictionary of new strings.
-/// </summary>
-/// <remarks>
-/// The block comes from an internal method of the runtime, found once by reflection with its exact signature. It is used only
-/// if that method exists and, on first use, a block it returns lists exactly what <see cref="Environment.GetEnvironmentVariables()"/>
-/// returns; otherwise (another runtime, a trimmed one, a changed runtime) <see cref="IsAvailable"/> is false and
-/// <see cref="SpawnEnvironment"/> compares the public snapshot instead, as before.
-/// </remarks>
-internal static unsafe class RuntimeEnvironmentBlock
-{
-    private static readonly delegate*<char*> s_get;
-    private static readonly delegate*<char*, int> s_free;
-
-    static RuntimeEnvironmentBlock()
-    {
-        try
-        {
-            var kernel32 = typeof(Environment).Assembly.GetType("Interop+Kernel32");
-            const System.Reflection.BindingFlags Static = System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static;
-            var get = kernel32?.GetMethod("GetEnvironmentStringsW", Static, Type.EmptyTypes);
-            var free = kernel32?.GetMethod("FreeEnvironmentStringsW", Static, [typeof(char*)]);
-            if (get is null || free is null || get.ReturnType != typeof(char*) || !IsInt32Like(free.ReturnType))
-            {
-                return;
-            }
-
-            s_get = (delegate*<char*>)get.MethodHandle.GetFunctionPointer();
-            s_free = (delegate*<char*, int>)free.MethodHandle.GetFunctionPointer();
-            if (Copy() is { } block && Lists(block, Environment.GetEnvironmentVariables()))
-            {
-                IsAvailable = true;
-            }
-        }
-#pragma warning disable CA1031 // any failure to find or check it means "not available"
-        catch (Exception)
-#pragma warning restore CA1031
-        {
-            IsAvailable = false;
-        }
-    }
-
-    /// <summary>Gets whether the runtime's block can be read here (and was checked against the public API).</summary>
-    public static bool IsAvailable { get; }
-
-    /// <summary>The runtime's environment block now, through its terminating second NUL; null when not available.</summary>
-    public static char[]? Copy()
-    {
-        if (s_get == null)
-        {
-            return null;
-        }
-
-        var block = s_get();
-        if (block == null)
-        {
-            return null;
-        }
-
-        try
-        {
-            var length = 0;
-            while (!(block[length] == '\0' && (length == 0 || block[length - 1] == '\0')))
-            {
-                length++;
-            }
-
-            return new ReadOnlySpan<char>(block, length + 1).ToArray();
-        }
-        finally
-        {
-            _ = s_free(block);
-        }
-    }
-
-    /// <summary>Whether the runtime's block now is <paramref name="previous"/> (a <see cref="Copy"/>), character for character.</summary>
-    public static bool Matches(char[] previous)
-    {
-        if (!IsAvailable)
-        {
-            return false;
-        }
-
-        var block = s_get();
-        if (block == null)
-        {
-            return false;
-        }
-
-        try
-        {
-            // Reads stop at the first difference: the block now cannot end before it, because until then it is the previous
-            // block, whose only double NUL is its end.
-            for (var i = 0; i < previous.Length; i++)
-            {
-                if (block[i] != previous[i])
-                {
-                    return false;
-                }
-            }
-
-            return true;
-        }
-        finally
-        {
-            _ = s_free(block);
-        }
-    }
-
-    /// <summary>Whether a block lists exactly the variables of <paramref name="variables"/>.</summary>
-    internal static bool Lists(char[] block, System.Collections.IDictionary variables)
-    {
-        var count = 0;
-        var start = 0;
-        for (var i = 0; i < block.Length - 1; i++)
-        {
-            if (block[i] != '\0')
-            {
-                continue;
-            }
-
-            if (i > start)
-            {
-                var entry = new string(block, start, i - start);
-                var equals = entry.IndexOf('=', 1);
-                if (equals < 0 || variables[entry[..equals]] is not string value || value != entry[(equals + 1)..])
-                {
-                    return false;
-                }
-
-                count++;
-            }
-
-            start = i + 1;
-        }
-
-        return count == variables.Count;
-    }
-
-    private static bool IsInt32Like(Type type) => (type.IsEnum ? Enum.GetUnderlyingType(type) : type) == typeof(int);
 }
