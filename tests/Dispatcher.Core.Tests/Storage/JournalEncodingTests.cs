@@ -42,6 +42,41 @@ public sealed class JournalEncodingTests
         Assert.Equal(Encoding.UTF8.GetString(general.WrittenSpan), Encoding.UTF8.GetString(FileJobStore.Encode(decoded)));
     }
 
+    public static TheoryData<string> OddTexts() => new(
+        "lone \ud800 high", "lone \udc00 low", "\udbff\udbff", "\ud83d\ud83d\ud83d", "\u2028\u2029\u0085\ufeff\ufffe\uffff\ufffd", "", " ",
+        "\u001b[0m\b\f\v", "e\u0301", "+`'\u00a0</script>", new string('\u00ff', 70_000));
+
+    /// <summary>
+    /// Values no request that passes validation holds, or that do not survive decoding (a lone surrogate becomes U+FFFD, an empty
+    /// id or boot is refused): whatever the journal is given, both paths must still write the same bytes.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(OddTexts))]
+    public void DirectEncoding_OfOddValues_IsStillTheGeneralOne(string text)
+    {
+        var time = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.FromHours(14)).AddTicks(1);
+        JobStoreRecord[] records =
+        [
+            new JobStartedRecord(text, time),
+            new JobStartedRecord(text, DateTimeOffset.MinValue),
+            new JobStartedRecord(text, DateTimeOffset.MaxValue),
+            new JobProcessStartedRecord(text, int.MaxValue, int.MaxValue, ulong.MaxValue, null!),
+            new JobProcessStartedRecord(text, -1, -1, 0, string.Empty),
+            new JobEnqueuedRecord(new JobRequest(text, [text, string.Empty]) { Queue = text, WorkingDirectory = text, StandardInput = text, IdempotencyKey = text, Priority = int.MinValue, Timeout = TimeSpan.MaxValue }, DateTimeOffset.MaxValue),
+            new JobEnqueuedRecord(new JobRequest(text, [text]) { Queue = text, WorkingDirectory = string.Empty, StandardInput = string.Empty, IdempotencyKey = string.Empty, Timeout = TimeSpan.FromTicks(3) }, DateTimeOffset.MinValue),
+            new JobEnqueuedRecord(new JobRequest(text, [null!]) { Queue = text, Labels = null, After = [] }, time),
+        ];
+        foreach (var record in records)
+        {
+            var direct = new ArrayBufferWriter<byte>();
+            FileJobStore.Encode(record, direct);
+            var general = new ArrayBufferWriter<byte>();
+            FileJobStore.EncodeThroughStoredRecord(record, general);
+            Assert.Equal(Encoding.UTF8.GetString(general.WrittenSpan), Encoding.UTF8.GetString(direct.WrittenSpan));
+            Assert.True(general.WrittenSpan.SequenceEqual(direct.WrittenSpan));
+        }
+    }
+
     private static List<JobStoreRecord> Records()
     {
         var records = new List<JobStoreRecord>();
