@@ -37,11 +37,11 @@ internal static class UserPathBenchmarks
         var warm = Math.Min(jobs, 1000);
 
         // BENCH_BASELINE_HOST: the sample host dll of another build (for example main before a change), with the judged
-        // composition (journal + fsync, containment off), measured in the same rounds over WebSocket and REST with 1 subscriber.
+        // composition (journal + fsync, containment off), measured in the same rounds over WebSocket and REST with 1 and 100 subscribers.
         var baselineDll = Environment.GetEnvironmentVariable("BENCH_BASELINE_HOST");
         var baselineName = Environment.GetEnvironmentVariable("BENCH_BASELINE_NAME") ?? "the baseline build";
         await using var beforeHost = baselineDll is null ? null : await HostProcess.StartAsync(baselineDll, durable: true, Off);
-        var before = new Dictionary<string, List<Round>> { ["WebSocket"] = [], ["REST"] = [] };
+        var before = cases.ToDictionary(c => c, _ => new List<Round>());
 
         var breakdown = new List<(string What, HostProcess Host, List<Round> Rounds)>();
         await using (var host = await HostProcess.StartAsync(durable: true, Off))
@@ -76,9 +76,9 @@ internal static class UserPathBenchmarks
                 foreach (var k in cases)
                 {
                     results[k].Add(await RoundAsync(host, k.Transport, k.Subscribers, jobs, "pkg_queue", measureLatency: false));
-                    if (beforeHost is not null && k.Subscribers == 1)
+                    if (beforeHost is not null)
                     {
-                        before[k.Transport].Add(await RoundAsync(beforeHost, k.Transport, 1, jobs, "pkg_queue", measureLatency: false));
+                        before[k].Add(await RoundAsync(beforeHost, k.Transport, k.Subscribers, jobs, "pkg_queue", measureLatency: false));
                     }
                 }
 
@@ -122,7 +122,7 @@ internal static class UserPathBenchmarks
                 $"rounds {Rounds(rs)}; host CPU {F(CpuPerJob(rs), 0)} µs per job, {F(SwitchesPerJob(rs), 1)} context switches per job{extra}; {rs.Sum(x => x.Lost)} lost");
         }
 
-        foreach (var (transport, rs) in before)
+        foreach (var ((transport, subscribers), rs) in before)
         {
             if (rs.Count == 0)
             {
@@ -130,8 +130,8 @@ internal static class UserPathBenchmarks
             }
 
             var rate = Median(rs.Select(x => x.Rate));
-            var now = results[(transport, 1)];
-            report.Add($"user's path, the same over {transport} with 1 subscriber, journal + fsync, containment off, {baselineName}", $"{F(rate, 0)} jobs/s", Baseline(), Ratio(rate), "(before/after)", null,
+            var now = results[(transport, subscribers)];
+            report.Add($"user's path, the same over {transport} with {subscribers} subscriber{(subscribers > 1 ? "s" : string.Empty)}, journal + fsync, containment off, {baselineName}", $"{F(rate, 0)} jobs/s", Baseline(), Ratio(rate), "(before/after)", null,
                 $"rounds {Rounds(rs)}; host CPU {F(CpuPerJob(rs), 0)} µs per job, {F(SwitchesPerJob(rs), 1)} context switches per job; this build in the same rounds: {F(Median(now.Select(x => x.Rate)), 0)} jobs/s, {F(CpuPerJob(now), 0)} µs per job, {F(SwitchesPerJob(now), 1)} context switches per job"
                 + $"; load {File.ReadAllText("/proc/loadavg").Trim()}");
         }
