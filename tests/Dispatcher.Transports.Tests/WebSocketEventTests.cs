@@ -185,6 +185,42 @@ public sealed class WebSocketEventTests
     }
 
     [Fact]
+    public async Task SubscriberThatDropsItsConnectionMidBurst_CostsTheOthersNoEvent()
+    {
+        // Frames to a connection that is gone fail in whichever thread sends them (the feed's or the send loop): the others
+        // keep every event, and the server keeps serving.
+        await using var server = await TestServer.StartAsync();
+        await using var stays = await server.ConnectAsync("admin");
+        var dropped = await server.ConnectAsync("admin");
+        await stays.RequestAsync("events", "subscribe", "dispatcher");
+        await dropped.RequestAsync("events", "subscribe", "dispatcher");
+        const int Jobs = 200;
+        var run = new StringBuilder("{\"action\":\"run\"");
+        for (var i = 0; i < Jobs; i++)
+        {
+            run.Append(CultureInfo.InvariantCulture, $",\"d{i}\":\"true\"");
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await server.PutAsync("/rpc/dispatcher", run.Append('}').ToString())).Status);
+        await dropped.ReceiveAsync(f => (string?)f["name"] == "dispatcher");
+        dropped.Socket.Abort();
+        await dropped.DisposeAsync();
+
+        var finished = new HashSet<string>();
+        while (finished.Count < Jobs)
+        {
+            var args = (await stays.ReceiveAsync(f => (string?)f["name"] == "dispatcher"))["args"]!;
+            if ((string?)args["state"] == "finished")
+            {
+                Assert.True(finished.Add((string)args["process_id"]!));
+            }
+        }
+
+        await using var later = await server.ConnectAsync("admin");
+        Assert.Equal("response", (string?)(await later.DispatcherAsync(new JsonObject { ["action"] = "list" }))["name"]);
+    }
+
+    [Fact]
     public async Task Enricher_SetsEventSystemAndFields_ForJobsTheHostRecognises()
     {
         await using var server = await TestServer.StartAsync(dispatcher: d => d.AddEventEnricher<PkgEnricher>());

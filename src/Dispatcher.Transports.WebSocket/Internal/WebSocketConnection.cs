@@ -277,17 +277,24 @@ internal sealed partial class WebSocketConnection : IDisposable
     }
 
     /// <summary>A send from <see cref="OnEvent"/> failed: the connection is broken, so end it as a failed send loop would.</summary>
+    /// <remarks>
+    /// Not on this thread: it may be the feed's, inside the feed's and the event log's locks, and the cancellation can run the
+    /// connection's end (which unsubscribes, taking the hub's lock and then the log's) synchronously.
+    /// </remarks>
     private void SendFailed(Exception ex)
     {
         Log.Aborted(_logger, _session.RemoteAddress, ex);
-        try
+        ThreadPool.UnsafeQueueUserWorkItem(static connection =>
         {
-            _abort.Cancel();
-        }
-        catch (ObjectDisposedException)
-        {
-            // The connection already ended.
-        }
+            try
+            {
+                connection._abort.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // The connection already ended.
+            }
+        }, this, preferLocal: false);
     }
 
     /// <summary>How long a client gets to answer the close frame when the host stops (the host's stop must not wait on it).</summary>
