@@ -9,8 +9,7 @@ namespace Dispatcher.Transports.WebSocket.Internal;
 
 /// <summary>
 /// One client connection: a receive loop that handles requests in order, and a send loop that drains a bounded queue, so replies
-/// and events never interleave inside a frame and a client that stops reading cannot make the server wait. An event that finds
-/// the queue empty and the socket free is sent by the publisher's thread itself (one writer at a time, in order).
+/// and events never interleave inside a frame and a client that stops reading cannot make the server wait.
 /// </summary>
 internal sealed partial class WebSocketConnection : IDisposable
 {
@@ -24,9 +23,6 @@ internal sealed partial class WebSocketConnection : IDisposable
     private readonly Channel<Outgoing> _send;
     private readonly CancellationTokenSource _abort = new();
     private readonly CancellationToken _stopping;
-
-    /// <summary>Held by whoever writes to the socket: the send loop for a batch, or <see cref="OnEvent"/> for one frame.</summary>
-    private readonly SemaphoreSlim _writer = new(1, 1);
     private long _queuedBytes;
     private int _closing;
     private Outgoing? _closeFrame;
@@ -198,7 +194,7 @@ internal sealed partial class WebSocketConnection : IDisposable
         return false;
     }
 
-    /// <summary>Called on the publisher's thread: send or queue the frame, or disconnect a client that lets its queue fill up.</summary>
+    /// <summary>Called on the publisher's thread: queue the frame, or disconnect a client that lets its queue fill up.</summary>
     private void OnEvent(ReadOnlyMemory<byte> frame)
     {
         if (Volatile.Read(ref _closing) != 0)
@@ -211,90 +207,12 @@ internal sealed partial class WebSocketConnection : IDisposable
             return;
         }
 
-        if (_stream is not null && _send.Reader.Count == 0 && _writer.Wait(0))
-        {
-            // Nothing queued and nobody writing: send the frame from this thread. Queueing it woke the send loop on another
-            // pool thread for every frame of a quiet connection (a futex wake and a context switch, per frame and subscriber).
-            // The frame goes into Kestrel's output pipe; only a client whose pipe is full makes the send wait, and then its
-            // completion releases the socket to the send loop, which keeps everything queued meanwhile in order behind it.
-            SendNow(frame);
-            return;
-        }
-
         if (!_send.Writer.TryWrite(new Outgoing(frame, IsEvent: true)))
         {
             Interlocked.Add(ref _queuedBytes, -frame.Length);
             Log.SlowClient(_logger, _session.RemoteAddress, $"{_options.SendQueueCapacity} frames");
             Close(WebSocketCloseStatus.PolicyViolation, $"Send queue over {_options.SendQueueCapacity} frames: the client is not reading its messages");
         }
-    }
-
-    /// <summary>Sends one event frame on the caller's thread; called holding <see cref="_writer"/>, which it releases.</summary>
-    private void SendNow(ReadOnlyMemory<byte> frame)
-    {
-        ValueTask sending;
-        try
-        {
-            _stream!.Corked = false;
-            sending = _socket.SendAsync(frame, WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
-        }
-        catch (Exception ex)
-        {
-            Sent(frame.Length);
-            SendFailed(ex);
-            return;
-        }
-
-        if (sending.IsCompletedSuccessfully)
-        {
-            Sent(frame.Length);
-            return;
-        }
-
-        _ = FinishSendAsync(sending, frame.Length);
-    }
-
-    private async Task FinishSendAsync(ValueTask sending, int length)
-    {
-        try
-        {
-            await sending.ConfigureAwait(false);
-        }
-        catch (Exception ex)
-        {
-            SendFailed(ex);
-        }
-        finally
-        {
-            Sent(length);
-        }
-    }
-
-    private void Sent(int length)
-    {
-        Interlocked.Add(ref _queuedBytes, -length);
-        _writer.Release();
-    }
-
-    /// <summary>A send from <see cref="OnEvent"/> failed: the connection is broken, so end it as a failed send loop would.</summary>
-    /// <remarks>
-    /// Not on this thread: it may be the feed's, inside the feed's and the event log's locks, and the cancellation can run the
-    /// connection's end (which unsubscribes, taking the hub's lock and then the log's) synchronously.
-    /// </remarks>
-    private void SendFailed(Exception ex)
-    {
-        Log.Aborted(_logger, _session.RemoteAddress, ex);
-        ThreadPool.UnsafeQueueUserWorkItem(static connection =>
-        {
-            try
-            {
-                connection._abort.Cancel();
-            }
-            catch (ObjectDisposedException)
-            {
-                // The connection already ended.
-            }
-        }, this, preferLocal: false);
     }
 
     /// <summary>How long a client gets to answer the close frame when the host stops (the host's stop must not wait on it).</summary>
@@ -327,50 +245,32 @@ internal sealed partial class WebSocketConnection : IDisposable
     {
         while (await _send.Reader.WaitToReadAsync(token).ConfigureAwait(false))
         {
-            // Taken before the first frame is read, so that OnEvent never sends a frame ahead of one already dequeued here.
-            await _writer.WaitAsync(token).ConfigureAwait(false);
-            try
+            while (_send.Reader.TryRead(out var item))
             {
-                while (_send.Reader.TryRead(out var item))
+                Interlocked.Add(ref _queuedBytes, -item.Data.Length);
+                if (item.IsEvent && Volatile.Read(ref _closing) != 0)
                 {
-                    Interlocked.Add(ref _queuedBytes, -item.Data.Length);
-                    if (item.IsEvent && Volatile.Read(ref _closing) != 0)
-                    {
-                        continue;
-                    }
-
-                    if (_stream is not null)
-                    {
-                        // More frames are queued: hold this one back and send them together.
-                        _stream.Corked = _send.Reader.Count > 0;
-                    }
-
-                    await _socket.SendAsync(item.Data, WebSocketMessageType.Text, endOfMessage: true, token).ConfigureAwait(false);
+                    continue;
                 }
 
                 if (_stream is not null)
                 {
-                    await _stream.FlushPendingAsync(token).ConfigureAwait(false);
+                    // More frames are queued: hold this one back and send them together.
+                    _stream.Corked = _send.Reader.Count > 0;
                 }
+
+                await _socket.SendAsync(item.Data, WebSocketMessageType.Text, endOfMessage: true, token).ConfigureAwait(false);
             }
-            finally
+
+            if (_stream is not null)
             {
-                _writer.Release();
+                await _stream.FlushPendingAsync(token).ConfigureAwait(false);
             }
         }
 
         if (_closeFrame is { } close && _socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
         {
-            // After an event OnEvent may still be sending.
-            await _writer.WaitAsync(token).ConfigureAwait(false);
-            try
-            {
-                await _socket.CloseOutputAsync(close.CloseStatus, close.CloseReason, token).ConfigureAwait(false);
-            }
-            finally
-            {
-                _writer.Release();
-            }
+            await _socket.CloseOutputAsync(close.CloseStatus, close.CloseReason, token).ConfigureAwait(false);
         }
     }
 
