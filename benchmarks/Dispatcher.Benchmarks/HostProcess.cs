@@ -103,6 +103,45 @@ internal sealed class HostProcess : IAsyncDisposable
         return TimeSpan.FromSeconds(ticks / 100.0); // USER_HZ is 100 on Linux
     }
 
+    /// <summary>
+    /// The context switches of the host's live threads (voluntary: a thread waited, for a futex, I/O or a timer; involuntary: it
+    /// was preempted), from /proc/PID/task/*/status; a thread that exited during a round takes its count with it.
+    /// </summary>
+    public long ContextSwitches() => ContextSwitchesByThread().Values.Sum(v => v.Switches);
+
+    /// <summary>Each live thread's name and context switches, by thread id.</summary>
+    public Dictionary<string, (string Name, long Switches)> ContextSwitchesByThread()
+    {
+        var threads = new Dictionary<string, (string Name, long Switches)>();
+        foreach (var task in Directory.EnumerateDirectories($"/proc/{Pid}/task"))
+        {
+            try
+            {
+                long switches = 0;
+                string name = string.Empty;
+                foreach (var line in File.ReadLines(Path.Combine(task, "status")))
+                {
+                    if (line.StartsWith("Name:", StringComparison.Ordinal))
+                    {
+                        name = line[5..].Trim();
+                    }
+                    else if (line.StartsWith("voluntary_ctxt_switches:", StringComparison.Ordinal) || line.StartsWith("nonvoluntary_ctxt_switches:", StringComparison.Ordinal))
+                    {
+                        switches += long.Parse(line.Split(':')[1].Trim(), CultureInfo.InvariantCulture);
+                    }
+                }
+
+                threads[Path.GetFileName(task)] = (name, switches);
+            }
+            catch (IOException)
+            {
+                // The thread exited.
+            }
+        }
+
+        return threads;
+    }
+
     public long RssBytes()
     {
         foreach (var line in File.ReadLines($"/proc/{Pid}/status"))

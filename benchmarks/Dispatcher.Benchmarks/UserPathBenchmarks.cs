@@ -37,11 +37,11 @@ internal static class UserPathBenchmarks
         var warm = Math.Min(jobs, 1000);
 
         // BENCH_BASELINE_HOST: the sample host dll of another build (for example main before a change), with the judged
-        // composition (journal + fsync, containment off), measured in the same rounds over WebSocket and REST with 1 subscriber.
+        // composition (journal + fsync, containment off), measured in the same rounds over WebSocket and REST with 1 and 100 subscribers.
         var baselineDll = Environment.GetEnvironmentVariable("BENCH_BASELINE_HOST");
         var baselineName = Environment.GetEnvironmentVariable("BENCH_BASELINE_NAME") ?? "the baseline build";
         await using var beforeHost = baselineDll is null ? null : await HostProcess.StartAsync(baselineDll, durable: true, Off);
-        var before = new Dictionary<string, List<Round>> { ["WebSocket"] = [], ["REST"] = [] };
+        var before = cases.ToDictionary(c => c, _ => new List<Round>());
 
         var breakdown = new List<(string What, HostProcess Host, List<Round> Rounds)>();
         await using (var host = await HostProcess.StartAsync(durable: true, Off))
@@ -75,10 +75,16 @@ internal static class UserPathBenchmarks
                 dotnet.Add(await SpawnLimit.ProcessLoopAsync(jobs, 1));
                 foreach (var k in cases)
                 {
-                    results[k].Add(await RoundAsync(host, k.Transport, k.Subscribers, jobs, "pkg_queue", measureLatency: false));
-                    if (beforeHost is not null && k.Subscribers == 1)
+                    // The baseline build goes first in every other round, so that neither build always follows the other.
+                    if (beforeHost is not null && r % 2 == 1)
                     {
-                        before[k.Transport].Add(await RoundAsync(beforeHost, k.Transport, 1, jobs, "pkg_queue", measureLatency: false));
+                        before[k].Add(await RoundAsync(beforeHost, k.Transport, k.Subscribers, jobs, "pkg_queue", measureLatency: false));
+                    }
+
+                    results[k].Add(await RoundAsync(host, k.Transport, k.Subscribers, jobs, "pkg_queue", measureLatency: false));
+                    if (beforeHost is not null && r % 2 == 0)
+                    {
+                        before[k].Add(await RoundAsync(beforeHost, k.Transport, k.Subscribers, jobs, "pkg_queue", measureLatency: false));
                     }
                 }
 
@@ -96,6 +102,7 @@ internal static class UserPathBenchmarks
             : $"limit (C posix_spawn loop) {F(cRate, 0)} jobs/s; .NET Process loop {F(pRate, 0)} jobs/s";
         string Ratio(double rate) => double.IsNaN(cRate) ? $"{F(rate / pRate, 2)}× the Process loop" : $"{F(rate / cRate, 2)}× limit, {F(rate / pRate, 2)}× Process loop";
         double CpuPerJob(List<Round> rs) => rs.Average(x => x.HostCpu.TotalMilliseconds * 1000 / jobs);
+        double SwitchesPerJob(List<Round> rs) => rs.Average(x => (double)x.ContextSwitches / jobs);
         string Rounds(List<Round> rs) => string.Join("/", rs.Select(x => F(x.Rate, 0)));
         foreach (var k in cases)
         {
@@ -106,7 +113,7 @@ internal static class UserPathBenchmarks
             report.Add($"user's path: sample host process, journal + fsync, containment off, {jobs} serial `true` in pkg_queue as one `run` over {k.Transport}, {k.Subscribers} subscriber{(k.Subscribers > 1 ? "s" : string.Empty)}",
                 $"{F(rate, 0)} jobs/s", Baseline(), Ratio(rate), "≥ 0.8× limit, 0 lost", !double.IsNaN(cRate) && rate / cRate >= 0.8 && lost == 0,
                 $"to the last `finished` at every subscriber; rounds {Rounds(rs)}, C {string.Join("/", c.Select(x => F(x, 0)))}, Process {string.Join("/", dotnet.Select(x => F(x, 0)))}; "
-                + $"{lost} lost, {disorder} out of order; host CPU {F(CpuPerJob(rs), 0)} µs per job");
+                + $"{lost} lost, {disorder} out of order; host CPU {F(CpuPerJob(rs), 0)} µs per job, {F(SwitchesPerJob(rs), 1)} context switches per job");
         }
 
         var judged = results[cases[0]];
@@ -118,10 +125,10 @@ internal static class UserPathBenchmarks
                 ? $"; against containment off in the same rounds: +{F(CpuPerJob(rs) - CpuPerJob(judged), 0)} µs of host CPU and +{F((1e6 / rate) - (1e6 / judgedRate), 0)} µs of time per job"
                 : string.Empty;
             report.Add($"user's path, the same over WebSocket with 1 subscriber, {what}", $"{F(rate, 0)} jobs/s", Baseline(), Ratio(rate), "(breakdown)", null,
-                $"rounds {Rounds(rs)}; host CPU {F(CpuPerJob(rs), 0)} µs per job{extra}; {rs.Sum(x => x.Lost)} lost");
+                $"rounds {Rounds(rs)}; host CPU {F(CpuPerJob(rs), 0)} µs per job, {F(SwitchesPerJob(rs), 1)} context switches per job{extra}; {rs.Sum(x => x.Lost)} lost");
         }
 
-        foreach (var (transport, rs) in before)
+        foreach (var ((transport, subscribers), rs) in before)
         {
             if (rs.Count == 0)
             {
@@ -129,9 +136,10 @@ internal static class UserPathBenchmarks
             }
 
             var rate = Median(rs.Select(x => x.Rate));
-            var now = results[(transport, 1)];
-            report.Add($"user's path, the same over {transport} with 1 subscriber, journal + fsync, containment off, {baselineName}", $"{F(rate, 0)} jobs/s", Baseline(), Ratio(rate), "(before/after)", null,
-                $"rounds {Rounds(rs)}; host CPU {F(CpuPerJob(rs), 0)} µs per job; this build in the same rounds: {F(Median(now.Select(x => x.Rate)), 0)} jobs/s, {F(CpuPerJob(now), 0)} µs per job");
+            var now = results[(transport, subscribers)];
+            report.Add($"user's path, the same over {transport} with {subscribers} subscriber{(subscribers > 1 ? "s" : string.Empty)}, journal + fsync, containment off, {baselineName}", $"{F(rate, 0)} jobs/s", Baseline(), Ratio(rate), "(before/after)", null,
+                $"rounds {Rounds(rs)}; host CPU {F(CpuPerJob(rs), 0)} µs per job, {F(SwitchesPerJob(rs), 1)} context switches per job; this build in the same rounds: {F(Median(now.Select(x => x.Rate)), 0)} jobs/s, {F(CpuPerJob(now), 0)} µs per job, {F(SwitchesPerJob(now), 1)} context switches per job"
+                + $"; load {File.ReadAllText("/proc/loadavg").Trim()}");
         }
     }
 
@@ -213,6 +221,9 @@ internal static class UserPathBenchmarks
         public TimeSpan ClientGcPause { get; init; }
 
         public int ClientGen2 { get; init; }
+
+        /// <summary>The host's threads' context switches (voluntary and not) during the round: its wake-ups and thread hops.</summary>
+        public long ContextSwitches { get; init; }
     }
 
     /// <summary>
@@ -251,6 +262,7 @@ internal static class UserPathBenchmarks
             }
         });
         var cpu0 = host.Cpu();
+        var switches0 = host.ContextSwitches();
         var pause0 = GC.GetTotalPauseDuration();
         var gen2 = GC.CollectionCount(2);
         var readers = subs.Select(s => Task.Run(s.ReadAsync)).ToArray();
@@ -284,6 +296,7 @@ internal static class UserPathBenchmarks
         var end = subs.Max(s => s.Done);
         var elapsed = Stopwatch.GetElapsedTime(t0, end == 0 ? Stopwatch.GetTimestamp() : end);
         var cpu = host.Cpu() - cpu0;
+        var switches = host.ContextSwitches() - switches0;
         await stop.CancelAsync();
         await sampler;
         foreach (var s in subs)
@@ -297,6 +310,7 @@ internal static class UserPathBenchmarks
         {
             ClientGcPause = GC.GetTotalPauseDuration() - pause0,
             ClientGen2 = GC.CollectionCount(2) - gen2,
+            ContextSwitches = switches,
         };
     }
 
@@ -457,13 +471,31 @@ internal static class UserPathProfile
         var pid = host.Pid.ToString(CultureInfo.InvariantCulture);
         var info = strace
             ? new ProcessStartInfo("strace", ["-c", "-f", "-p", pid, "-o", Path.Combine(outputDirectory, "strace.txt")]) { UseShellExecute = false, RedirectStandardError = true }
-            : new ProcessStartInfo("perf", ["record", "-g", "-F", "1999", "-p", pid, "-o", Path.Combine(outputDirectory, "perf.data")]) { UseShellExecute = false, RedirectStandardError = true };
+            : new ProcessStartInfo("perf", [
+                "record", "-g",
+
+                // BENCH_PERF_EVENT=sched:sched_switch records where the host's threads block (their wake-ups) instead of CPU samples.
+                .. Environment.GetEnvironmentVariable("BENCH_PERF_EVENT") is { Length: > 0 } perfEvent ? ["-e", perfEvent] : new[] { "-F", "1999" },
+                "-p", pid, "-o", Path.Combine(outputDirectory, "perf.data")]) { UseShellExecute = false, RedirectStandardError = true };
         using var perf = Process.Start(info)!;
         await Task.Delay(1000); // perf's own start-up, so that the round is recorded whole
+        var threads0 = host.ContextSwitchesByThread();
         var round = burst ? await UserPathBenchmarks.BurstRoundAsync(host, jobs, 100) : await UserPathBenchmarks.OneRoundAsync(host, jobs);
+        var threads1 = host.ContextSwitchesByThread();
         _ = kill(perf.Id, 2);
+
+        // Context switches per job by thread name (threads that exited during the round are missing).
+        foreach (var group in threads1.GroupBy(t => t.Value.Name).OrderByDescending(g => g.Sum(t => t.Value.Switches - threads0.GetValueOrDefault(t.Key).Switches)))
+        {
+            var switches = group.Sum(t => t.Value.Switches - threads0.GetValueOrDefault(t.Key).Switches);
+            if (switches > 0)
+            {
+                Console.WriteLine($"  {F((double)switches / jobs, 2),6} context switches per job: {group.Key} ({group.Count()} threads)");
+            }
+        }
+
         await perf.WaitForExitAsync();
-        Console.WriteLine($"profiled round: {F(round.Rate, 0)} jobs/s, host CPU {F(round.HostCpu.TotalMilliseconds * 1000 / jobs, 0)} µs per job, "
+        Console.WriteLine($"profiled round: {F(round.Rate, 0)} jobs/s, host CPU {F(round.HostCpu.TotalMilliseconds * 1000 / jobs, 0)} µs per job, {F((double)round.ContextSwitches / jobs, 1)} context switches per job, "
             + $"p50 {F(round.P50, 1)} ms, p99 {F(round.P99, 1)} ms; {(strace ? "strace.txt" : "perf.data")} in {outputDirectory}");
     }
 

@@ -74,6 +74,49 @@ public sealed class JobPolicyTests
     }
 
     [Fact]
+    public async Task AuditFile_OneRunOfManyJobs_IsOneWrite_WithALineForEachJobInRequestOrder()
+    {
+        var data = Directory.CreateTempSubdirectory("dispatcher-audit-").FullName;
+        try
+        {
+            await using (var server = await TestServer.StartAsync(dispatcher: d => d
+                .UseJobPolicy<OnlyEchoPolicy>()
+                .Services.Configure<DispatcherOptions>(o => o.DataDirectory = data)))
+            {
+                var audit = server.Services.GetRequiredService<AuditTrail>();
+                var before = audit.FileWrites;
+                var reply = await server.PutAsync("/rpc/dispatcher",
+                    """{"action":"run","first":"echo 1","refused":"sleep 1","second":["echo 2","echo 3"],"jobs":[{"commands":"echo 4"}]}""");
+                Assert.Equal(HttpStatusCode.OK, reply.Status);
+                var generated = (string?)reply.Body!["args"]!["started"]![2];
+
+                // The reply came after the lines were written: all of them, in one write.
+                Assert.Equal(1, audit.FileWrites - before);
+                var lines = File.ReadAllLines(Path.Combine(data, "audit.log")).Select(l => JsonNode.Parse(l)!).ToArray();
+                Assert.Equal(["run_rejected", "run", "run", "run"], lines.Select(l => (string?)l["action"]));
+                Assert.Equal(["refused", "first", "second", generated], lines.Select(l => (string?)l["job"]));
+                Assert.Equal(["echo 2", "echo 3"], lines[2]["commands"]!.AsArray().Select(c => (string?)c));
+                Assert.Contains("may run only echo", (string?)lines[0]["reason"], StringComparison.Ordinal);
+                Assert.All(lines, l =>
+                {
+                    Assert.Equal("admin", (string?)l["user"]);
+                    Assert.Equal("127.0.0.1", (string?)l["address"]);
+                    Assert.Equal("http", (string?)l["transport"]);
+                });
+
+                // A request on its own still writes its line at once.
+                await server.PutAsync("/rpc/dispatcher", """{"action":"kill","job_id":"nope"}""");
+                Assert.Equal(2, audit.FileWrites - before);
+                Assert.Equal(5, File.ReadAllLines(Path.Combine(data, "audit.log")).Length);
+            }
+        }
+        finally
+        {
+            Directory.Delete(data, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task AuditTrail_RecordsQueueOperationsAndRecurrenceRemoval_WithUserAndAddress()
     {
         var data = Directory.CreateTempSubdirectory("dispatcher-audit-").FullName;

@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Net;
 using System.Net.WebSockets;
 using System.Text;
 using System.Text.Json.Nodes;
@@ -128,6 +130,94 @@ public sealed class WebSocketEventTests
         }
 
         Assert.Equal(Jobs, pending.Count);
+    }
+
+    [Fact]
+    public async Task EventsAndPipelinedReplies_OnOneConnection_ArriveWholeInOrder_NoneLost()
+    {
+        // Events are sent by the feed's thread when the connection's queue is empty, by the send loop otherwise: with replies
+        // queued between them, every frame must still arrive whole, each event once and in the order of its number.
+        await using var server = await TestServer.StartAsync();
+        await using var client = await server.ConnectAsync("admin");
+        await client.RequestAsync("events", "subscribe", "dispatcher");
+        const int Jobs = 150;
+        const int Lists = 40;
+        var run = new StringBuilder("{\"action\":\"run\"");
+        for (var i = 0; i < Jobs; i++)
+        {
+            run.Append(CultureInfo.InvariantCulture, $",\"o{i}\":\"true\"");
+        }
+
+        var submitted = server.PutAsync("/rpc/dispatcher", run.Append('}').ToString());
+        for (var i = 0; i < Lists; i++)
+        {
+            await client.SendTextAsync($$$"""{"namespace":"rpc","name":"dispatcher","id":"l{{{i}}}","args":{"action":"list"}}""");
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await submitted).Status);
+        var replies = new List<string>();
+        var states = new Dictionary<string, List<string>>();
+        long? last = null;
+        var finished = 0;
+        while (finished < Jobs || replies.Count < Lists)
+        {
+            var frame = await client.ReceiveAsync();
+            if ((string?)frame["name"] == "response")
+            {
+                replies.Add((string)frame["id"]!);
+                continue;
+            }
+
+            Assert.Equal("dispatcher", (string?)frame["name"]);
+            var seq = (long)frame["seq"]!;
+            Assert.True(last is null || seq == last + 1, $"event {seq} after {last}");
+            last = seq;
+            var args = frame["args"]!;
+            var id = (string)args["process_id"]!;
+            var state = (string)args["state"]!;
+            (states.TryGetValue(id, out var list) ? list : states[id] = []).Add(state);
+            finished += state == "finished" ? 1 : 0;
+        }
+
+        Assert.Equal(Enumerable.Range(0, Lists).Select(i => $"l{i}"), replies);
+        Assert.Equal(Jobs, states.Count);
+        Assert.All(states.Values, s => Assert.Equal(["pending", "running", "finished"], s));
+    }
+
+    [Fact]
+    public async Task SubscriberThatDropsItsConnectionMidBurst_CostsTheOthersNoEvent()
+    {
+        // Frames to a connection that is gone fail in whichever thread sends them (the feed's or the send loop): the others
+        // keep every event, and the server keeps serving.
+        await using var server = await TestServer.StartAsync();
+        await using var stays = await server.ConnectAsync("admin");
+        var dropped = await server.ConnectAsync("admin");
+        await stays.RequestAsync("events", "subscribe", "dispatcher");
+        await dropped.RequestAsync("events", "subscribe", "dispatcher");
+        const int Jobs = 200;
+        var run = new StringBuilder("{\"action\":\"run\"");
+        for (var i = 0; i < Jobs; i++)
+        {
+            run.Append(CultureInfo.InvariantCulture, $",\"d{i}\":\"true\"");
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await server.PutAsync("/rpc/dispatcher", run.Append('}').ToString())).Status);
+        await dropped.ReceiveAsync(f => (string?)f["name"] == "dispatcher");
+        dropped.Socket.Abort();
+        await dropped.DisposeAsync();
+
+        var finished = new HashSet<string>();
+        while (finished.Count < Jobs)
+        {
+            var args = (await stays.ReceiveAsync(f => (string?)f["name"] == "dispatcher"))["args"]!;
+            if ((string?)args["state"] == "finished")
+            {
+                Assert.True(finished.Add((string)args["process_id"]!));
+            }
+        }
+
+        await using var later = await server.ConnectAsync("admin");
+        Assert.Equal("response", (string?)(await later.DispatcherAsync(new JsonObject { ["action"] = "list" }))["name"]);
     }
 
     [Fact]

@@ -8,6 +8,9 @@ internal sealed partial class DefaultDispatcher
 {
     public const int MaxLogReadBytes = 1024 * 1024;
 
+    /// <summary>Gets the job logs (with a data directory), for tests.</summary>
+    internal JobLogs? Logs => _logs;
+
     public ValueTask<JobLogChunk> ReadLogAsync(string jobId, long offset, int limit, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(jobId);

@@ -20,6 +20,7 @@ internal sealed partial class AuditTrail : IDisposable
     private readonly object _gate = new();
     private readonly string? _path;
     private FileStream? _file;
+    private int _fileWrites;
 
     // No I/O here: the file is opened at the first action, and a storage that refuses it costs the audit file, not the host.
     public AuditTrail(IOptions<DispatcherOptions> options, TimeProvider time, ILogger<AuditTrail>? logger = null)
@@ -29,8 +30,22 @@ internal sealed partial class AuditTrail : IDisposable
         _path = options.Value.DataDirectory is { } directory ? Path.Combine(directory, FileName) : null;
     }
 
+    /// <summary>Gets how many writes the file has had (each holds one or more whole lines).</summary>
+    internal int FileWrites => Volatile.Read(ref _fileWrites);
+
+    /// <summary>
+    /// Starts collecting the lines of one request (a <c>run</c> of many jobs): they go to the file in one write when the batch
+    /// is disposed, which the request does before its reply. A <c>run</c> of 1 000 jobs made 1 000 writes of one line each.
+    /// </summary>
+    public Batch BeginBatch() => new(this);
+
     /// <summary>Records a job a client submitted: started, or rejected with the reason.</summary>
-    public void Run(ProtocolConnection session, JobRequest job, string? rejection, bool rewritten)
+    /// <param name="session">The client.</param>
+    /// <param name="job">The job.</param>
+    /// <param name="rejection">Why the policy refused it, or <see langword="null"/>.</param>
+    /// <param name="rewritten">Whether the policy rewrote it.</param>
+    /// <param name="batch">The request's batch, or <see langword="null"/> to write the line at once.</param>
+    public void Run(ProtocolConnection session, JobRequest job, string? rejection, bool rewritten, Batch? batch = null)
     {
         var user = session.User?.Name ?? "-";
         if (rejection is null)
@@ -42,7 +57,7 @@ internal sealed partial class AuditTrail : IDisposable
             Log.RunRejected(_logger, user, session.RemoteAddress, session.Transport, job.Id, rejection);
         }
 
-        Append(session, rejection is null ? "run" : "run_rejected", writer =>
+        Append(session, rejection is null ? "run" : "run_rejected", batch, writer =>
         {
             writer.WriteString("job", job.Id);
             writer.WriteString("queue", job.Queue);
@@ -63,7 +78,7 @@ internal sealed partial class AuditTrail : IDisposable
     public void Kill(ProtocolConnection session, IReadOnlyList<string> requested, IReadOnlyList<string> killed)
     {
         Log.Kill(_logger, session.User?.Name ?? "-", session.RemoteAddress, session.Transport, string.Join(",", killed), requested.Count);
-        Append(session, "kill", writer =>
+        Append(session, "kill", null, writer =>
         {
             WriteStrings(writer, "requested", requested);
             WriteStrings(writer, "killed", killed);
@@ -78,7 +93,7 @@ internal sealed partial class AuditTrail : IDisposable
     {
         Log.Queue(_logger, session.User?.Name ?? "-", session.RemoteAddress, session.Transport, action, string.Join(",", queues),
             limit is { } l ? l.ToString(System.Globalization.CultureInfo.InvariantCulture) : "-");
-        Append(session, action, writer =>
+        Append(session, action, null, writer =>
         {
             WriteStrings(writer, "queues", queues);
             if (limit is { } value)
@@ -92,7 +107,7 @@ internal sealed partial class AuditTrail : IDisposable
     public void RemoveRecurrence(ProtocolConnection session, IReadOnlyList<string> requested, IReadOnlyList<string> removed)
     {
         Log.RecurrenceRemoved(_logger, session.User?.Name ?? "-", session.RemoteAddress, session.Transport, string.Join(",", removed), requested.Count);
-        Append(session, "remove_recurrence", writer =>
+        Append(session, "remove_recurrence", null, writer =>
         {
             WriteStrings(writer, "requested", requested);
             WriteStrings(writer, "removed", removed);
@@ -108,14 +123,15 @@ internal sealed partial class AuditTrail : IDisposable
         }
     }
 
-    private void Append(ProtocolConnection session, string action, Action<Utf8JsonWriter> members)
+    private void Append(ProtocolConnection session, string action, Batch? batch, Action<Utf8JsonWriter> members)
     {
         if (_path is null)
         {
             return;
         }
 
-        using var buffer = new MemoryStream();
+        var own = batch is null ? new MemoryStream() : null;
+        var buffer = own ?? (batch!.Lines ??= new MemoryStream());
         using (var writer = new Utf8JsonWriter(buffer))
         {
             writer.WriteStartObject();
@@ -129,12 +145,25 @@ internal sealed partial class AuditTrail : IDisposable
         }
 
         buffer.WriteByte((byte)'\n');
+        if (own is not null)
+        {
+            using (own)
+            {
+                Write(own);
+            }
+        }
+    }
+
+    /// <summary>Appends whole lines in one write.</summary>
+    private void Write(MemoryStream lines)
+    {
         lock (_gate)
         {
             try
             {
-                _file ??= new FileStream(_path, FileMode.Append, FileAccess.Write, FileShare.Read, bufferSize: 0);
-                _file.Write(buffer.GetBuffer(), 0, (int)buffer.Length);
+                _file ??= new FileStream(_path!, FileMode.Append, FileAccess.Write, FileShare.Read, bufferSize: 0);
+                _file.Write(lines.GetBuffer(), 0, (int)lines.Length);
+                _fileWrites++;
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
@@ -154,6 +183,29 @@ internal sealed partial class AuditTrail : IDisposable
         }
 
         writer.WriteEndArray();
+    }
+
+    /// <summary>The audit lines of one request, written together when disposed (see <see cref="BeginBatch"/>).</summary>
+    public sealed class Batch : IDisposable
+    {
+        private readonly AuditTrail _owner;
+
+        internal Batch(AuditTrail owner) => _owner = owner;
+
+        internal MemoryStream? Lines { get; set; }
+
+        /// <summary>Writes the lines collected (nothing when there are none); a request that fails part-way still records what it did.</summary>
+        public void Dispose()
+        {
+            if (Lines is { } lines)
+            {
+                Lines = null;
+                using (lines)
+                {
+                    _owner.Write(lines);
+                }
+            }
+        }
     }
 
     private static partial class Log

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text;
 using System.Text.Json.Nodes;
 using Dispatcher.Events;
 using Microsoft.Extensions.Logging;
@@ -354,10 +353,10 @@ public sealed class DispatcherEventFeed : IDisposable
             }
         }
 
-        // Both shapes, each serialized once: connections choose theirs (the sysadm shape drops some events of unrecognised jobs).
-        var sysadm = new DispatcherEventContext(jobId, state, commands, result, (JsonObject)context.Args.DeepClone()) { Kind = context.Kind };
-        Sysadm.SysadmEventShape.Apply(sysadm);
-        var wire = new DispatcherWireEvent(jobId, state, ++_sequence, context.Args, sysadm.Suppressed ? null : sysadm.Args);
+        // Both shapes, each serialized at most once: connections choose theirs. The sysadm shape (which drops some events of
+        // unrecognised jobs) is made from the nested frame when a connection first asks for it, so a host whose subscribers
+        // all read the nested shape does not clone, reshape and serialize every event a second time.
+        var wire = new DispatcherWireEvent(jobId, state, ++_sequence, context.Args, context.Kind, commands);
         foreach (var listener in _listeners)
         {
             try
@@ -445,15 +444,24 @@ public sealed class DispatcherEventFeed : IDisposable
 public sealed class DispatcherWireEvent
 {
     private readonly byte[] _frame;
-    private readonly byte[]? _sysadmFrame;
+    private readonly object _sysadmGate = new();
+    private readonly DispatcherEventKind _kind;
+    private IReadOnlyList<string>? _commands;
+    private byte[]? _sysadmFrame;
+    private volatile bool _sysadmMade;
 
-    internal DispatcherWireEvent(string jobId, JobState state, long sequence, JsonObject args, JsonObject? sysadmArgs)
+    internal DispatcherWireEvent(string jobId, JobState state, long sequence, JsonObject args, DispatcherEventKind kind, IReadOnlyList<string> commands)
     {
         JobId = jobId;
         State = state;
         Sequence = sequence;
+        _kind = kind;
+        _commands = commands;
         _frame = Serialize(args, sequence);
-        _sysadmFrame = sysadmArgs is null ? null : Serialize(sysadmArgs, sequence);
+
+        // Counted for the replay buffer's bound as if both shapes were held (the sysadm frame is made later, when asked for,
+        // and is at most about the nested frame's size), so that the count does not change while the event is held.
+        Size = 2 * _frame.Length;
     }
 
     /// <summary>
@@ -484,18 +492,55 @@ public sealed class DispatcherWireEvent
             return _frame;
         }
 
-        // A null array converts to an empty ReadOnlyMemory, not to null: test it first.
-        return _sysadmFrame is null ? null : new ReadOnlyMemory<byte>(_sysadmFrame);
+        // A null array converts to an empty ReadOnlyMemory, not to null: say which null.
+        return SysadmFrame() is { } sysadm ? new ReadOnlyMemory<byte>(sysadm) : (ReadOnlyMemory<byte>?)null;
     }
 
-    /// <summary>Gets the bytes both frames hold.</summary>
-    internal int Size => _frame.Length + (_sysadmFrame?.Length ?? 0);
+    /// <summary>Gets the bytes this event is counted for in the replay buffer (both shapes).</summary>
+    internal int Size { get; }
+
+    /// <summary>Gets whether the sysadm frame has been made (for tests).</summary>
+    internal bool SysadmMade => _sysadmMade;
+
+    /// <summary>The sysadm shape of the enriched args (read back from the nested frame), made once; null when it sends nothing.</summary>
+    private byte[]? SysadmFrame()
+    {
+        if (_sysadmMade)
+        {
+            return _sysadmFrame;
+        }
+
+        lock (_sysadmGate)
+        {
+            if (!_sysadmMade)
+            {
+                var frame = JsonNode.Parse(_frame)!.AsObject();
+                var args = frame["args"]!.AsObject();
+                frame.Remove("args");
+                var sysadm = new DispatcherEventContext(JobId, State, _commands!, null, args) { Kind = _kind };
+                Sysadm.SysadmEventShape.Apply(sysadm);
+                _sysadmFrame = sysadm.Suppressed ? null : Serialize(sysadm.Args, Sequence);
+                _commands = null;
+                _sysadmMade = true;
+            }
+
+            return _sysadmFrame;
+        }
+    }
 
     private static byte[] Serialize(JsonObject args, long sequence)
     {
         var envelope = WireFormat.Envelope("events", "dispatcher", string.Empty, args);
         envelope["seq"] = sequence;
-        return Encoding.UTF8.GetBytes(envelope.ToJsonString(WireFormat.JsonOptions));
+
+        // Straight to UTF-8 (ToJsonString wrote the same bytes, then a string, then encoded that again).
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(512);
+        using (var writer = new System.Text.Json.Utf8JsonWriter(buffer, new System.Text.Json.JsonWriterOptions { Encoder = WireFormat.JsonOptions.Encoder }))
+        {
+            envelope.WriteTo(writer, WireFormat.JsonOptions);
+        }
+
+        return buffer.WrittenSpan.ToArray();
     }
 }
 

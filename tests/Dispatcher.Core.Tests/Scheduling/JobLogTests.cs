@@ -91,6 +91,47 @@ public sealed class JobLogTests
     }
 
     [Fact]
+    public async Task SilentJobs_DeleteNoFile_WhenTheyEndNorAtRetention_APrintedLogIsDeletedAtRetention()
+    {
+        var data = Path.Combine(Path.GetTempPath(), "logs-" + Guid.NewGuid().ToString("N"));
+        await using var t = new TestDispatcher(o => { o.DataDirectory = data; o.RetainedJobCount = 1; });
+        var logs = t.Dispatcher.Logs!;
+        await t.RunAsync("printed", "echo kept");
+        await t.WaitAsync("printed");
+        var printedLog = logs.PathOf("printed");
+        Assert.True(File.Exists(printedLog));
+
+        // Each silent job ends with no log to delete, and retention drops the results before it (one kept) with none either,
+        // except the printed job's, whose file goes.
+        for (var i = 0; i < 3; i++)
+        {
+            await t.RunAsync("quiet" + i, "true");
+            await t.WaitAsync("quiet" + i);
+        }
+
+        Assert.False(File.Exists(printedLog));
+        Assert.Equal(1, logs.DeleteCalls);
+    }
+
+    [Fact]
+    public async Task SilentJob_WithTheIdOfAJobLoggedBeforeARestart_DoesNotShowTheEarlierLog()
+    {
+        var data = Path.Combine(Path.GetTempPath(), "logs-" + Guid.NewGuid().ToString("N"));
+        await using (var first = new TestDispatcher(o => o.DataDirectory = data, data) { KeepDirectory = true })
+        {
+            await first.RunAsync("again", "echo earlier");
+            await first.WaitAsync("again");
+        }
+
+        await using var t = new TestDispatcher(o => o.DataDirectory = data, data);
+        await t.RunAsync("again", "true");
+        await t.WaitAsync("again");
+
+        Assert.Equal(string.Empty, (await t.Dispatcher.ReadLogAsync("again", 0, 65536)).Text);
+        Assert.False(File.Exists(t.Dispatcher.Logs!.PathOf("again")));
+    }
+
+    [Fact]
     public async Task RunningJob_ThatHasNotPrinted_ReadsAsEmpty_ThenItsOutput()
     {
         await using var t = new TestDispatcher(o => o.DataDirectory = Path.Combine(Path.GetTempPath(), "logs-" + Guid.NewGuid().ToString("N")));

@@ -195,6 +195,9 @@ internal sealed partial class DispatcherActions(IDispatcher dispatcher, Dispatch
         var rejected = new JsonObject();
         var any = false;
 
+        // The request's audit lines, in the order they are recorded here, go to the audit file in one write before the reply.
+        using var audit = _audit?.BeginBatch();
+
         // Every job is handed to the dispatcher first (in request order), and the durable acknowledgements are awaited after:
         // one group commit covers the whole request instead of one flush per job. Replies keep the request order.
         var outcomes = new List<(string Name, Task<JobInfo>? Enqueued, string? Problem, JobRequest? Submitted, bool Rewritten)>();
@@ -219,7 +222,7 @@ internal sealed partial class DispatcherActions(IDispatcher dispatcher, Dispatch
                         continue;
                     }
 
-                    var (allowedItem, rejectionItem, rewrittenItem) = await ApplyPolicyAsync(session, generated, cancellationToken).ConfigureAwait(false);
+                    var (allowedItem, rejectionItem, rewrittenItem) = await ApplyPolicyAsync(session, generated, audit, cancellationToken).ConfigureAwait(false);
                     outcomes.Add(allowedItem is null
                         ? (key, null, rejectionItem, null, false)
                         : (key, _dispatcher.EnqueueAsync(allowedItem with { GeneratesId = true }, cancellationToken).AsTask(), null, allowedItem, rewrittenItem));
@@ -235,7 +238,7 @@ internal sealed partial class DispatcherActions(IDispatcher dispatcher, Dispatch
             }
 
             // The host's policy sees every job a client submits (a recurrence's template too) before the dispatcher does.
-            var (allowed, rejection, rewritten) = await ApplyPolicyAsync(session, recurrence?.Job ?? request, cancellationToken).ConfigureAwait(false);
+            var (allowed, rejection, rewritten) = await ApplyPolicyAsync(session, recurrence?.Job ?? request, audit, cancellationToken).ConfigureAwait(false);
             if (allowed is null)
             {
                 outcomes.Add((job.Name, null, rejection, null, false));
@@ -248,7 +251,7 @@ internal sealed partial class DispatcherActions(IDispatcher dispatcher, Dispatch
                 {
                     await _dispatcher.AddRecurrenceAsync(recurrence with { Job = allowed }, cancellationToken).ConfigureAwait(false);
                     ((JsonArray)(result["recurring"] ??= new JsonArray())).Add((JsonNode?)job.Name);
-                    _audit?.Run(session, allowed, null, rewritten);
+                    _audit?.Run(session, allowed, null, rewritten, audit);
                 }
                 catch (JobRejectedException ex)
                 {
@@ -275,7 +278,7 @@ internal sealed partial class DispatcherActions(IDispatcher dispatcher, Dispatch
                 started.Add((JsonNode?)info.Id);
                 if (submitted is not null)
                 {
-                    _audit?.Run(session, submitted with { Id = info.Id }, null, rewritten);
+                    _audit?.Run(session, submitted with { Id = info.Id }, null, rewritten, audit);
                 }
             }
             catch (JobRejectedException ex)
@@ -302,7 +305,7 @@ internal sealed partial class DispatcherActions(IDispatcher dispatcher, Dispatch
     /// <see langword="null"/> and the rejection the client sees (audited here).
     /// </summary>
     private async ValueTask<(JobRequest? Allowed, string? Rejection, bool Rewritten)> ApplyPolicyAsync(ProtocolConnection session, JobRequest request,
-        CancellationToken cancellationToken)
+        AuditTrail.Batch? audit, CancellationToken cancellationToken)
     {
         if (_policy is null || session.User is not { } user)
         {
@@ -313,7 +316,7 @@ internal sealed partial class DispatcherActions(IDispatcher dispatcher, Dispatch
             .ConfigureAwait(false);
         if (decision.Rejection is { } rejection)
         {
-            _audit?.Run(session, request, rejection, rewritten: false);
+            _audit?.Run(session, request, rejection, rewritten: false, audit);
             return (null, $"Rejected by the host's policy: {rejection}", false);
         }
 
