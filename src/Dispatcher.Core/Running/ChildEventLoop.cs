@@ -313,6 +313,14 @@ internal sealed unsafe class ChildEventLoop : IDisposable
             var count = Libc.epoll_wait(epoll, events, MaxEvents, -1);
             for (var i = 0; i < count; i++)
             {
+                if (_disposed)
+                {
+                    // Disposed while this batch was handled (or before the thread woke to fetch it): the rest of the batch is
+                    // left to the loop's end, which completes every watch still here with ObjectDisposedException, as documented.
+                    // Handling it would complete a command that ended in the same batch with its exit code instead (seen in CI).
+                    return;
+                }
+
                 var token = *(long*)(events + (i * s_eventSize) + s_dataOffset);
                 try
                 {
