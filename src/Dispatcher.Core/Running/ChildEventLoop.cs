@@ -7,7 +7,8 @@ namespace Dispatcher.Running;
 
 /// <summary>
 /// One background thread that copies the output of every running command and reaps each command when it ends, waiting in
-/// <c>epoll_wait</c> on the read ends of the commands' output pipes and on a pidfd per command. No thread per command, no polling and no thread-pool hop between a command's end and what comes next.
+/// <c>epoll_wait</c> on the read ends of the commands' output pipes (and, for a command still running when its output ends, on
+/// a pidfd). No thread per command, no polling and no thread-pool hop between a command's end and what comes next.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -21,8 +22,8 @@ namespace Dispatcher.Running;
 /// first command and released when the runner is disposed.
 /// </para>
 /// <para>
-/// A command is reaped once its output has ended and its pidfd (Linux 5.3 and later, opened at its spawn) is readable, whichever
-/// comes last; where pidfds are refused, a command still running when its output ends is waited for on a thread of its own.
+/// A command still running when its output ends (it closed its output early, or the moment between a child closing its files and
+/// becoming reapable) is waited for through a pidfd (Linux 5.3 and later); where pidfds are refused, on a thread of its own.
 /// </para>
 /// </remarks>
 internal sealed unsafe class ChildEventLoop : IDisposable
@@ -92,7 +93,6 @@ internal sealed unsafe class ChildEventLoop : IDisposable
 
         var watch = new Watch(this, Interlocked.Increment(ref _nextId), pid, outputFd, output);
         _watches[watch.Id] = watch;
-        WatchExit(epoll, watch);
         if (EpollAdd(epoll, outputFd, Token(watch.Id, KindOutput)) != 0)
         {
             // Cannot happen for a fresh pipe short of running out of kernel memory: read nothing, still reap the command.
@@ -101,27 +101,6 @@ internal sealed unsafe class ChildEventLoop : IDisposable
         }
 
         return watch;
-    }
-
-    /// <summary>
-    /// Watches the command's exit through a pidfd from its spawn on, before its output is watched (so the loop never sees the
-    /// output's end without it). In 51-79 % of jobs of `true` the output ends before the child is reapable; the pidfd was opened
-    /// then, after a failed wait4, on the path from that end to the reap. Where pidfds are refused, that later path remains.
-    /// </summary>
-    private static void WatchExit(int epoll, Watch watch)
-    {
-        var pidfd = (int)Libc.syscall(PidfdOpenSyscall, watch.Pid, 0);
-        if (pidfd < 0)
-        {
-            return;
-        }
-
-        watch.Pidfd = pidfd;
-        if (EpollAdd(epoll, pidfd, Token(watch.Id, KindExit)) != 0)
-        {
-            watch.Pidfd = -1;
-            _ = Libc.close(pidfd);
-        }
     }
 
     /// <summary>Reaps a child if it has exited; <see langword="null"/> if it is still running or was reaped by someone else.</summary>
@@ -370,15 +349,11 @@ internal sealed unsafe class ChildEventLoop : IDisposable
                         }
                         else
                         {
-                            // The pidfd is readable: the command has exited (it is reapable). It is reaped once its
-                            // output has ended too (descendants may still hold the output): then it is reapable at once.
+                            // The pidfd is readable: the command has exited.
+                            watch.ExitCode = TryReap(watch) ?? WaitBlocking(watch);
                             CloseWatched(watch.Pidfd);
                             watch.Pidfd = -1;
-                            if (watch.OutputEnded)
-                            {
-                                watch.ExitCode = TryReap(watch) ?? WaitBlocking(watch);
-                                TryComplete(watch, epoll);
-                            }
+                            TryComplete(watch, epoll);
                         }
                     }
                 }

@@ -114,8 +114,9 @@ public sealed class ChildEventLoopTests
     [Fact]
     public async Task ManyCommandsAtOnce_SomeOutlivedByTheirOutput_EndWithAllOutputAndTheirExitCode_ReapedWithNoPidfdLeft()
     {
-        // Each command's exit is watched through a pidfd from its spawn: whichever of its exit and its output's end comes first,
-        // the job ends with every byte and its own exit code, it is reaped, and its pidfd is closed.
+        // Whichever of a command's exit and its output's end comes first (a third of these commands exit at once while a
+        // descendant still holds their output), it ends with every byte and its own exit code, it is reaped, and no pidfd the
+        // loop opened for it stays open.
         using var runner = new PosixSpawnJobRunner();
         var results = await Task.WhenAll(Enumerable.Range(0, 4).Select(thread => Task.Run(async () =>
         {
