@@ -111,6 +111,114 @@ public sealed class ChildEventLoopTests
         Assert.True(runner.StrayEvents < 100, $"{runner.StrayEvents} events for files the loop had closed");
     }
 
+    [Fact]
+    public async Task ManyCommandsAtOnce_SomeOutlivedByTheirOutput_EndWithAllOutputAndTheirExitCode_ReapedWithNoPidfdLeft()
+    {
+        // Whichever of a command's exit and its output's end comes first (a third of these commands exit at once while a
+        // descendant still holds their output), it ends with every byte and its own exit code, it is reaped, and no pidfd the
+        // loop opened for it stays open.
+        using var runner = new PosixSpawnJobRunner();
+        var results = await Task.WhenAll(Enumerable.Range(0, 4).Select(thread => Task.Run(async () =>
+        {
+            var running = new List<Task<(int Index, int Exit, string Output)>>();
+            for (var n = 0; n < 50; n++)
+            {
+                var i = (thread * 50) + n;
+                running.Add(Run(i));
+            }
+
+            return await Task.WhenAll(running);
+        }))).WaitAsync(TestDispatcher.Patience);
+
+        var pids = new HashSet<int>();
+        foreach (var (i, exit, output) in results.SelectMany(r => r))
+        {
+            var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.StartsWith("pid ", lines[0], StringComparison.Ordinal);
+            pids.Add(int.Parse(lines[0][4..], System.Globalization.CultureInfo.InvariantCulture));
+            switch (i % 3)
+            {
+                case 0:
+                    Assert.Equal(i % 7, exit);
+                    Assert.Equal([$"out-{i}", $"err-{i}"], lines[1..]);
+                    break;
+                case 1:
+                    // The command exited at once; a descendant held its output and wrote to it later.
+                    Assert.Equal(5, exit);
+                    Assert.Equal([$"late-{i}"], lines[1..]);
+                    break;
+                default:
+                    Assert.Equal(0, exit);
+                    Assert.Single(lines);
+                    break;
+            }
+        }
+
+        Assert.Equal(200, pids.Count);
+        // A pidfd of a reaped process shows pid -1: 200 of them if this runner left its pidfds open. Other tests running at the
+        // same time hold a few for a moment at most.
+        var leaked = OpenPidfds().Where(pid => pid == -1 || pids.Contains(pid)).ToList();
+        Assert.True(leaked.Count < 20, $"{leaked.Count} pidfds left open: {string.Join(", ", leaked)}");
+        var zombies = pids.Where(IsOurZombie).ToList();
+        Assert.True(zombies.Count == 0, $"not reaped: {string.Join(", ", zombies)}");
+
+        async Task<(int Index, int Exit, string Output)> Run(int i)
+        {
+            var script = (i % 3) switch
+            {
+                0 => $"echo pid $$; echo out-{i}; echo err-{i} >&2; exit {i % 7}",
+                1 => $"echo pid $$; (sleep 0.3; echo late-{i}) & exit 5",
+                _ => "echo pid $$; exec true",
+            };
+            var output = new CollectingOutput();
+            var exit = await runner.RunAsync(new JobCommand("j", 0, "sh", ["sh", "-c", script], null, null), output, CancellationToken.None, CancellationToken.None);
+            return (i, exit, output.Text);
+        }
+    }
+
+    /// <summary>The processes that this process holds a pidfd of (from /proc/self/fdinfo; -1 for one already reaped).</summary>
+    private static List<int> OpenPidfds()
+    {
+        var pids = new List<int>();
+        foreach (var fd in Directory.EnumerateFileSystemEntries("/proc/self/fd"))
+        {
+            try
+            {
+                if (new FileInfo(fd).LinkTarget != "anon_inode:[pidfd]")
+                {
+                    continue;
+                }
+
+                var pidLine = File.ReadAllLines($"/proc/self/fdinfo/{Path.GetFileName(fd)}").FirstOrDefault(l => l.StartsWith("Pid:", StringComparison.Ordinal));
+                if (pidLine is not null)
+                {
+                    pids.Add(int.Parse(pidLine[4..].Trim(), System.Globalization.CultureInfo.InvariantCulture));
+                }
+            }
+            catch (IOException)
+            {
+                // closed meanwhile (another test's descriptor)
+            }
+        }
+
+        return pids;
+    }
+
+    /// <summary>Whether <paramref name="pid"/> is an unreaped child of this process.</summary>
+    private static bool IsOurZombie(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return fields[0] == "Z" && fields[1] == Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>Live processes running <paramref name="marker"/> ("sleep N"), whatever path the program was found at.</summary>
     private static List<int> Sleeping(string marker) =>
         [.. ProcessTree.ReadProcessTable().Select(p => p.Pid).Where(pid =>
@@ -128,6 +236,30 @@ public sealed class ChildEventLoopTests
         })];
 
     private static JobCommand Command(string text) => new("j", 0, text, CommandLine.Split(text), null, null);
+
+    private sealed class CollectingOutput : IJobOutput
+    {
+        private readonly System.Text.StringBuilder _text = new();
+
+        public string Text
+        {
+            get
+            {
+                lock (_text)
+                {
+                    return _text.ToString();
+                }
+            }
+        }
+
+        public void Write(ReadOnlySpan<char> text)
+        {
+            lock (_text)
+            {
+                _text.Append(text);
+            }
+        }
+    }
 
     private sealed class NullOutput : IJobOutput
     {
