@@ -196,20 +196,9 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
         {
             // The caller hears "accepted" only once the job would survive a crash (group commit: one flush for many enqueues).
             // Awaited here rather than in an async method of its own: one state machine and one completion fewer per enqueue.
-            Exception? failure = null;
-            try
-            {
-                await durable.ConfigureAwait(false);
-            }
-#pragma warning disable CA1031 // any store failure rejects the job; the store's own exception is the inner one
-            catch (Exception ex)
-#pragma warning restore CA1031
-            {
-                failure = ex;
-            }
-
+            await durable.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             toStart.Clear();
-            MadeDurable(job, failure, toStart);
+            MadeDurable(job, durable, toStart);
         }
 
         return info;
@@ -302,27 +291,18 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
     /// <summary>Waits for a job's record; then lets it start, or takes it back out of the scheduler and rejects it (a recurrence's job).</summary>
     private async Task MadeDurableAsync(Job job, Task durable)
     {
-        Exception? failure = null;
-        try
-        {
-            await durable.ConfigureAwait(false);
-        }
-#pragma warning disable CA1031 // any store failure rejects the job; the store's own exception is the inner one
-        catch (Exception ex)
-#pragma warning restore CA1031
-        {
-            failure = ex;
-        }
-
-        MadeDurable(job, failure, []);
+        await durable.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        MadeDurable(job, durable, []);
     }
 
     /// <summary>
-    /// After a job's record was made durable (or failed to be): lets the job start, or takes it back out of the scheduler and
-    /// rejects it. <paramref name="toStart"/> is an empty list to use.
+    /// After a job's record was made durable (or failed to be: any store failure rejects the job, and the store has logged it):
+    /// lets the job start, or takes it back out of the scheduler and rejects it. <paramref name="toStart"/> is an empty list to use.
     /// </summary>
-    private void MadeDurable(Job job, Exception? failure, List<Job> toStart)
+    private void MadeDurable(Job job, Task durable, List<Job> toStart)
     {
+        // What awaiting it would have thrown (the store's own exception), and observed.
+        var failure = durable.IsCompletedSuccessfully ? null : durable.Exception?.InnerException ?? new TaskCanceledException(durable);
         lock (_gate)
         {
             if (failure is not null && job.State == JobState.Pending && _scheduler.TryGetJob(job.Id, out var held) && ReferenceEquals(held, job))
