@@ -251,12 +251,10 @@ internal static class ProcessTree
         return TryParseStat(new ReadOnlySpan<byte>(buffer, length), out stat);
     }
 
-    /// <summary>Parses <c>/proc/PID/stat</c>: "pid (comm) state ppid pgrp session ...", where comm may hold spaces and parentheses.</summary>
-    internal static bool TryParseStat(string text, out ProcStat stat) => TryParseStat(System.Text.Encoding.UTF8.GetBytes(text), out stat);
-
     /// <summary>
-    /// The same, from the file's bytes (ASCII but for the name, whose UTF-8 bytes are never those of ')' or ' ': the name is
-    /// skipped up to the last ')').
+    /// Parses <c>/proc/PID/stat</c>: "pid (comm) state ppid pgrp session ...", where comm may hold spaces and parentheses. The
+    /// file's bytes are ASCII but for the name, whose UTF-8 bytes are never those of ')' or ' ': the name is skipped up to the
+    /// last ')'.
     /// </summary>
     internal static bool TryParseStat(ReadOnlySpan<byte> text, out ProcStat stat)
     {

@@ -9,7 +9,7 @@ public sealed class ProcessTreeTests
     [Fact]
     public void TryParseStat_HandlesParenthesesAndSpacesInName()
     {
-        Assert.True(ProcessTree.TryParseStat("1234 (a (b) c) S 1 1234 1234 0 -1 4194560", out var stat));
+        Assert.True(TryParseStat("1234 (a (b) c) S 1 1234 1234 0 -1 4194560", out var stat));
         Assert.Equal(1234, stat.Pid);
         Assert.Equal(1, stat.ParentPid);
         Assert.Equal(1234, stat.Session);
@@ -20,13 +20,13 @@ public sealed class ProcessTreeTests
     public void TryParseStat_ReadsTheStartTime_AfterANameWithParenthesesSpacesAndUtf8()
     {
         var line = "4321 (we ird) (ü) name) R 17 4321 99 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654321 1000 100 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
-        Assert.True(ProcessTree.TryParseStat(line, out var stat));
+        Assert.True(TryParseStat(line, out var stat));
         Assert.Equal(new ProcessTree.ProcStat(4321, 17, 99, 'R', 987654321UL), stat);
-        Assert.True(ProcessTree.TryParseStat("12 (short) S 1 12 12", out var cut));
+        Assert.True(TryParseStat("12 (short) S 1 12 12", out var cut));
         Assert.Equal(new ProcessTree.ProcStat(12, 1, 12, 'S', 0UL), cut);
-        Assert.False(ProcessTree.TryParseStat("12 (x) S -1 12 12", out _));
-        Assert.False(ProcessTree.TryParseStat("12 (x)", out _));
-        Assert.False(ProcessTree.TryParseStat("", out _));
+        Assert.False(TryParseStat("12 (x) S -1 12 12", out _));
+        Assert.False(TryParseStat("12 (x)", out _));
+        Assert.False(TryParseStat("", out _));
     }
 
     [Fact]
@@ -55,7 +55,7 @@ public sealed class ProcessTreeTests
     }
 
     [Fact]
-    public void TryParseStat_RejectsGarbage() => Assert.False(ProcessTree.TryParseStat("garbage", out _));
+    public void TryParseStat_RejectsGarbage() => Assert.False(TryParseStat("garbage", out _));
 
     [Fact]
     public void TryParseStat_OfEveryLiveProcess_AndOfOddLines_IsWhatTheStringParserOfEarlierVersionsGave()
@@ -122,4 +122,7 @@ public sealed class ProcessTreeTests
     [Fact]
     public void ReadProcessTable_FindsThisProcess() =>
         Assert.Contains(ProcessTree.ReadProcessTable(), s => s.Pid == Environment.ProcessId);
+
+    /// <summary>Parses a stat line given as text, as the file's UTF-8 bytes.</summary>
+    private static bool TryParseStat(string line, out ProcessTree.ProcStat stat) => ProcessTree.TryParseStat(Encoding.UTF8.GetBytes(line), out stat);
 }
