@@ -5,7 +5,7 @@ using Dispatcher.Storage;
 namespace Dispatcher.Tests.Storage;
 
 /// <summary>
-/// The journal writes its most frequent records (a job's start and process, a plain enqueue) straight to JSON, without the
+/// The journal writes its most frequent records (a job's start, process and end, a plain enqueue) straight to JSON, without the
 /// general <see cref="StoredRecord"/>: the bytes must be exactly those the general path writes, so that nothing about the file
 /// depends on which path wrote a record.
 /// </summary>
@@ -65,6 +65,10 @@ public sealed class JournalEncodingTests
             new JobEnqueuedRecord(new JobRequest(text, [text, string.Empty]) { Queue = text, WorkingDirectory = text, StandardInput = text, IdempotencyKey = text, Priority = int.MinValue, Timeout = TimeSpan.MaxValue }, DateTimeOffset.MaxValue),
             new JobEnqueuedRecord(new JobRequest(text, [text]) { Queue = text, WorkingDirectory = string.Empty, StandardInput = string.Empty, IdempotencyKey = string.Empty, Timeout = TimeSpan.FromTicks(3) }, DateTimeOffset.MinValue),
             new JobEnqueuedRecord(new JobRequest(text, [null!]) { Queue = text, Labels = null, After = [] }, time),
+            new JobFinishedRecord(new JobResult(text, text, [text, null!], JobOutcome.TimedOut,
+                [new CommandResult(0, text, text, -1, -1, time, time) { Usage = new CommandUsage { UserCpuTime = TimeSpan.MaxValue, SystemCpuTime = TimeSpan.MinValue, PeakMemoryBytes = -1 } }],
+                DateTimeOffset.MinValue, DateTimeOffset.MaxValue, time) { IdempotencyKey = text, Attempt = 0 }),
+            new JobFinishedRecord(new JobResult(text, text, [text], (JobOutcome)42, [], time, null, time)),
         ];
         foreach (var record in records)
         {
@@ -87,7 +91,32 @@ public sealed class JournalEncodingTests
                 records.Add(new JobStartedRecord(text, time));
                 records.Add(new JobProcessStartedRecord(text, 3, 4_000_000, ulong.MaxValue, text));
                 records.Add(new JobEnqueuedRecord(new JobRequest(text, [text, "true", "sh -c \"echo $HOME\""]) { Queue = text }, time));
+                records.Add(new JobFinishedRecord(new JobResult(text, text, [text, "true"], JobOutcome.Failed,
+                    [
+                        new CommandResult(0, text, text, 0, 0, time, time.AddTicks(1)),
+                        new CommandResult(1, "true", text + "\n", 12, 1, time, time) { Usage = new CommandUsage { UserCpuTime = TimeSpan.FromTicks(12_345), SystemCpuTime = TimeSpan.Zero } },
+                    ], time, time, time.AddSeconds(1))));
             }
+
+            // A job's end record: every outcome, output that is kept as text or as base64, usage with and without the peak.
+            foreach (var outcome in Enum.GetValues<JobOutcome>())
+            {
+                records.Add(new JobFinishedRecord(new JobResult("f-" + outcome, "q", ["true"], outcome,
+                    [new CommandResult(0, "true", string.Empty, 0, 0, time, time) { Usage = new CommandUsage { UserCpuTime = TimeSpan.FromMilliseconds(1.5), SystemCpuTime = TimeSpan.FromTicks(9), PeakMemoryBytes = 1L << 40 } }],
+                    time, time, time)));
+            }
+
+            records.Add(new JobFinishedRecord(new JobResult("unstarted", "q", ["a", "b"], JobOutcome.Skipped, [], time, null, time) { IdempotencyKey = "k\"é", Attempt = 3 }));
+            records.Add(new JobFinishedRecord(new JobResult("nul", "q", ["x"], JobOutcome.Succeeded,
+                [new CommandResult(0, "x", "\0\0\0\u0001\u0002 mostly control", long.MaxValue, int.MinValue, DateTimeOffset.MinValue, DateTimeOffset.MaxValue)], time, time, time)));
+
+            // Through the general path in both encodings: labels, earlier attempts.
+            records.Add(new JobFinishedRecord(new JobResult("labels", "q", ["true"], JobOutcome.Succeeded, [], time, time, time) { Labels = new Dictionary<string, string> { ["l"] = "v" } }));
+            records.Add(new JobFinishedRecord(new JobResult("retried", "q", ["true"], JobOutcome.Succeeded, [], time, time, time)
+            {
+                Attempt = 2,
+                PreviousAttempts = [new JobResult("retried", "q", ["true"], JobOutcome.Failed, [new CommandResult(0, "true", "out", 0, 1, time, time)], time, time, time)],
+            }));
 
             records.Add(new JobProcessStartedRecord("p", 0, 1, 0, "boot"));
             records.Add(new JobEnqueuedRecord(new JobRequest("full", ["true"])
