@@ -58,8 +58,7 @@ public sealed class JournalReportOrderTests
             }
         });
 
-        // Serial: each job after the first starts in the lock section that ends the one before, whose end record and its own
-        // start record go into the file together. Its command looks for its own start record ("Kind":"started","Id":"endNN"
+        // Serial: each job after the first starts in the lock section that ends the one before. Its command looks for its own start record ("Kind":"started","Id":"endNN"
         // with [^.] for each quote, which does not match itself in the enqueued record) and prints a line.
         // Enqueued one by one into the paused queue, so that they run in this order once it is resumed.
         await t.Dispatcher.PauseQueueAsync(DispatcherQueues.PkgQueue).AsTask().WaitAsync(TestDispatcher.Patience);
