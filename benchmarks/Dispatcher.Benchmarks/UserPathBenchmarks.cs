@@ -472,11 +472,21 @@ internal static class UserPathProfile
         var info = strace
             ? new ProcessStartInfo("strace", ["-c", "-f", "-p", pid, "-o", Path.Combine(outputDirectory, "strace.txt")]) { UseShellExecute = false, RedirectStandardError = true }
             : new ProcessStartInfo("perf", [
-                "record", "-g",
+                "record",
 
-                // BENCH_PERF_EVENT=sched:sched_switch records where the host's threads block (their wake-ups) instead of CPU samples.
-                .. Environment.GetEnvironmentVariable("BENCH_PERF_EVENT") is { Length: > 0 } perfEvent ? ["-e", perfEvent] : new[] { "-F", "1999" },
-                "-p", pid, "-o", Path.Combine(outputDirectory, "perf.data")]) { UseShellExecute = false, RedirectStandardError = true };
+                // BENCH_PERF_ARGS replaces the recording's arguments (`{pid}` is the host's), e.g. a system-wide trace of the
+                // scheduler's tracepoints (`-a -k CLOCK_MONOTONIC -e sched:sched_switch -e sched:sched_wakeup ...`) that puts the
+                // host's threads, its children and the clients on each CPU's timeline.
+                .. Environment.GetEnvironmentVariable("BENCH_PERF_ARGS") is { Length: > 0 } perfArgs
+                    ? perfArgs.Replace("{pid}", pid, StringComparison.Ordinal).Split(' ', StringSplitOptions.RemoveEmptyEntries)
+                    : [
+                        "-g",
+
+                        // BENCH_PERF_EVENT=sched:sched_switch records where the host's threads block (their wake-ups) instead of CPU samples.
+                        .. Environment.GetEnvironmentVariable("BENCH_PERF_EVENT") is { Length: > 0 } perfEvent ? ["-e", perfEvent] : new[] { "-F", "1999" },
+                        "-p", pid,
+                    ],
+                "-o", Path.Combine(outputDirectory, "perf.data")]) { UseShellExecute = false, RedirectStandardError = true };
         using var perf = Process.Start(info)!;
         await Task.Delay(1000); // perf's own start-up, so that the round is recorded whole
         var threads0 = host.ContextSwitchesByThread();
