@@ -16,7 +16,7 @@ if (only.Contains("profile"))
 {
     // Not part of a full run: perf record of one user's-path round (extra arguments after "profile" go to the host).
     var rest = args.SkipWhile(a => a != "profile").Skip(1).ToArray();
-    await UserPathProfile.RunAsync(1000, Path.Combine(Path.GetTempPath(), "dispatcher-profile"), rest);
+    await UserPathProfile.RunAsync(1000, Environment.GetEnvironmentVariable("BENCH_PROFILE_DIR") is { Length: > 0 } dir ? dir : Path.Combine(Path.GetTempPath(), "dispatcher-profile"), rest);
     return;
 }
 

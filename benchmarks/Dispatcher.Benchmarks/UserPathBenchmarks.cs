@@ -165,14 +165,28 @@ internal static class UserPathBenchmarks
         }
 
         var one = await RoundAsync(host, "REST", 1, jobs, "bench8", measureLatency: true);
+
+        // BENCH_FANOUT_SUBSCRIBERS=1000 (comma-separated): only these subscriber counts (a before/after check of one of them).
+        if (Environment.GetEnvironmentVariable("BENCH_FANOUT_SUBSCRIBERS") is { Length: > 0 } only)
+        {
+            subscriberCounts = [.. only.Split(',').Select(x => int.Parse(x, CultureInfo.InvariantCulture))];
+        }
+
         foreach (var n in subscriberCounts)
         {
             var rs = new List<Round>();
             var before = new List<Round>();
-            for (var i = 0; i < (n == 100 ? 3 : 1); i++)
+            var rounds = Environment.GetEnvironmentVariable("BENCH_FANOUT_ROUNDS") is { Length: > 0 } r0 ? int.Parse(r0, CultureInfo.InvariantCulture) : n == 100 ? 3 : 1;
+            for (var i = 0; i < rounds; i++)
             {
+                // With a baseline build, the two take turns going first.
+                if (beforeHost is not null && i % 2 == 1)
+                {
+                    before.Add(await RoundAsync(beforeHost, "REST", n, jobs, "bench8", measureLatency: true));
+                }
+
                 rs.Add(await RoundAsync(host, "REST", n, jobs, "bench8", measureLatency: true));
-                if (beforeHost is not null && n <= 100)
+                if (beforeHost is not null && i % 2 == 0)
                 {
                     before.Add(await RoundAsync(beforeHost, "REST", n, jobs, "bench8", measureLatency: true));
                 }
@@ -191,7 +205,7 @@ internal static class UserPathBenchmarks
                 "0 lost, order kept, p99 ≤ 50 ms", lost == 0 && disorder == 0 && r.P99 <= 50,
                 (rs.Count > 1 ? $"p99 of the rounds {string.Join("/", rs.Select(x => F(x.P99, 1)))} ms (median reported); " : string.Empty)
                 + $"the benchmark's own GC paused {string.Join("/", rs.Select(x => F(x.ClientGcPause.TotalMilliseconds, 0)))} ms ({string.Join("/", rs.Select(x => x.ClientGen2))} gen-2) in those rounds; "
-                + (before.Count > 0 ? $"{baselineName} in alternating rounds: p99 {string.Join("/", before.Select(x => F(x.P99, 1)))} ms, {before.Sum(x => x.Lost)} lost, host CPU {F(before.Average(x => x.HostCpu.TotalSeconds), 2)} s; " : string.Empty)
+                + (before.Count > 0 ? $"{baselineName} in alternating rounds: p99 {string.Join("/", before.Select(x => F(x.P99, 1)))} ms, {before.Sum(x => x.Lost)} lost, host CPU {string.Join("/", before.Select(x => F(x.HostCpu.TotalSeconds, 2)))} s, frames in {string.Join("/", before.Select(x => F(x.Elapsed.TotalSeconds, 1)))} s (this build: host CPU {string.Join("/", rs.Select(x => F(x.HostCpu.TotalSeconds, 2)))} s, frames in {string.Join("/", rs.Select(x => F(x.Elapsed.TotalSeconds, 1)))} s); load {File.ReadAllText("/proc/loadavg").Trim()}; " : string.Empty)
                 + $"{r.Frames} frames in {F(r.Elapsed.TotalSeconds, 1)} s; host CPU {F(r.HostCpu.TotalSeconds, 2)} s (1 subscriber: {F(one.HostCpu.TotalSeconds, 2)} s), "
                 + $"{F(cpuPerFrame, 1)} µs per extra delivered frame; host RSS peak +{F(r.RssGrowth / 1048576.0, 1)} MB ({F(r.RssGrowth / 1024.0 / n, 1)} KiB per subscriber); latency = receipt − `time_finished`");
         }
@@ -448,8 +462,11 @@ internal static class UserPathProfile
 
         var burst = hostSettings.Contains("fanout");
         var strace = hostSettings.Contains("strace");
-        await using var host = await HostProcess.StartAsync(durable,
-            [.. hostSettings.Where(s => s is not "memory" and not "fanout" and not "strace"), .. burst ? ["--Dispatcher:Queues:bench8:MaxConcurrency=8"] : Array.Empty<string>()]);
+        // BENCH_HOST=<dll>: profile another build of the sample host (for example main, for a before/after trace).
+        string[] settings = [.. hostSettings.Where(s => s is not "memory" and not "fanout" and not "strace"), .. burst ? ["--Dispatcher:Queues:bench8:MaxConcurrency=8"] : Array.Empty<string>()];
+        await using var host = Environment.GetEnvironmentVariable("BENCH_HOST") is { Length: > 0 } dll
+            ? await HostProcess.StartAsync(dll, durable, settings)
+            : await HostProcess.StartAsync(durable, settings);
         Environment.SetEnvironmentVariable("DOTNET_PerfMapEnabled", null);
         Environment.SetEnvironmentVariable("DOTNET_EnableWriteXorExecute", null);
         if (burst)
@@ -472,11 +489,21 @@ internal static class UserPathProfile
         var info = strace
             ? new ProcessStartInfo("strace", ["-c", "-f", "-p", pid, "-o", Path.Combine(outputDirectory, "strace.txt")]) { UseShellExecute = false, RedirectStandardError = true }
             : new ProcessStartInfo("perf", [
-                "record", "-g",
+                "record",
 
-                // BENCH_PERF_EVENT=sched:sched_switch records where the host's threads block (their wake-ups) instead of CPU samples.
-                .. Environment.GetEnvironmentVariable("BENCH_PERF_EVENT") is { Length: > 0 } perfEvent ? ["-e", perfEvent] : new[] { "-F", "1999" },
-                "-p", pid, "-o", Path.Combine(outputDirectory, "perf.data")]) { UseShellExecute = false, RedirectStandardError = true };
+                // BENCH_PERF_ARGS replaces the recording's arguments (`{pid}` is the host's), e.g. a system-wide trace of the
+                // scheduler's tracepoints (`-a -k CLOCK_MONOTONIC -e sched:sched_switch -e sched:sched_wakeup ...`) that puts the
+                // host's threads, its children and the clients on each CPU's timeline.
+                .. Environment.GetEnvironmentVariable("BENCH_PERF_ARGS") is { Length: > 0 } perfArgs
+                    ? perfArgs.Replace("{pid}", pid, StringComparison.Ordinal).Split(' ', StringSplitOptions.RemoveEmptyEntries)
+                    : [
+                        "-g",
+
+                        // BENCH_PERF_EVENT=sched:sched_switch records where the host's threads block (their wake-ups) instead of CPU samples.
+                        .. Environment.GetEnvironmentVariable("BENCH_PERF_EVENT") is { Length: > 0 } perfEvent ? ["-e", perfEvent] : new[] { "-F", "1999" },
+                        "-p", pid,
+                    ],
+                "-o", Path.Combine(outputDirectory, "perf.data")]) { UseShellExecute = false, RedirectStandardError = true };
         using var perf = Process.Start(info)!;
         await Task.Delay(1000); // perf's own start-up, so that the round is recorded whole
         var threads0 = host.ContextSwitchesByThread();

@@ -1,4 +1,6 @@
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging.Configuration;
 using Microsoft.Extensions.Logging.Console;
 
 namespace Dispatcher.SampleHost;
@@ -53,9 +55,18 @@ internal static partial class ConsoleBanner
     {
         logging.AddConsole(o => o.FormatterName = SampleConsoleFormatter.Name).AddConsoleFormatter<SampleConsoleFormatter, ConsoleFormatterOptions>();
 
+        // The same formatters and options ("Logging:Console"), written by the batching console logger instead of the framework's.
+        foreach (var framework in logging.Services.Where(d => d.ServiceType == typeof(ILoggerProvider) && d.ImplementationType == typeof(ConsoleLoggerProvider)).ToList())
+        {
+            logging.Services.Remove(framework);
+        }
+
+        logging.Services.TryAddEnumerable(ServiceDescriptor.Singleton<ILoggerProvider, BatchingConsoleLoggerProvider>());
+        LoggerProviderOptions.RegisterProviderOptions<ConsoleLoggerOptions, BatchingConsoleLoggerProvider>(logging.Services);
+
         // The banner reaches the console and no other logging provider.
         logging.AddFilter(SampleConsoleFormatter.BannerCategory, LogLevel.None);
-        logging.AddFilter<ConsoleLoggerProvider>(SampleConsoleFormatter.BannerCategory, LogLevel.Information);
+        logging.AddFilter<BatchingConsoleLoggerProvider>(SampleConsoleFormatter.BannerCategory, LogLevel.Information);
     }
 
     /// <summary>Writes the banner, one block after an empty line, when the host has started.</summary>

@@ -478,8 +478,11 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
 
     public DispatcherSubscription Subscribe() => _events.Subscribe();
 
-    /// <summary>A subscription with its own buffer size (the protocol's event feed, which serves every client through one).</summary>
-    internal DispatcherSubscription Subscribe(int capacity) => _events.Subscribe(capacity);
+    /// <summary>
+    /// A subscription with its own buffer size (the protocol's event feed, which serves every client through one), and, when
+    /// <paramref name="holdCommandEvents"/>, not woken for a command's start or end (see <see cref="EventHub.Subscribe"/>).
+    /// </summary>
+    internal DispatcherSubscription Subscribe(int capacity, bool holdCommandEvents = false) => _events.Subscribe(capacity, holdCommandEvents);
 
     /// <summary>
     /// Stops the dispatcher: no new jobs are accepted, pending jobs finish as interrupted, running jobs get the grace period and

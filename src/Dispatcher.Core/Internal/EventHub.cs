@@ -13,9 +13,15 @@ internal sealed class EventHub
 
     public bool HasSubscribers => Volatile.Read(ref _subscribers).Length > 0;
 
-    public DispatcherSubscription Subscribe(int? capacity = null)
+    /// <summary>Adds a subscriber.</summary>
+    /// <param name="capacity">Its buffer, in events (the hub's default when null).</param>
+    /// <param name="holdCommandEvents">
+    /// Whether a command's start and end are queued without waking the reader, which gets them, in order, with the next event
+    /// of another kind (for the protocol's feed, which makes no frame of them: see <see cref="DispatcherSubscription"/>).
+    /// </param>
+    public DispatcherSubscription Subscribe(int? capacity = null, bool holdCommandEvents = false)
     {
-        var subscription = new DispatcherSubscription(capacity ?? _capacity, Remove);
+        var subscription = new DispatcherSubscription(capacity ?? _capacity, Remove, holdCommandEvents);
         lock (_gate)
         {
             _subscribers = [.. _subscribers, subscription];

@@ -112,8 +112,13 @@ public sealed class DispatcherEventFeed : IDisposable
     /// when the host is starved of CPU, typically during a burst of thousands of jobs enqueued at once. It gets a larger buffer
     /// than an ordinary subscriber, so that such a burst does not cost clients their events.
     /// </summary>
+    /// <remarks>
+    /// The feed makes no frame of a command's start or end (they only update a job's state for its next frame), so its
+    /// subscription is not woken for them: they arrive, in order, with the next event, and a running update that fires first
+    /// takes them itself (<see cref="ScheduleUpdate"/>).
+    /// </remarks>
     private DispatcherSubscription SubscribeToDispatcher() =>
-        _dispatcher is Internal.DefaultDispatcher own ? own.Subscribe(Math.Max(_bufferCapacity, FeedBufferCapacity)) : _dispatcher.Subscribe();
+        _dispatcher is Internal.DefaultDispatcher own ? own.Subscribe(Math.Max(_bufferCapacity, FeedBufferCapacity), holdCommandEvents: true) : _dispatcher.Subscribe();
 
     private void StopSubscription()
     {
@@ -131,7 +136,9 @@ public sealed class DispatcherEventFeed : IDisposable
     {
         try
         {
-            await foreach (var e in subscription.ReadAllAsync().ConfigureAwait(false))
+            // Events are read only under the lock (here and by a running update, which reads what is waiting before it fires),
+            // so that every event is handled once and in order.
+            while (await subscription.Events.WaitToReadAsync().ConfigureAwait(false))
             {
                 lock (_gate)
                 {
@@ -140,7 +147,7 @@ public sealed class DispatcherEventFeed : IDisposable
                         return;
                     }
 
-                    Handle(e);
+                    HandleWaiting(subscription);
                 }
             }
         }
@@ -167,6 +174,15 @@ public sealed class DispatcherEventFeed : IDisposable
                     _ = Task.Run(() => PumpAsync(next));
                 }
             }
+        }
+    }
+
+    /// <summary>Handles the events waiting in the subscription, in order. Called under the lock.</summary>
+    private void HandleWaiting(DispatcherSubscription subscription)
+    {
+        while (subscription.Events.TryRead(out var e))
+        {
+            Handle(e);
         }
     }
 
@@ -268,6 +284,13 @@ public sealed class DispatcherEventFeed : IDisposable
         {
             lock (_gate)
             {
+                // The job's latest command events may be held in the subscription (not yet handed to the pump): take them and
+                // whatever waits before them first, so that the update names the running command and the return codes so far.
+                if (_subscription is { } subscription && subscription.FlushHeld())
+                {
+                    HandleWaiting(subscription);
+                }
+
                 if (_jobs.TryGetValue(jobId, out var current) && ReferenceEquals(current, job))
                 {
                     job.Timer?.Dispose();
