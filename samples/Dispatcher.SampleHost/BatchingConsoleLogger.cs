@@ -1,4 +1,5 @@
 using System.Text;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Logging.Console;
 using Microsoft.Extensions.Options;
@@ -82,7 +83,7 @@ internal sealed class BatchingConsoleLoggerProvider : ILoggerProvider, ISupportE
                 builder.Capacity = 1024;
             }
 
-            provider._writer.Write(line, toStandardError: logLevel >= options.LogToStandardErrorThreshold);
+            provider._writer.Write(line, toStandardError: logLevel >= options.LogToStandardErrorThreshold, options.MaxQueueLength, options.QueueFullMode);
         }
     }
 
@@ -100,6 +101,12 @@ internal sealed class BatchingConsoleLoggerProvider : ILoggerProvider, ISupportE
 /// Writes lines to standard output and error in the order given, from one background thread: the first line after a quiet
 /// spell at once, then whatever gathered during each <c>linger</c>, as one write per stream and batch.
 /// </summary>
+/// <remarks>
+/// Bounded as the framework's console logger is (<see cref="ConsoleLoggerOptions.MaxQueueLength"/>, 2 500 lines unless
+/// configured): when the console does not take lines (a pipe nobody reads), a full queue makes the logging thread wait for
+/// room (<see cref="ConsoleLoggerQueueFullMode.Wait"/>) or drops the line and says later how many were dropped
+/// (<see cref="ConsoleLoggerQueueFullMode.DropWrite"/>).
+/// </remarks>
 internal sealed class ConsoleLineWriter : IDisposable
 {
     private readonly object _gate = new();
@@ -111,6 +118,7 @@ internal sealed class ConsoleLineWriter : IDisposable
     private readonly Encoding _encoding;
     private List<(string Text, bool Error)> _pending = [];
     private List<(string Text, bool Error)> _spare = [];
+    private long _dropped;
     private bool _idle;
     private bool _stopping;
     private bool _exited;
@@ -131,16 +139,36 @@ internal sealed class ConsoleLineWriter : IDisposable
         AppDomain.CurrentDomain.UnhandledException += OnExit;
     }
 
-    public void Write(string text, bool toStandardError)
+    public void Write(string text, bool toStandardError, int maxQueued = 2500, ConsoleLoggerQueueFullMode whenFull = ConsoleLoggerQueueFullMode.Wait)
     {
         bool wake;
         lock (_gate)
         {
+            while (!_exited && !_stopping && _pending.Count >= maxQueued)
+            {
+                if (whenFull == ConsoleLoggerQueueFullMode.DropWrite)
+                {
+                    _dropped++;
+                    return;
+                }
+
+                // Full: the writer is busy writing (or stuck on a console that takes nothing). Wake it if it lingers, and wait
+                // until it has taken the queue.
+                _wake.Set();
+                Monitor.Wait(_gate);
+            }
+
             if (_exited)
             {
                 // After the stop, once the writer has drained: straight out, in the caller's thread.
                 WriteOut([(text, toStandardError)]);
                 return;
+            }
+
+            if (_dropped > 0)
+            {
+                _pending.Add(($"{_dropped} log line(s) dropped: the console did not take them fast enough (Logging:Console:MaxQueueLength, QueueFullMode).{Environment.NewLine}", false));
+                _dropped = 0;
             }
 
             _pending.Add((text, toStandardError));
@@ -174,6 +202,7 @@ internal sealed class ConsoleLineWriter : IDisposable
         lock (_gate)
         {
             _stopping = true;
+            Monitor.PulseAll(_gate);
         }
 
         _wake.Set();
@@ -206,6 +235,9 @@ internal sealed class ConsoleLineWriter : IDisposable
                 _pending = _spare;
                 _idle = false;
                 _wake.Reset();
+
+                // Room again for a logging thread that waits on a full queue.
+                Monitor.PulseAll(_gate);
             }
 
             if (batch.Count > 0)
