@@ -38,11 +38,19 @@ internal sealed class JobLogs
 
     private int _deleteCalls;
 
-    public string PathOf(string jobId) =>
-        Path.Combine(_directory, Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(jobId)))[..32].ToLowerInvariant() + ".log");
+    /// <summary>Gets how many log paths this instance computed (each a SHA-256 of a job id).</summary>
+    internal int PathsComputed => Volatile.Read(ref _pathsComputed);
+
+    private int _pathsComputed;
+
+    public string PathOf(string jobId)
+    {
+        Interlocked.Increment(ref _pathsComputed);
+        return Path.Combine(_directory, Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(jobId)))[..32].ToLowerInvariant() + ".log");
+    }
 
     /// <summary>Starts a job's log, replacing the log of an earlier job with the same id; no file exists until the first output.</summary>
-    public JobLog Create(string jobId) => new(this, PathOf(jobId), _maxBytes);
+    public JobLog Create(string jobId) => new(this, jobId, _maxBytes);
 
     /// <summary>Reads a log that no job writes to any more (a finished job's); null when there is none.</summary>
     public JobLogChunk? ReadFinished(string jobId, long offset, int limit)
@@ -63,7 +71,19 @@ internal sealed class JobLogs
         }
     }
 
-    public void Delete(string jobId) => DeleteFile(PathOf(jobId));
+    /// <summary>Deletes a job's log file if one exists; while no log file exists at all, without computing its name.</summary>
+    public void Delete(string jobId)
+    {
+        lock (_gate)
+        {
+            if (Existing().Count == 0)
+            {
+                return;
+            }
+        }
+
+        DeleteFile(PathOf(jobId));
+    }
 
     /// <summary>Deletes a log file if one exists.</summary>
     private void DeleteFile(string path)
@@ -145,7 +165,8 @@ internal sealed class JobLogs
     {
         private readonly object _gate = new();
         private readonly JobLogs _logs;
-        private readonly string _path;
+        private readonly string _jobId;
+        private string? _path;
         private readonly long _maxBytes;
         private readonly Encoder _encoder = new UTF8Encoding(false).GetEncoder();
         private FileStream? _file;
@@ -154,12 +175,15 @@ internal sealed class JobLogs
         private long _trimmed;
         private byte[] _buffer = [];
 
-        public JobLog(JobLogs logs, string path, long maxBytes)
+        public JobLog(JobLogs logs, string jobId, long maxBytes)
         {
             _logs = logs;
-            _path = path;
+            _jobId = jobId;
             _maxBytes = maxBytes;
         }
+
+        /// <summary>The log's file, named when it is first needed (a silent job never needs it).</summary>
+        private string FilePath => _path ??= _logs.PathOf(_jobId);
 
         /// <summary>Appends output; a failure to write (disk full) ends the log, never the job.</summary>
         public void Append(ReadOnlySpan<char> text)
@@ -205,7 +229,7 @@ internal sealed class JobLogs
 
                 if (_file is null)
                 {
-                    using var file = new FileStream(_path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+                    using var file = new FileStream(FilePath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
                     return ReadFrom(file, offset, limit, finished);
                 }
 
@@ -305,9 +329,9 @@ internal sealed class JobLogs
             _opened = true;
             try
             {
-                _logs.Creating(_path);
+                _logs.Creating(FilePath);
                 Directory.CreateDirectory(_logs._directory);
-                _file = new FileStream(_path, FileMode.Create, FileAccess.ReadWrite, FileShare.Read | FileShare.Delete, 16 * 1024);
+                _file = new FileStream(FilePath, FileMode.Create, FileAccess.ReadWrite, FileShare.Read | FileShare.Delete, 16 * 1024);
                 _file.Write(Header(0));
                 _buffer = new byte[4096];
                 return true;
@@ -327,7 +351,7 @@ internal sealed class JobLogs
             {
                 // Never printed: an earlier job's log of the same id must not be read as this job's.
                 _closed = true;
-                _logs.DeleteFile(_path);
+                _logs.Delete(_jobId);
                 return;
             }
 
