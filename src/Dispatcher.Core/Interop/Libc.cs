@@ -79,9 +79,6 @@ internal static unsafe partial class Libc
     [LibraryImport(Library)]
     internal static partial int pthread_sigmask(int how, nint set, nint oldSet);
 
-    [LibraryImport(Library, SetLastError = true)]
-    internal static partial int poll(void* fds, nuint count, int timeout);
-
     [LibraryImport(Library)]
     internal static partial int posix_spawn_file_actions_init(nint actions);
 

@@ -23,9 +23,8 @@ namespace Dispatcher.Running;
 /// </para>
 /// <para>
 /// A command still running when its output ends (it closed its output early, or the moment between a child closing its files and
-/// becoming reapable) is waited for through a pidfd (Linux 5.3 and later): first polled together with the epoll set (the usual
-/// case, a command that is exiting), then, if another event comes first, in the epoll set; where pidfds are refused, on a thread
-/// of its own. The loop's thread keeps SIGCHLD blocked (see <see cref="BlockSigchld"/>).
+/// becoming reapable) is waited for through a pidfd (Linux 5.3 and later); where pidfds are refused, on a thread of its own. The
+/// loop's thread keeps SIGCHLD blocked (see <see cref="BlockSigchld"/>).
 /// </para>
 /// </remarks>
 internal sealed unsafe class ChildEventLoop : IDisposable
@@ -37,7 +36,6 @@ internal sealed unsafe class ChildEventLoop : IDisposable
     private const int EpollCtlAdd = 1;
     private const int EpollCtlDel = 2;
     private const int EpollIn = 0x001;
-    private const int PollIn = 0x001;
     private const int SigBlock = 0;
     private const int EAgain = Libc.EAgain;
     private const int EIntr = Libc.EIntr;
@@ -493,14 +491,6 @@ internal sealed unsafe class ChildEventLoop : IDisposable
             if (watch.ExitCode is null)
             {
                 var pidfd = (int)Libc.syscall(PidfdOpenSyscall, watch.Pid, 0);
-                if (pidfd >= 0 && WaitForExitOrOtherEvent(pidfd, epoll))
-                {
-                    _ = Libc.close(pidfd);
-                    watch.ExitCode = TryReap(watch) ?? WaitBlocking(watch);
-                    CompleteWhenReaped(watch);
-                    return;
-                }
-
                 if (pidfd >= 0 && EpollAdd(epoll, pidfd, Token(watch.Id, KindExit)) == 0)
                 {
                     watch.Pidfd = pidfd;
@@ -528,8 +518,10 @@ internal sealed unsafe class ChildEventLoop : IDisposable
     /// Blocks SIGCHLD on the calling thread (the loop's). The kernel sends a child's SIGCHLD to the thread that spawned it if that
     /// thread accepts it, else to another thread of the process; the runtime's handler then wakes its signal thread. Traced on a
     /// serial queue: delivered to this thread, the handler ran here right as the command was reaped and the signal thread it woke
-    /// preempted this thread on its CPU, 0.9 times per job, the serial chain's CPU (benchmarks/ANALYSIS.md, fifth round). Blocked
-    /// here, a sleeping thread of the runtime takes it on the other, idle core. Commands do not inherit the mask: the spawn
+    /// preempted this thread on its CPU, 0.9 times per job, the serial chain's CPU. Blocked here, a sleeping thread of the runtime
+    /// takes it, on the other core when that one is idle: in quiet in-process alternating rounds this thread's CPU fell from 122 to
+    /// 117 µs per job, its switch-ins from 3.45 to 2.84, the serial cycle's median from 701 to 689 µs (benchmarks/ANALYSIS.md,
+    /// fifth round; under load the woken threads land on this core and the gain goes). Commands do not inherit the mask: the spawn
     /// attributes give them an empty one. Threads started from this one (a rare wait thread, pool threads the pool creates from
     /// here) inherit it, which is harmless: the runtime's own threads and the main thread still take the signal.
     /// </summary>
@@ -539,36 +531,6 @@ internal sealed unsafe class ChildEventLoop : IDisposable
         if (Libc.sigemptyset((nint)set) == 0 && Libc.sigaddset((nint)set, ProcessTree.SigChld) == 0)
         {
             _ = Libc.pthread_sigmask(SigBlock, (nint)set, 0);
-        }
-    }
-
-    /// <summary>
-    /// Waits for a command whose output has ended to exit, or for any event of the loop (another command's output or end, a new
-    /// command, a wake-up), whichever comes first; true if the command has exited. The command is usually exiting already: its
-    /// output ends when it closes its files, just before it becomes reapable (77-83 % of serial jobs), and it waits for this
-    /// thread on the same CPU. Polling its pidfd together with the epoll set costs one poll; the pidfd added to the set and
-    /// taken out again cost two epoll_ctl more and one more turn of the loop. Any other event sends it the long way.
-    /// </summary>
-    private static bool WaitForExitOrOtherEvent(int pidfd, int epoll)
-    {
-        // struct pollfd { int fd; short events; short revents; }, twice.
-        var fds = stackalloc int[4];
-        fds[0] = pidfd;
-        fds[1] = PollIn;
-        fds[2] = epoll;
-        fds[3] = PollIn;
-        while (true)
-        {
-            var ready = Libc.poll(fds, 2, -1);
-            if (ready > 0)
-            {
-                return (fds[1] >>> 16) != 0;
-            }
-
-            if (ready < 0 && Marshal.GetLastPInvokeError() != EIntr)
-            {
-                return false;
-            }
         }
     }
 
