@@ -75,6 +75,10 @@ internal static unsafe partial class Libc
     [LibraryImport(Library, SetLastError = true)]
     internal static partial int sigaddset(nint set, int signal);
 
+    /// <summary>Changes the calling thread's signal mask; returns an error number (0 on success), not -1 and errno.</summary>
+    [LibraryImport(Library)]
+    internal static partial int pthread_sigmask(int how, nint set, nint oldSet);
+
     [LibraryImport(Library)]
     internal static partial int posix_spawn_file_actions_init(nint actions);
 

@@ -37,11 +37,7 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
     private static readonly IntPtr[] s_sharedActions = new IntPtr[1024];
     private static readonly Lazy<int> s_devNull = new(() => Libc.open("/dev/null", ORdOnly | OCloExec));
 
-    private const long NoSpare = -1;
-
     private readonly ChildEventLoop _loop = new();
-    private long _spare = NoSpare;
-    private volatile bool _disposed;
 
     /// <summary>Gets whether the runner's event-loop thread is running (null before the first command).</summary>
     internal bool? EventLoopIsAlive => _loop.IsAlive;
@@ -103,7 +99,6 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
             throw;
         }
 
-        ReplenishSpare();
         using var onGraceful = gracefulCancellationToken.Register(static p => ProcessTree.Terminate((int)p!), pid);
         using var onForceful = forcefulCancellationToken.Register(static w =>
         {
@@ -124,27 +119,15 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
         return exitCode;
     }
 
-    /// <summary>Stops the runner's child event loop (its thread and descriptors) and closes the spare output pipe.</summary>
-    public void Dispose()
-    {
-        _disposed = true;
-        CloseSpare();
-        _loop.Dispose();
-    }
-
-    /// <summary>Gets the spare output pipe's descriptors (read, write), or null: for tests.</summary>
-    internal (int Read, int Write)? SparePipe => Interlocked.Read(ref _spare) is var spare and not NoSpare ? ((int)(spare >> 32), (int)spare) : null;
+    /// <summary>Stops the runner's child event loop (its thread and descriptors).</summary>
+    public void Dispose() => _loop.Dispose();
 
     /// <summary>
-    /// An output pipe for the next spawn: the spare one made after the last spawn, or a new one. Its read end (the parent's) is
-    /// non-blocking; the write end, the command's stdout and stderr, stays blocking, as it would be anywhere else.
+    /// A command's output pipe. Its read end (the parent's) is non-blocking; the write end, the command's stdout and stderr, stays
+    /// blocking, as it would be anywhere else. Made right before the spawn: a spare made after the previous spawn (fourth round)
+    /// only moved pipe2 and fcntl from before one spawn to after another, both on the serial chain's one core (benchmarks/ANALYSIS.md,
+    /// fifth round: the same cycle either way), so it went.
     /// </summary>
-    private (int Read, int Write, int Error) TakePipe()
-    {
-        var spare = Interlocked.Exchange(ref _spare, NoSpare);
-        return spare != NoSpare ? ((int)(spare >> 32), (int)spare, 0) : CreatePipe();
-    }
-
     private static unsafe (int Read, int Write, int Error) CreatePipe()
     {
         var fds = stackalloc int[2];
@@ -164,49 +147,9 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
         return (fds[0], fds[1], 0);
     }
 
-    /// <summary>
-    /// Makes the spare pipe for the next spawn, after a spawn has returned (its child is running). A queue's next job is spawned
-    /// right after the previous one is reaped, on the child event loop's thread: the pipe2 and fcntl, 4-8 µs of kernel time on
-    /// this machine (a C loop of pipe2 + close), move out of that gap into the thread's idle time. Both ends are close-on-exec,
-    /// like every pipe of this runner, so a spare is never inherited past a child's exec.
-    /// </summary>
-    private void ReplenishSpare()
+    private static (int Pid, int OutputEnd, int Error) Spawn(string path, JobCommand command, IntPtr environment)
     {
-        if (_disposed || Interlocked.Read(ref _spare) != NoSpare)
-        {
-            return;
-        }
-
-        var (read, write, error) = CreatePipe();
-        if (error != 0)
-        {
-            return;
-        }
-
-        if (Interlocked.CompareExchange(ref _spare, ((long)read << 32) | (uint)write, NoSpare) != NoSpare)
-        {
-            _ = Libc.close(read);
-            _ = Libc.close(write);
-        }
-        else if (_disposed)
-        {
-            CloseSpare();
-        }
-    }
-
-    private void CloseSpare()
-    {
-        var spare = Interlocked.Exchange(ref _spare, NoSpare);
-        if (spare != NoSpare)
-        {
-            _ = Libc.close((int)(spare >> 32));
-            _ = Libc.close((int)spare);
-        }
-    }
-
-    private (int Pid, int OutputEnd, int Error) Spawn(string path, JobCommand command, IntPtr environment)
-    {
-        var (read, write, pipeError) = TakePipe();
+        var (read, write, pipeError) = CreatePipe();
         if (pipeError != 0)
         {
             return (-1, -1, pipeError);

@@ -14,6 +14,7 @@ internal static class ProcessTree
 {
     internal const int SigTerm = 15;
     internal const int SigKill = 9;
+    internal const int SigChld = 17; // x86-64 and arm64 (the generic signal numbers)
 
     public static bool IsSupported { get; } = OperatingSystem.IsLinux() && Directory.Exists("/proc/self");
 

@@ -176,6 +176,90 @@ public sealed class ChildEventLoopTests
         }
     }
 
+    [Fact]
+    public async Task ACommandThatOutlivesItsOutput_DoesNotHoldUpOtherCommands_AndEndsWhenKilled()
+    {
+        // Once a command's output has ended while it still runs, the loop waits for its exit and for every other command's
+        // events at once: another command started meanwhile runs to its end, output and exit code, while the first one lives on.
+        using var runner = new PosixSpawnJobRunner();
+        var suffix = Random.Shared.Next(10000, 99999).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        using var kill = new CancellationTokenSource();
+        var quiet = new PidOutput();
+        var outlives = runner.RunAsync(Command($"sh -c \"exec >/dev/null 2>&1; exec sleep 34{suffix}\""), quiet, kill.Token, CancellationToken.None);
+        try
+        {
+            // The loop opened a pidfd for it: its output has ended and the loop waits for its exit.
+            await ProcessProbe.WaitUntilAsync(() => quiet.Pid > 0 && OpenPidfds().Contains(quiet.Pid), "the loop waits for the silent command's exit");
+
+            var output = new CollectingOutput();
+            var other = await runner.RunAsync(Command("sh -c \"echo other; exit 4\""), output, CancellationToken.None, CancellationToken.None)
+                .WaitAsync(TestDispatcher.Patience);
+
+            Assert.Equal(4, other);
+            Assert.Equal("other\n", output.Text);
+            Assert.False(outlives.IsCompleted);
+            Assert.Single(Sleeping($"sleep 34{suffix}"));
+        }
+        finally
+        {
+            await kill.CancelAsync();
+        }
+
+        Assert.Equal(128 + ProcessTree.SigKill, await outlives.WaitAsync(TestDispatcher.Patience));
+        Assert.DoesNotContain(quiet.Pid, OpenPidfds());
+    }
+
+    [Fact]
+    public async Task LoopThread_BlocksSigchld_ItsCommandsStartWithNoSignalBlocked_AndProcessStillSeesItsChildrenExit()
+    {
+        // The loop's thread keeps SIGCHLD blocked, so the kernel hands each command's SIGCHLD (and the runtime's handler for it) to
+        // another thread of this process. A command must not inherit that mask, and .NET's Process, which learns of its children's
+        // exits from SIGCHLD, must still do so, also for a child started on the loop's thread itself. Both are started there (in
+        // the first command's output sink), as the dispatcher starts a queue's next job there.
+        using var runner = new PosixSpawnJobRunner();
+        var onLoop = new StartingOutput(runner);
+        Assert.Equal(0, await runner.RunAsync(Command("echo go"), onLoop, CancellationToken.None, CancellationToken.None).WaitAsync(TestDispatcher.Patience));
+        Assert.NotNull(onLoop.Command);
+        Assert.Equal(0, await onLoop.Command.WaitAsync(TestDispatcher.Patience));
+
+        Assert.Contains("SigBlk:\t0000000000000000", onLoop.CommandOutput.Text, StringComparison.Ordinal);
+        var loops = LoopThreadMasks();
+        Assert.NotEmpty(loops);
+        Assert.All(loops, mask => Assert.True((mask & (1UL << (ProcessTree.SigChld - 1))) != 0, $"SigBlk {mask:x16}"));
+
+        using var started = onLoop.Process ?? throw new InvalidOperationException("no process was started on the loop's thread");
+        await started.WaitForExitAsync().WaitAsync(TestDispatcher.Patience);
+        Assert.Equal(3, started.ExitCode);
+        using var elsewhere = System.Diagnostics.Process.Start("sh", ["-c", "exit 5"]);
+        await elsewhere.WaitForExitAsync().WaitAsync(TestDispatcher.Patience);
+        Assert.Equal(5, elsewhere.ExitCode);
+    }
+
+    /// <summary>The blocked-signal masks of this process's child I/O loop threads (SigBlk in /proc/self/task/*/status).</summary>
+    private static List<ulong> LoopThreadMasks()
+    {
+        var masks = new List<ulong>();
+        foreach (var task in Directory.EnumerateDirectories("/proc/self/task"))
+        {
+            try
+            {
+                if (File.ReadAllText(Path.Combine(task, "comm")).Trim() != "Dispatcher chil")
+                {
+                    continue;
+                }
+
+                var line = File.ReadAllLines(Path.Combine(task, "status")).First(l => l.StartsWith("SigBlk:", StringComparison.Ordinal));
+                masks.Add(ulong.Parse(line[7..].Trim(), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture));
+            }
+            catch (IOException)
+            {
+                // a thread that ended meanwhile
+            }
+        }
+
+        return masks;
+    }
+
     /// <summary>The processes that this process holds a pidfd of (from /proc/self/fdinfo; -1 for one already reaped).</summary>
     private static List<int> OpenPidfds()
     {
@@ -265,6 +349,26 @@ public sealed class ChildEventLoopTests
     {
         public void Write(ReadOnlySpan<char> text)
         {
+        }
+    }
+
+    /// <summary>On its first call (on the loop's thread): starts a process that exits with 3 and a command that prints its signal masks.</summary>
+    private sealed class StartingOutput(PosixSpawnJobRunner runner) : IJobOutput
+    {
+        public System.Diagnostics.Process? Process { get; private set; }
+
+        public Task<int>? Command { get; private set; }
+
+        public CollectingOutput CommandOutput { get; } = new();
+
+        public void Write(ReadOnlySpan<char> text)
+        {
+            if (Process is null)
+            {
+                Process = System.Diagnostics.Process.Start("sh", ["-c", "exit 3"]);
+                Command = runner.RunAsync(ChildEventLoopTests.Command("grep -E \"^Sig(Blk|Ign)\" /proc/self/status"), CommandOutput,
+                    CancellationToken.None, CancellationToken.None);
+            }
         }
     }
 
