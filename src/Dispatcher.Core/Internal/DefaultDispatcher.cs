@@ -1578,9 +1578,9 @@ internal sealed partial class DefaultDispatcher : IDispatcher, IAsyncDisposable
 
         public void Report(CommandUsage usage) => Usage = usage;
 
-        public void ProcessStarted(int processId)
+        public void ProcessStarted(int processId, ulong? startTime)
         {
-            if (dispatcher._store is null || ProcessTree.Identify(processId) is not { } identity)
+            if (dispatcher._store is null || ProcessTree.Identify(processId, startTime) is not { } identity)
             {
                 return;
             }

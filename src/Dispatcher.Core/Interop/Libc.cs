@@ -22,6 +22,20 @@ internal static unsafe partial class Libc
     [LibraryImport(Library, SetLastError = true)]
     internal static partial int kill(int pid, int signal);
 
+    /// <summary>CLOCK_BOOTTIME: the clock a process's start time in <c>/proc/PID/stat</c> is read from.</summary>
+    internal const int ClockBootTime = 7;
+
+    /// <summary>_SC_CLK_TCK: the clock ticks per second of <c>/proc</c>'s times.</summary>
+    internal const int ScClkTck = 2;
+
+    /// <summary><c>clock_gettime</c> into a <c>struct timespec</c> (two C longs); answered by the vDSO, no system call.</summary>
+    [LibraryImport(Library)]
+    [SuppressGCTransition]
+    internal static partial int clock_gettime(int clock, nint* timespec);
+
+    [LibraryImport(Library)]
+    internal static partial nint sysconf(int name);
+
     [LibraryImport(Library, SetLastError = true)]
     internal static partial int pipe2(int* fds, int flags);
 

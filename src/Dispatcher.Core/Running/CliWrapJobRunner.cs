@@ -115,7 +115,7 @@ internal sealed class CliWrapJobRunner : IJobRunner
         var pid = task.ProcessId;
         if (_setsid is not null)
         {
-            (output as IJobProcessListener)?.ProcessStarted(pid);
+            (output as IJobProcessListener)?.ProcessStarted(pid, startTime: null);
         }
 
         using var onGraceful = _setsid is null ? default : gracefulCancellationToken.Register(() => ProcessTree.Terminate(pid));

@@ -36,7 +36,9 @@ internal interface IJobProcessListener
 {
     /// <summary>Called once the command's process exists (it leads a session of its own id), before its output is read.</summary>
     /// <param name="processId">The pid.</param>
-    void ProcessStarted(int processId);
+    /// <param name="startTime">Its start time in clock ticks since boot when the runner knows it without reading <c>/proc</c>
+    /// (<see cref="ProcessTree.StartTimeBetween"/>), or null.</param>
+    void ProcessStarted(int processId, ulong? startTime);
 }
 
 /// <summary>One command of a job, ready to run.</summary>

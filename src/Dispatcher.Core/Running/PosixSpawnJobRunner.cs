@@ -57,6 +57,7 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
     {
         int pid;
         int outputEnd;
+        ulong? startTime;
         using (var environment = SpawnEnvironment.Acquire(command.Environment, _environmentFilter))
         {
             if (ProgramResolver.ResolveRemembered(command, environment.Path, output, out var remembered) is not { } program)
@@ -65,7 +66,7 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
             }
 
             int error;
-            (pid, outputEnd, error) = Spawn(program, command, environment.Pointer);
+            (pid, outputEnd, error, startTime) = Spawn(program, command, environment.Pointer);
             if (pid <= 0 && remembered && error is ENoEnt or EAcces or ENoExec)
             {
                 // The program moved since it was looked up: look again, once.
@@ -75,7 +76,7 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
                     return ProgramResolver.NotStartedExitCode;
                 }
 
-                (pid, outputEnd, error) = Spawn(again, command, environment.Pointer);
+                (pid, outputEnd, error, startTime) = Spawn(again, command, environment.Pointer);
             }
 
             if (pid <= 0)
@@ -85,7 +86,7 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
             }
         }
 
-        (output as IJobProcessListener)?.ProcessStarted(pid);
+        (output as IJobProcessListener)?.ProcessStarted(pid, startTime);
         ChildEventLoop.Watch watch;
         try
         {
@@ -147,12 +148,12 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
         return (fds[0], fds[1], 0);
     }
 
-    private static (int Pid, int OutputEnd, int Error) Spawn(string path, JobCommand command, IntPtr environment)
+    private static (int Pid, int OutputEnd, int Error, ulong? StartTime) Spawn(string path, JobCommand command, IntPtr environment)
     {
         var (read, write, pipeError) = CreatePipe();
         if (pipeError != 0)
         {
-            return (-1, -1, pipeError);
+            return (-1, -1, pipeError, null);
         }
 
         int[] fds = [read, write];
@@ -205,6 +206,8 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
 
             int error;
             int pid;
+            long before;
+            long after;
             if (inPlace)
             {
                 try
@@ -218,7 +221,9 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
                     throw;
                 }
 
+                before = ProcessTree.BootClock();
                 error = Libc.posix_spawn(out pid, program, actions, s_attributes.Value, argv.DangerousGetHandle(), environment);
+                after = ProcessTree.BootClock();
                 try
                 {
                     cgroup!.LeaveSpawningThread();
@@ -239,7 +244,9 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
             }
             else
             {
+                before = ProcessTree.BootClock();
                 error = Libc.posix_spawn(out pid, stub ? CgroupSpawn.Shell : program, actions, s_attributes.Value, argv.DangerousGetHandle(), environment);
+                after = ProcessTree.BootClock();
             }
 
             _ = Libc.close(fds[1]);
@@ -247,7 +254,7 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
             {
                 _ = Libc.close(fds[0]);
                 CloseStartPipe(start.Read, start.Write);
-                return (-1, -1, error);
+                return (-1, -1, error, null);
             }
 
             if (placed)
@@ -265,14 +272,14 @@ internal sealed class PosixSpawnJobRunner : IJobRunner, IDisposable
                 }
             }
 
-            return (pid, fds[0], 0);
+            return (pid, fds[0], 0, ProcessTree.StartTimeBetween(before, after));
         }
         catch (SpawnSetupException ex)
         {
             _ = Libc.close(fds[0]);
             _ = Libc.close(fds[1]);
             CloseStartPipe(start.Read, start.Write);
-            return (-1, -1, ex.Error);
+            return (-1, -1, ex.Error, null);
         }
         finally
         {

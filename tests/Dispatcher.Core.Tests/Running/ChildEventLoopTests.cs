@@ -398,7 +398,7 @@ public sealed class ChildEventLoopTests
 
         public int Pid => _pid;
 
-        public void ProcessStarted(int processId) => _pid = processId;
+        public void ProcessStarted(int processId, ulong? startTime) => _pid = processId;
 
         public void Write(ReadOnlySpan<char> text)
         {

@@ -270,6 +270,61 @@ public sealed class RunnerTests
         }).ToHashSet();
     }
 
+    [Fact]
+    public async Task ProcessStartTime_ThatTheRunnerKnowsFromTheClock_IsTheOneProcReads_AndACommandAcrossATickIsLeftToProc()
+    {
+        // The journal identifies a command's process by its pid and its start time (/proc/PID/stat field 22, clock ticks since
+        // boot): recovery after a crash kills a leftover only if both match. The runner brackets the spawn with CLOCK_BOOTTIME
+        // and reports the tick when both readings fall in the same one; each command here prints its own stat line.
+        using var runner = new PosixSpawnJobRunner();
+        var known = 0;
+        for (var i = 0; i < 150; i++)
+        {
+            var output = new StartTimeOutput();
+            var command = new JobCommand("j", 0, "x", ["sh", "-c", "cat /proc/$$/stat"], null, null);
+            Assert.Equal(0, await runner.RunAsync(command, output, CancellationToken.None, CancellationToken.None).WaitAsync(TestDispatcher.Patience));
+            var line = output.Text.TrimEnd('\n');
+            Assert.StartsWith($"{output.Pid} (", line, StringComparison.Ordinal);
+            var fields = line[(line.LastIndexOf(')') + 2)..].Split(' ');
+            var fromProc = ulong.Parse(fields[22 - 3], System.Globalization.CultureInfo.InvariantCulture);
+            if (output.StartTime is { } fromClock)
+            {
+                Assert.Equal(fromProc, fromClock);
+                known++;
+            }
+        }
+
+        // A spawn takes well under a tick (10 ms): nearly every start time is known; the rest are read from /proc as before.
+        Assert.True(known >= 100, $"only {known} of 150 start times were known from the clock");
+    }
+
+    [Fact]
+    public void StartTimeBetween_IsTheTickOfBothReadings_OrNullAcrossATickOrWithoutAClock()
+    {
+        var tick = ProcessTree.TickNanoseconds;
+        Assert.True(tick > 0 && ProcessTree.BootClock() > 0, "Linux with USER_HZ dividing a second has a tick and the clock");
+        Assert.Equal(123UL, ProcessTree.StartTimeBetween((123 * tick) + 1, (123 * tick) + tick - 1));
+        Assert.Null(ProcessTree.StartTimeBetween((123 * tick) + tick - 1, (124 * tick) + 1));
+        Assert.Null(ProcessTree.StartTimeBetween(-1, 5));
+        Assert.Null(ProcessTree.StartTimeBetween(5 * tick, 4 * tick));
+    }
+
+    /// <summary>Keeps a command's output and what the runner reported of its process.</summary>
+    private sealed class StartTimeOutput : IJobOutput, IJobProcessListener
+    {
+        private readonly System.Text.StringBuilder _text = new();
+
+        public string Text => _text.ToString();
+
+        public int Pid { get; private set; }
+
+        public ulong? StartTime { get; private set; }
+
+        public void ProcessStarted(int processId, ulong? startTime) => (Pid, StartTime) = (processId, startTime);
+
+        public void Write(ReadOnlySpan<char> text) => _text.Append(text);
+    }
+
     private sealed class CollectingOutput : IJobOutput
     {
         private readonly System.Text.StringBuilder _text = new();

@@ -29,9 +29,14 @@ public sealed class FaultInjectionTests(ITestOutputHelper log)
         return job;
     }
 
-    [Fact]
-    public async Task KillDashNine_EndsWhatTheInterruptedJobLeftRunning_BeforeItsQueueRunsAgain()
+    [Theory]
+    [InlineData("Auto")]
+    [InlineData("Off")]
+    public async Task KillDashNine_EndsWhatTheInterruptedJobLeftRunning_BeforeItsQueueRunsAgain(string containment)
     {
+        // Auto: where cgroups are writable, the job's cgroup finds its processes. Off: the journal's process record (pid and
+        // start time) finds the leader, and its session the rest.
+        string[] mode = [$"--Dispatcher:Containment:Mode={containment}"];
         var data = Directory.CreateTempSubdirectory("fault-kill-").FullName;
         var runs = Path.Combine(data, "runs.txt");
         var lockFile = Path.Combine(data, "queue.lock");
@@ -47,7 +52,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper log)
         try
         {
             List<int> leftBehind;
-            await using (var host = await FaultHost.StartAsync(data))
+            await using (var host = await FaultHost.StartAsync(data, mode))
             {
                 Assert.Equal(["blocker"], (await host.RunAsync(new JsonObject { ["blocker"] = Job(blocker, rerun: true) })).Started);
                 var pending = new JsonObject();
@@ -65,7 +70,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper log)
                 Assert.Equal(2, leftBehind.Count);
             }
 
-            await using (var again = await FaultHost.StartAsync(data))
+            await using (var again = await FaultHost.StartAsync(data, mode))
             {
                 // The blocker runs again (it asked to), alone in its queue: it got the lock.
                 await FaultEnvironment.WaitUntilAsync(() => File.ReadAllLines(runs).Length == 2, "the blocker ran again", again.Process);
@@ -91,7 +96,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper log)
                 await again.StopAsync();
             }
 
-            Report.Add("kill -9 of the host with a job running and 50 pending", "1 crash, 4 leftover processes ended before the queue ran again, 0 overlaps, 0 of 51 jobs lost");
+            Report.Add($"kill -9 of the host with a job running and 50 pending (containment {containment})", "1 crash, 4 leftover processes ended before the queue ran again, 0 overlaps, 0 of 51 jobs lost");
         }
         finally
         {
