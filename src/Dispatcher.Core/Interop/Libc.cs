@@ -77,6 +77,10 @@ internal static unsafe partial class Libc
     [LibraryImport(Library, SetLastError = true)]
     internal static partial int epoll_wait(int epoll, void* events, int maxEvents, int timeout);
 
+    /// <summary><c>epoll_wait</c> with the calling thread's signal mask replaced by <paramref name="sigmask"/> (a <c>sigset_t*</c>, or 0) while it waits.</summary>
+    [LibraryImport(Library, SetLastError = true)]
+    internal static partial int epoll_pwait(int epoll, void* events, int maxEvents, int timeout, nint sigmask);
+
     [LibraryImport(Library, SetLastError = true)]
     internal static partial int eventfd(uint initial, int flags);
 

@@ -212,7 +212,7 @@ public sealed class ChildEventLoopTests
     [Fact]
     public async Task LoopThread_BlocksSigchld_ItsCommandsStartWithNoSignalBlocked_AndProcessStillSeesItsChildrenExit()
     {
-        // The loop's thread keeps SIGCHLD blocked, so the kernel hands each command's SIGCHLD (and the runtime's handler for it) to
+        // The loop's thread waits with SIGCHLD blocked, so the kernel hands each command's SIGCHLD (and the runtime's handler for it) to
         // another thread of this process. A command must not inherit that mask, and .NET's Process, which learns of its children's
         // exits from SIGCHLD, must still do so, also for a child started on the loop's thread itself. Both are started there (in
         // the first command's output sink), as the dispatcher starts a queue's next job there.
@@ -223,9 +223,10 @@ public sealed class ChildEventLoopTests
         Assert.Equal(0, await onLoop.Command.WaitAsync(TestDispatcher.Patience));
 
         Assert.Contains("SigBlk:\t0000000000000000", onLoop.CommandOutput.Text, StringComparison.Ordinal);
-        var loops = LoopThreadMasks();
-        Assert.NotEmpty(loops);
-        Assert.All(loops, mask => Assert.True((mask & (1UL << (ProcessTree.SigChld - 1))) != 0, $"SigBlk {mask:x16}"));
+        // Blocked while the loop's thread waits (only there: see ProcessesStartedOnTheLoopThread_...), and it waits once idle.
+        await ProcessProbe.WaitUntilAsync(
+            () => LoopThreadMasks() is { Count: > 0 } loops && loops.All(mask => (mask & (1UL << (ProcessTree.SigChld - 1))) != 0),
+            "the loop's thread waits with SIGCHLD blocked");
 
         using var started = onLoop.Process ?? throw new InvalidOperationException("no process was started on the loop's thread");
         await started.WaitForExitAsync().WaitAsync(TestDispatcher.Patience);
@@ -233,6 +234,22 @@ public sealed class ChildEventLoopTests
         using var elsewhere = System.Diagnostics.Process.Start("sh", ["-c", "exit 5"]);
         await elsewhere.WaitForExitAsync().WaitAsync(TestDispatcher.Patience);
         Assert.Equal(5, elsewhere.ExitCode);
+    }
+
+    [Fact]
+    public async Task ProcessesStartedOnTheLoopThread_OrOnAThreadItCreates_DoNotInheritABlockedSigchld()
+    {
+        // Code that runs on the loop's thread (what follows a command's end: the dispatcher's continuations, its journal and logging
+        // calls) may start a process or a thread, a new thread inherits its creator's signal mask, and .NET's Process
+        // gives a child the mask of the thread that starts it. Such a child must not start with SIGCHLD blocked: a program that
+        // waits for SIGCHLD without unblocking it then hangs.
+        using var runner = new PosixSpawnJobRunner();
+        var onLoop = new MaskProbingOutput();
+        Assert.Equal(0, await runner.RunAsync(Command("echo go"), onLoop, CancellationToken.None, CancellationToken.None).WaitAsync(TestDispatcher.Patience));
+
+        var masks = await onLoop.Masks.Task.WaitAsync(TestDispatcher.Patience);
+        Assert.Equal(2, masks.Count);
+        Assert.All(masks, mask => Assert.True((mask & (1UL << (ProcessTree.SigChld - 1))) == 0, $"SigBlk {mask:x16}"));
     }
 
     /// <summary>The blocked-signal masks of this process's child I/O loop threads (SigBlk in /proc/self/task/*/status).</summary>
@@ -369,6 +386,53 @@ public sealed class ChildEventLoopTests
                 Command = runner.RunAsync(ChildEventLoopTests.Command("grep -E \"^Sig(Blk|Ign)\" /proc/self/status"), CommandOutput,
                     CancellationToken.None, CancellationToken.None);
             }
+        }
+    }
+
+    /// <summary>
+    /// On its first call (on the loop's thread): starts a process there and another on a thread created there, each printing
+    /// its blocked-signal mask; <see cref="Masks"/> gets both.
+    /// </summary>
+    private sealed class MaskProbingOutput : IJobOutput
+    {
+        private bool _started;
+
+        public TaskCompletionSource<List<ulong>> Masks { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public void Write(ReadOnlySpan<char> text)
+        {
+            if (_started)
+            {
+                return;
+            }
+
+            _started = true;
+            var here = StartProbe();
+            var thread = new Thread(() =>
+            {
+                try
+                {
+                    using var there = StartProbe();
+                    using (here)
+                    {
+                        Masks.TrySetResult([ReadMask(here), ReadMask(there)]);
+                    }
+                }
+                catch (Exception ex)
+                {
+                    Masks.TrySetException(ex);
+                }
+            });
+            thread.Start();
+        }
+
+        private static System.Diagnostics.Process StartProbe() => System.Diagnostics.Process.Start(
+            new System.Diagnostics.ProcessStartInfo("grep", ["^SigBlk:", "/proc/self/status"]) { RedirectStandardOutput = true })!;
+
+        private static ulong ReadMask(System.Diagnostics.Process process)
+        {
+            var line = process.StandardOutput.ReadToEnd().Trim();
+            return ulong.Parse(line["SigBlk:".Length..].Trim(), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture);
         }
     }
 
