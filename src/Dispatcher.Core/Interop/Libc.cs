@@ -77,10 +77,6 @@ internal static unsafe partial class Libc
     [LibraryImport(Library, SetLastError = true)]
     internal static partial int epoll_wait(int epoll, void* events, int maxEvents, int timeout);
 
-    /// <summary><c>epoll_wait</c> with the calling thread's signal mask replaced by <paramref name="sigmask"/> (a <c>sigset_t*</c>, or 0) while it waits.</summary>
-    [LibraryImport(Library, SetLastError = true)]
-    internal static partial int epoll_pwait(int epoll, void* events, int maxEvents, int timeout, nint sigmask);
-
     [LibraryImport(Library, SetLastError = true)]
     internal static partial int eventfd(uint initial, int flags);
 
@@ -92,10 +88,6 @@ internal static unsafe partial class Libc
 
     [LibraryImport(Library, SetLastError = true)]
     internal static partial int sigaddset(nint set, int signal);
-
-    /// <summary>Changes the calling thread's signal mask; returns an error number (0 on success), not -1 and errno.</summary>
-    [LibraryImport(Library)]
-    internal static partial int pthread_sigmask(int how, nint set, nint oldSet);
 
     [LibraryImport(Library)]
     internal static partial int posix_spawn_file_actions_init(nint actions);

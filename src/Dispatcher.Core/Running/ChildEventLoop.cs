@@ -23,8 +23,7 @@ namespace Dispatcher.Running;
 /// </para>
 /// <para>
 /// A command still running when its output ends (it closed its output early, or the moment between a child closing its files and
-/// becoming reapable) is waited for through a pidfd (Linux 5.3 and later); where pidfds are refused, on a thread of its own. The
-/// loop's thread blocks SIGCHLD while it waits (see <see cref="WaitMask"/>).
+/// becoming reapable) is waited for through a pidfd (Linux 5.3 and later); where pidfds are refused, on a thread of its own.
 /// </para>
 /// </remarks>
 internal sealed unsafe class ChildEventLoop : IDisposable
@@ -36,7 +35,6 @@ internal sealed unsafe class ChildEventLoop : IDisposable
     private const int EpollCtlAdd = 1;
     private const int EpollCtlDel = 2;
     private const int EpollIn = 0x001;
-    private const int SigBlock = 0;
     private const int EAgain = Libc.EAgain;
     private const int EIntr = Libc.EIntr;
     private const int WNoHang = Libc.WNoHang;
@@ -283,7 +281,6 @@ internal sealed unsafe class ChildEventLoop : IDisposable
 
     private void Loop(int epoll, int wake)
     {
-        var waitMask = WaitMask();
         var events = Marshal.AllocHGlobal(MaxEvents * 16);
         var bytes = new byte[ReadSize];
         var chars = new char[Encoding.UTF8.GetMaxCharCount(ReadSize)];
@@ -291,7 +288,7 @@ internal sealed unsafe class ChildEventLoop : IDisposable
         {
             while (!_disposed)
             {
-                RunOnce(epoll, wake, (byte*)events, bytes, chars, waitMask);
+                RunOnce(epoll, wake, (byte*)events, bytes, chars);
             }
         }
         finally
@@ -307,14 +304,13 @@ internal sealed unsafe class ChildEventLoop : IDisposable
             _ = Libc.close(epoll);
             _ = Libc.close(wake);
             Marshal.FreeHGlobal(events);
-            Marshal.FreeHGlobal(waitMask);
         }
     }
 
-    private void RunOnce(int epoll, int wake, byte* events, byte[] bytes, char[] chars, nint waitMask)
+    private void RunOnce(int epoll, int wake, byte* events, byte[] bytes, char[] chars)
     {
         {
-            var count = Libc.epoll_pwait(epoll, events, MaxEvents, -1, waitMask);
+            var count = Libc.epoll_wait(epoll, events, MaxEvents, -1);
             for (var i = 0; i < count; i++)
             {
                 if (_disposed)
@@ -512,33 +508,6 @@ internal sealed unsafe class ChildEventLoop : IDisposable
         {
             CompleteWhenReaped(watch);
         }
-    }
-
-    /// <summary>
-    /// The signal mask the loop's thread waits with: SIGCHLD blocked. The kernel sends a child's SIGCHLD to the thread that spawned it if that
-    /// thread accepts it, else to another thread of the process; the runtime's handler then wakes its signal thread. Traced on a
-    /// serial queue: delivered to this thread, the handler ran here right as the command was reaped and the signal thread it woke
-    /// preempted this thread on its CPU, 0.9 times per job, the serial chain's CPU. Blocked here, a sleeping thread of the runtime
-    /// takes it, on the other core when that one is idle: in quiet in-process alternating rounds this thread's CPU fell from 122 to
-    /// 117 µs per job, its switch-ins from 3.45 to 2.84, the serial cycle's median from 701 to 689 µs (benchmarks/ANALYSIS.md,
-    /// fifth round; under load the woken threads land on this core and the gain goes). Commands do not inherit the mask: the spawn
-    /// attributes give them an empty one. It is blocked only inside epoll_pwait, never as the thread's own mask: a thread
-    /// inherits its creator's mask, and .NET's Process gives a child the mask of the thread that starts it, so a process started
-    /// by code that runs here (what follows a command's end runs on this thread: the dispatcher's continuations, its journal
-    /// and logging calls) or on a thread created here began with SIGCHLD blocked. The figures above are of that whole-thread
-    /// block; a SIGCHLD sent while this thread runs now reaches it, as before the fifth round. Returns the mask (the thread's own
-    /// plus SIGCHLD), or 0 for none.
-    /// </summary>
-    private static nint WaitMask()
-    {
-        var set = Marshal.AllocHGlobal(128); // sigset_t: 128 bytes in glibc
-        if (Libc.pthread_sigmask(SigBlock, 0, set) == 0 && Libc.sigaddset(set, ProcessTree.SigChld) == 0)
-        {
-            return set;
-        }
-
-        Marshal.FreeHGlobal(set);
-        return 0;
     }
 
     /// <summary>One command being watched. Its state is touched only by the loop's thread.</summary>
