@@ -1262,18 +1262,7 @@ internal sealed partial class FileJobStore : IJobStore
                 return true;
             case JobEnqueuedRecord { Request: var r } e when r.Environment is null && r.After is not { Count: > 0 } && r.Delay is null
                 && r.StartAt is null && r.Retry is null && r.Labels is null && r.ArgumentVectors is null && r.Limits is null && r.RunAs is null:
-                writer.WriteStartObject();
-                writer.WriteString("Kind"u8, "enqueued"u8);
-                writer.WriteString("Id"u8, r.Id);
-                writer.WriteString("At"u8, e.EnqueuedAt);
-                writer.WriteString("Queue"u8, r.Queue);
-                writer.WriteStartArray("Commands"u8);
-                foreach (var command in r.Commands)
-                {
-                    writer.WriteStringValue(command);
-                }
-
-                writer.WriteEndArray();
+                WriteStart(writer, "enqueued"u8, r.Id, e.EnqueuedAt, r.Queue, r.Commands);
                 if (r.WorkingDirectory is { } directory)
                 {
                     writer.WriteString("WorkingDirectory"u8, directory);
@@ -1324,6 +1313,23 @@ internal sealed partial class FileJobStore : IJobStore
         _ => default,
     };
 
+    /// <summary>Opens a directly written record: its kind, the job's id, the record's time, the queue and the commands.</summary>
+    private static void WriteStart(Utf8JsonWriter writer, ReadOnlySpan<byte> kind, string id, DateTimeOffset at, string queue, IReadOnlyList<string> commands)
+    {
+        writer.WriteStartObject();
+        writer.WriteString("Kind"u8, kind);
+        writer.WriteString("Id"u8, id);
+        writer.WriteString("At"u8, at);
+        writer.WriteString("Queue"u8, queue);
+        writer.WriteStartArray("Commands"u8);
+        foreach (var command in commands)
+        {
+            writer.WriteStringValue(command);
+        }
+
+        writer.WriteEndArray();
+    }
+
     /// <summary>
     /// A job's end record (one attempt, no labels) in exactly the JSON of <see cref="StoredRecord"/> and <see cref="StoredCommand"/>.
     /// It is written under the dispatcher's lock on the thread that reaps the job, before the next job's start: through the general
@@ -1332,18 +1338,7 @@ internal sealed partial class FileJobStore : IJobStore
     /// </summary>
     private static void WriteFinished(Utf8JsonWriter writer, JobResult result, ReadOnlySpan<byte> outcome)
     {
-        writer.WriteStartObject();
-        writer.WriteString("Kind"u8, "finished"u8);
-        writer.WriteString("Id"u8, result.Id);
-        writer.WriteString("At"u8, result.FinishedAt);
-        writer.WriteString("Queue"u8, result.Queue);
-        writer.WriteStartArray("Commands"u8);
-        foreach (var command in result.Commands)
-        {
-            writer.WriteStringValue(command);
-        }
-
-        writer.WriteEndArray();
+        WriteStart(writer, "finished"u8, result.Id, result.FinishedAt, result.Queue, result.Commands);
         writer.WriteBoolean("RerunIfInterrupted"u8, false);
         writer.WriteString("Outcome"u8, outcome);
         writer.WriteString("EnqueuedAt"u8, result.EnqueuedAt);
